@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+// The ScheduleZero test harness and fault injector.
+// Data flows one way: executables -> libraries -> ZeroMQ -> CZeroMQ.
+import PackageDescription
+
+let package = Package(
+    name: "schedulezero-harness",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
+        .library(name: "ScheduleZeroWire", targets: ["ScheduleZeroWire"]),
+        .library(name: "ZMQClient", targets: ["ZMQClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "ScheduleZeroWire"),
+        .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
+
+        // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
+        .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
+    ]
+)
