@@ -27,5 +27,7 @@ let package = Package(
         // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
+        // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
+        .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
     ]
 )

@@ -1,0 +1,121 @@
+import Foundation
+import ScheduleZeroWire
+import TestSupport
+import Testing
+import ZMQClient
+import ZeroMQ
+
+/// Regression catalogue, ZeroMQ layer: each test is named after what broke upstream (docs/TESTING.md).
+@Suite(.tags(.regression, .integration, .zmq))
+struct regression_integration_zmq_Client {
+    /// Upstream: after a reply went missing, the REQ socket stayed in its "sent" state and every later
+    /// call failed with EFSM ("Operation cannot be accomplished in current state").
+    @Test func efsmSocketErrorRecovered() async throws {
+        let swallowed = SwallowFirst()
+        let peer = try TestPeer { req, frames in swallowed.take() ? .swallow : TestPeer.echo(req, frames) }
+        defer { peer.stop() }
+
+        // The fault is real: a bare REQ socket that lost its reply refuses the next send with EFSM.
+        swallowed.arm()
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let bare = try ctx.socket(.req)
+        try bare.setReceiveTimeout(.milliseconds(100))
+        try bare.connect(peer.endpoint)
+        try bare.send(Request(method: "echo").encoded())
+        #expect { try bare.receive() } throws: { ($0 as? ZMQError)?.code == .eagain }
+        #expect { try bare.send(Request(method: "echo").encoded()) } throws: { ($0 as? ZMQError)?.code == .efsm }
+
+        // The client recovers from both ways into that state and never shows EFSM to its caller.
+        swallowed.arm()
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: .init(timeout: .milliseconds(100))) { c in
+            #expect(try await c.call("echo", params: ["n": 1])["n"] == 1)
+            try await c.sabotage(.leaveAwaitingReply)
+            #expect(try await c.call("echo", params: ["n": 2])["n"] == 2)
+            let s = await c.stats
+            #expect(s.timeouts == 1 && s.efsmRecoveries == 1 && s.failures == 0)
+            #expect(s.lastError?.contains("EFSM") != true)
+        }
+    }
+
+    /// Upstream: each client made a context and dropped it without `term()`; file descriptors and libzmq
+    /// I/O threads piled up. Measured in a child process of its own, so parallel tests cannot blur the count.
+    @Test func noContextLeakAfter200CreateTerminateCycles() async {
+        await #expect(processExitsWith: .success) {
+            let peer = try TestPeer()
+            let config = ClientConfiguration(timeout: .seconds(2))
+            // Warm up once, so lazily made process-wide resources are not counted as leaks.
+            _ = try SyncClient.with(endpoint: peer.endpoint, configuration: config) { try $0.ping() }
+            let fdsBefore = openFileDescriptors().count
+            let contextsBefore = Context.liveCount
+            let threadsBefore = DedicatedThread.liveCount
+            for i in 0..<200 {
+                if i % 2 == 0 {
+                    _ = try SyncClient.with(endpoint: peer.endpoint, configuration: config) { try $0.ping() }
+                } else {
+                    _ = try await ZMQClient.with(endpoint: peer.endpoint, configuration: config) { try await $0.ping() }
+                }
+            }
+            // libzmq closes the peer's side of finished connections on its I/O thread, a moment later:
+            // wait for the count to settle (with a deadline) instead of reading it once.
+            let settled = try? await waitUntil("descriptors and threads back to their count", timeout: .seconds(10)) {
+                DedicatedThread.liveCount == threadsBefore && openFileDescriptors().count <= fdsBefore
+            }
+            let fdsAfter = openFileDescriptors().count
+            if Context.liveCount != contextsBefore { exit(3) }  // a context was not terminated
+            if settled == nil { exit(fdsAfter != fdsBefore ? 4 : 5) }  // 4: descriptors leaked, 5: threads
+            peer.stop()
+        }
+    }
+
+    /// Upstream: using the client as a context manager (`with ZMQClient(...)`) closed the socket but never
+    /// terminated the context, also when the body raised.
+    @Test func scopedClientTerminatesItsContext() async {
+        await #expect(processExitsWith: .success) {
+            struct Boom: Error {}
+            let before = Context.liveCount
+            _ = try? SyncClient.with(endpoint: "tcp://127.0.0.1:9") { _ -> Int in throw Boom() }
+            _ = try? await ZMQClient.with(endpoint: "tcp://127.0.0.1:9") { _ -> Int in throw Boom() }
+            _ = try SyncClient.with(endpoint: "tcp://127.0.0.1:9") { c in c.isTerminated }
+            guard Context.liveCount == before else {
+                print("LEAK: \(Context.liveCount - before) context(s) left alive by scoped use")
+                exit(1)
+            }
+        }
+    }
+
+    /// Upstream: after a timeout the socket was reused and the next call blocked forever.
+    @Test func noHangAfterTimeout() async throws {
+        let swallowed = SwallowFirst()
+        swallowed.arm()
+        let peer = try TestPeer { req, frames in swallowed.take() ? .swallow : TestPeer.echo(req, frames) }
+        defer { peer.stop() }
+        let timeout = Duration.milliseconds(120)
+        let one = ClientConfiguration(timeout: timeout, attempts: 1)
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: one) { c in
+            await #expect(throws: ClientError.self) { try await c.call("echo") }  // the swallowed one
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            let r = try await c.call("echo", params: ["next": true])
+            #expect(r["next"] == true)
+            #expect(clock.now - t0 < timeout, "the call after a timeout must return within its own deadline")
+        }
+        // And with the peer gone for good, every later call still ends within attempts x timeout.
+        peer.stop()
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: .init(timeout: timeout, attempts: 2)) { c in
+            for _ in 0..<3 {
+                let clock = ContinuousClock()
+                let t0 = clock.now
+                await #expect(throws: ClientError.self) { try await c.call("echo") }
+                #expect(clock.now - t0 < timeout * 2 + .milliseconds(400))
+            }
+        }
+    }
+}
+
+final class SwallowFirst: @unchecked Sendable {
+    private var armed = false
+    private let lock = NSLock()
+    func arm() { lock.lock(); armed = true; lock.unlock() }
+    func take() -> Bool { lock.lock(); defer { lock.unlock() }; let a = armed; armed = false; return a }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import ScheduleZeroWire
+import TestSupport
+import Testing
+import ZeroMQ
+
+@Suite(.tags(.integration, .zmq))
+struct integration_zmq_Binding {
+    @Test func reqRepRoundTripOverTCPAndIPC() throws {
+        let tmp = try TemporaryFolder()
+        for bind in ["tcp://127.0.0.1:*", tmp.ipcEndpoint("rep.sock")] {
+            let ctx = try Context()
+            let rep = try ctx.socket(.rep)
+            try rep.bind(bind)
+            let endpoint = try rep.lastEndpoint
+            #expect(!endpoint.hasSuffix("*"))
+            let req = try ctx.socket(.req)
+            try req.setReceiveTimeout(.seconds(5))
+            try rep.setReceiveTimeout(.seconds(5))
+            try req.connect(endpoint)
+            try req.send("hello")
+            #expect(try rep.receiveString() == "hello")
+            try rep.send([0, 1, 2, 255])
+            #expect(try req.receive() == [0, 1, 2, 255])
+            try ctx.terminate()
+            #expect(rep.isClosed && req.isClosed)
+        }
+    }
+
+    @Test func multipartKeepsFramesAndOrder() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let router = try ctx.socket(.router)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try ctx.socket(.dealer)
+        try dealer.setRoutingID(Array("d1".utf8))
+        try dealer.connect(try router.lastEndpoint)
+        try router.setReceiveTimeout(.seconds(5))
+        try dealer.setReceiveTimeout(.seconds(5))
+        try dealer.send(multipart: [Array("a".utf8), [], Array("ccc".utf8)])
+        let got = try router.receiveMultipart()
+        #expect(got == [Array("d1".utf8), Array("a".utf8), [], Array("ccc".utf8)])
+        try router.send(multipart: [Array("d1".utf8), Array("back".utf8)])
+        #expect(try dealer.receiveMultipart() == [Array("back".utf8)])
+    }
+
+    @Test func pubSubAndPairDeliver() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let a = try ctx.socket(.pair), b = try ctx.socket(.pair)
+        try a.bind("inproc://pair-\(UUID().uuidString)")
+        try b.connect(try a.lastEndpoint)
+        try a.send("ping")
+        try b.setReceiveTimeout(.seconds(5))
+        #expect(try b.receiveString() == "ping")
+
+        let pub = try ctx.socket(.pub), sub = try ctx.socket(.sub)
+        try pub.bind("tcp://127.0.0.1:*")
+        try sub.subscribe(Array("job.".utf8))
+        try sub.connect(try pub.lastEndpoint)
+        // A slow joiner misses what was published before its subscription arrived: publish until seen.
+        try waitUntilSync("SUB receives a published message", timeout: .seconds(5)) {
+            try pub.send("other.x")
+            try pub.send("job.done")
+            return (try? sub.poll(.pollIn, timeout: .milliseconds(10)))?.contains(.pollIn) == true
+        }
+        #expect(try sub.receiveString() == "job.done")
+    }
+
+    @Test func receiveTimeoutIsEAGAINAndPollHonoursItsDeadline() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let rep = try ctx.socket(.rep)
+        try rep.bind("tcp://127.0.0.1:*")
+        try rep.setReceiveTimeout(.milliseconds(30))
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        #expect { try rep.receive() } throws: { ($0 as? ZMQError)?.code == .eagain }
+        #expect(clock.now - t0 >= .milliseconds(25))
+        #expect(try rep.poll(.pollIn, timeout: .milliseconds(20)).isEmpty)
+        #expect { try rep.receive(flags: .dontWait) } throws: { ($0 as? ZMQError)?.code == .eagain }
+    }
+
+    @Test func reqSocketSendingTwiceIsEFSM() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let req = try ctx.socket(.req)
+        try req.connect("tcp://127.0.0.1:\(freeTCPPort())")
+        try req.send("one")
+        #expect { try req.send("two") } throws: { ($0 as? ZMQError)?.code == .efsm }
+        // REQ_RELAXED lifts that rule.
+        let relaxed = try ctx.socket(.req)
+        try relaxed.setRequestRelaxed(true)
+        try relaxed.setRequestCorrelate(true)
+        try relaxed.connect("tcp://127.0.0.1:\(freeTCPPort())")
+        try relaxed.send("one")
+        try relaxed.send("two")
+    }
+
+    @Test func optionsRoundTrip() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let s = try ctx.socket(.req)
+        #expect(try s.linger == .zero)  // the binding's default, unlike libzmq's infinite linger
+        try s.setLinger(.milliseconds(250))
+        #expect(try s.linger == .milliseconds(250))
+        try s.setLinger(nil)
+        #expect(try s.linger == nil)
+        try s.setReceiveTimeout(.milliseconds(1500))
+        #expect(try s.receiveTimeout == .milliseconds(1500))
+        try s.setMaxMessageSize(1024)
+        #expect(try s.int64Option(22 /* ZMQ_MAXMSGSIZE */) == 1024)
+        try s.setReconnect(interval: .milliseconds(50), max: .seconds(2))
+        #expect(try s.int32Option(18 /* ZMQ_RECONNECT_IVL */) == 50)
+        #expect(try s.int32Option(21 /* ZMQ_RECONNECT_IVL_MAX */) == 2000)
+        try s.setHeartbeat(interval: .seconds(1), timeout: .seconds(3), ttl: .seconds(5))
+        #expect(try s.int32Option(75 /* ZMQ_HEARTBEAT_IVL */) == 1000)
+        try s.setImmediate(true)
+        #expect(try s.int32Option(39 /* ZMQ_IMMEDIATE */) == 1)
+        #expect { try s.setOption(9999, Int32(1)) } throws: { ($0 as? ZMQError)?.code == .einval }
+    }
+
+    @Test func badEndpointsAreTypedErrors() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let s = try ctx.socket(.rep)
+        #expect { try s.bind("nonsense") } throws: { ($0 as? ZMQError)?.code == .einval }
+        #expect { try s.bind("bogus://x") } throws: { ($0 as? ZMQError)?.code == .eprotonosupport }
+        let a = try ctx.socket(.rep)
+        try a.bind("tcp://127.0.0.1:*")
+        let b = try ctx.socket(.rep)
+        #expect { try b.bind(try a.lastEndpoint) } throws: { ($0 as? ZMQError)?.code == .eaddrinuse }
+    }
+
+    @Test func closeIsIdempotentAndUseAfterCloseIsRefused() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let s = try ctx.socket(.req)
+        #expect(ctx.openSocketCount == 1)
+        s.close()
+        s.close(linger: .zero)
+        #expect(s.isClosed)
+        #expect(ctx.openSocketCount == 0)
+        #expect { try s.send("x") } throws: { ($0 as? ZMQUsageError) == .closed(socket: s.label, operation: "zmq_send") }
+    }
+
+    @Test func secondThreadInsideOneSocketIsRefused() async throws {
+        let ctx = try Context()
+        let rep = try ctx.socket(.rep)
+        try rep.bind("tcp://127.0.0.1:*")
+        try rep.setReceiveTimeout(.seconds(5))
+        let box = UncheckedBox(rep)
+        // One thread blocks inside receive; a second call from this thread must be refused, not entered.
+        let blocked = Task { try? await onThread("a receive blocked on its socket") { try? box.value.receive() } }
+        try await waitUntilInsideLibzmq(box.value)
+        #expect { try box.value.send("x") } throws: {
+            if case .concurrentUse = $0 as? ZMQUsageError { return true }
+            return false
+        }
+        try ctx.terminate(timeout: .seconds(5))  // wakes the blocked receive with ETERM
+        _ = await blocked.value
+        #expect(rep.isClosed)
+    }
+
+    @Test func terminatingWithABlockedReceiverAndPendingMessagesDoesNotHang() async throws {
+        let ctx = try Context(blocky: true)  // libzmq's own default: infinite linger
+        let req = try ctx.socket(.req)
+        try req.setLinger(nil)
+        try req.connect("tcp://127.0.0.1:\(freeTCPPort())")  // nobody there: the message stays pending
+        try req.send("never delivered")
+        let rep = try ctx.socket(.rep)
+        try rep.bind("tcp://127.0.0.1:*")
+        let box = UncheckedBox(rep)
+        let blocked = Task {
+            try await onThread("a receive blocked until termination") { () -> ZMQError.Code? in
+                do { _ = try box.value.receive(); return nil } catch let e as ZMQError { return e.code } catch { return nil }
+            }
+        }
+        try await waitUntilInsideLibzmq(box.value)
+        let clock = ContinuousClock()
+        let elapsed = try await clock.measure {
+            try await onThread("zmq context termination", timeout: .seconds(10)) { try ctx.terminate(timeout: .seconds(5)) }
+        }
+        #expect(elapsed < .seconds(5))
+        #expect(try await blocked.value == .eterm)
+        #expect(req.isClosed && rep.isClosed)
+        #expect { try ctx.socket(.req) } throws: { ($0 as? ZMQUsageError) == .contextTerminated }
+    }
+
+    @Test func libzmqVersionIsFourThree() {
+        #expect(libzmqVersion.major == 4)
+        #expect(libzmqVersion.minor >= 3)
+    }
+}
+
+/// Waits until another thread is inside a blocking libzmq call on `socket` (the binding then refuses us).
+func waitUntilInsideLibzmq(_ socket: Socket) async throws {
+    let box = UncheckedBox(socket)
+    try await waitUntil("another thread to be inside a libzmq call on \(socket.label)") {
+        do { _ = try box.value.lastEndpoint; return false } catch let e as ZMQUsageError {
+            if case .concurrentUse = e { return true }
+            return false
+        }
+    }
+}
+
+/// Hands a non-Sendable value to another task on purpose, to test the binding's own runtime guard.
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
+}

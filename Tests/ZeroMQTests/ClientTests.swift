@@ -1,0 +1,202 @@
+import Foundation
+import ScheduleZeroWire
+import TestSupport
+import Testing
+import ZMQClient
+import ZeroMQ
+
+private let fast = ClientConfiguration(timeout: .milliseconds(150), attempts: 3)
+
+@Suite(.tags(.integration, .zmq))
+struct integration_zmq_Client {
+    @Test func basicCallsAndPing() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: fast) { c in
+            let pong = try await c.ping()
+            #expect(pong.success && pong["message"] == "pong")
+            let r = try await c.call("echo", params: ["x": 1, "s": "é"])
+            #expect(r.fields == ["x": 1, "s": "é", "success": true])
+            let stats = await c.stats
+            #expect(stats.calls == 2 && stats.replies == 2 && stats.timeouts == 0 && stats.recreations == 0)
+        }
+    }
+
+    @Test func errorRepliesAreRepliesNotThrows() async throws {
+        let peer = try TestPeer { req, _ in .reply(.failure(Wire.unknownMethod(req?.method ?? "?"))) }
+        defer { peer.stop() }
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: fast) { c in
+            let r = try await c.call("nope")
+            #expect(!r.success && r.error == "Unknown method: nope")
+            #expect(await c.stats.errorReplies == 1)
+        }
+    }
+
+    @Test func silentPeerGivesTypedErrorAfterAllAttempts() throws {
+        let port = freeTCPPort()  // nobody listens
+        let client = try SyncClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: fast)
+        defer { client.terminate() }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        #expect {
+            try client.call("heartbeat")
+        } throws: { error in
+            guard case let .noReply(ep, m, attempts, elapsed, _)? = error as? ClientError else { return false }
+            return ep.hasSuffix(":\(port)") && m == "heartbeat" && attempts == 3 && elapsed >= .milliseconds(440)
+        }
+        #expect(clock.now - t0 < .seconds(3))
+        #expect(client.stats.timeouts == 3 && client.stats.retries == 2 && client.stats.recreations == 3)
+        #expect(client.stats.lastError?.contains("no reply after 3 attempts") == true)
+    }
+
+    @Test func peerDownThenBackIsReachedAgain() async throws {
+        let port = freeTCPPort()
+        var peer: TestPeer? = try TestPeer(bind: "tcp://127.0.0.1:\(port)")
+        let client = try SyncClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: fast)
+        defer { client.terminate() }
+        #expect(try client.ping().success)
+        peer?.stop()
+        peer = nil
+        #expect(throws: ClientError.self) { try client.call("echo") }
+        let back = try TestPeer(bind: "tcp://127.0.0.1:\(port)")
+        defer { back.stop() }
+        #expect(try client.call("echo", params: ["n": 7])["n"] == 7)
+    }
+
+    @Test func swallowedRequestLeavesNoEFSMForTheCaller() throws {
+        let swallowNext = LockedFlag(true)
+        let peer = try TestPeer { req, frames in
+            if swallowNext.take() { return .swallow }
+            return TestPeer.echo(req, frames)
+        }
+        defer { peer.stop() }
+        let client = try SyncClient(endpoint: peer.endpoint, configuration: fast)
+        defer { client.terminate() }
+        let r = try client.call("echo", params: ["seq": 1])
+        #expect(r["seq"] == 1)
+        #expect(peer.swallowed == 1)
+        #expect(client.stats.timeouts == 1 && client.stats.recreations == 1 && client.stats.retries == 1)
+    }
+
+    @Test func efsmStateIsRecoveredOnTheNextCall() throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let client = try SyncClient(endpoint: peer.endpoint, configuration: fast)
+        defer { client.terminate() }
+        try client.sabotage(.leaveAwaitingReply)
+        let r = try client.call("echo", params: ["after": "efsm"])
+        #expect(r["after"] == "efsm")
+        #expect(client.stats.efsmRecoveries == 1)
+        #expect(client.stats.failures == 0)
+    }
+
+    @Test func socketClosedOrContextTerminatedUnderneathIsRecreated() throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let client = try SyncClient(endpoint: peer.endpoint, configuration: fast)
+        defer { client.terminate() }
+        try client.sabotage(.closeSocketUnderneath)
+        #expect(try client.ping().success)
+        try client.sabotage(.terminateContextUnderneath)
+        #expect(try client.ping().success)
+        #expect(client.stats.recreations >= 2)
+        client.close()
+        #expect(try client.ping().success)  // upstream fails here: calling after close
+    }
+
+    @Test func terminatedClientRefusesCalls() throws {
+        let client = try SyncClient(endpoint: "tcp://127.0.0.1:1")
+        client.terminate()
+        client.terminate()
+        #expect(throws: ClientError.terminated(endpoint: "tcp://127.0.0.1:1")) { try client.ping() }
+    }
+
+    @Test func badEndpointIsNotRetried() throws {
+        let client = try SyncClient(endpoint: "tcp://", configuration: fast)
+        defer { client.terminate() }
+        #expect { try client.ping() } throws: {
+            if case .badEndpoint? = $0 as? ClientError { return true }
+            return false
+        }
+        #expect(client.stats.retries == 0)
+    }
+
+    @Test(arguments: RecoveryStrategy.allCases)
+    func noRequestGetsAnotherRequestsReply(strategy: RecoveryStrategy) throws {
+        // Delay every third reply past the timeout and drop every fifth: stale replies must never be
+        // taken for the reply of a later request.
+        let counter = LockedCounter()
+        let peer = try TestPeer { req, frames in
+            let n = counter.next()
+            if n % 5 == 0 { return .swallow }
+            if n % 3 == 0, let req { return .delayed(.milliseconds(120), .wrapping(.object(req.params))) }
+            return TestPeer.echo(req, frames)
+        }
+        defer { peer.stop() }
+        let config = ClientConfiguration(timeout: .milliseconds(80), attempts: 6, strategy: strategy)
+        let client = try SyncClient(endpoint: peer.endpoint, configuration: config)
+        defer { client.terminate() }
+        for seq in 1...40 {
+            let r = try client.call("echo", params: ["seq": .int(Int64(seq))])
+            #expect(r["seq"] == .int(Int64(seq)), "request \(seq) got the reply of \(String(describing: r["seq"]))")
+        }
+        #expect(client.stats.timeouts > 0)
+    }
+
+    @Test func manyTasksCallingAtOnceEachGetTheirOwnReply() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: fast) { c in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<16 {
+                    group.addTask {
+                        for i in 0..<25 {
+                            let id = "\(task)-\(i)"
+                            let r = try await c.call("echo", params: ["id": .string(id)])
+                            #expect(r["id"] == .string(id))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let s = await c.stats
+            #expect(s.calls == 400 && s.replies == 400 && s.failures == 0)
+        }
+    }
+
+    @Test func multiFrameReplyIsInvalid() throws {
+        let ctx = try Context()
+        defer { try? ctx.terminate() }
+        let router = try ctx.socket(.router)
+        try router.bind("tcp://127.0.0.1:*")
+        let endpoint = try router.lastEndpoint
+        let client = try SyncClient(endpoint: endpoint, configuration: fast)
+        defer { client.terminate() }
+        let box = UncheckedBox(router)
+        let answer = Thread {
+            guard let frames = try? box.value.receiveMultipart() else { return }
+            // [identity, empty delimiter, request] -> answer with two body frames
+            try? box.value.send(multipart: [frames[0], [], Array("{}".utf8), Array("{}".utf8)])
+        }
+        try router.setReceiveTimeout(.seconds(5))
+        answer.start()
+        #expect { try client.call("ping") } throws: {
+            if case .invalidReply? = $0 as? ClientError { return true }
+            return false
+        }
+    }
+}
+
+final class LockedFlag: @unchecked Sendable {
+    private var value: Bool
+    private let lock = NSLock()
+    init(_ v: Bool) { value = v }
+    /// Returns the value and clears it.
+    func take() -> Bool { lock.lock(); defer { lock.unlock() }; let v = value; value = false; return v }
+}
+
+final class LockedCounter: @unchecked Sendable {
+    private var n = 0
+    private let lock = NSLock()
+    func next() -> Int { lock.lock(); defer { lock.unlock() }; n += 1; return n }
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The test runner of the ScheduleZero harness. See docs/TESTING.md.
+#
+#   ./run_tests.sh [MODE] [--list] [--xunit FILE] [--coverage] [--repeat N] [--release]
+#
+# MODE (default: ci)
+#   quick        unit tests only: no process, no socket outside the test process; seconds
+#   zmq          every test tagged zmq
+#   governor     every test tagged governor
+#   integration  every test tagged integration
+#   regression   the regression catalogue (same set as `swift test --filter regression`)
+#   slow         every test tagged slow
+#   all          everything
+#   ci           everything but slow, plus the whole regression catalogue; JUnit XML to test-results/
+#
+# A mode that selects no test fails. Swift 6.3 cannot select by tag, so the selection is by the tag tokens
+# that every test identifier carries (`unit_zmq_WireCodec/...`); a lint test keeps tokens and tags in step.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+MODES="quick zmq governor integration regression slow all ci"
+mode=ci
+list=0
+xunit=""
+coverage=0
+repeat=1
+extra=()
+
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --list) list=1 ;;
+    --xunit) xunit="${2:?--xunit needs a file}"; shift ;;
+    --xunit=*) xunit="${1#--xunit=}" ;;
+    --coverage) coverage=1 ;;
+    --repeat) repeat="${2:?--repeat needs a count}"; shift ;;
+    --repeat=*) repeat="${1#--repeat=}" ;;
+    --) shift; extra+=("$@"); break ;;
+    -*) echo "run_tests.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *)
+      if [[ " $MODES " == *" $1 "* ]]; then mode="$1"
+      else echo "run_tests.sh: unknown mode '$1' (modes: $MODES)" >&2; exit 2; fi ;;
+  esac
+  shift
+done
+if ! [[ "$repeat" =~ ^[1-9][0-9]*$ ]]; then echo "run_tests.sh: --repeat takes a positive count, not '$repeat'" >&2; exit 2; fi
+
+# --- What the project needs on the machine --------------------------------------------------------
+scripts/install-deps.sh || { echo "run_tests.sh: could not install the system packages" >&2; exit 1; }
+
+# --- Selection ---------------------------------------------------------------------------------------
+# A tag token is a lowercase word followed by `_` at the start of a suite or function name.
+tag_regex() { printf '[./]([a-z]+_)*%s_' "$1"; }
+filter=()
+skip=()
+case "$mode" in
+  quick) filter=(--filter "$(tag_regex unit)") ;;
+  zmq|governor|integration|regression|slow) filter=(--filter "$(tag_regex "$mode")") ;;
+  all) ;;
+  ci) skip=(--skip "^(?!.*$(tag_regex regression)).*$(tag_regex slow)") ;;
+esac
+
+build_flags=()
+[ "$coverage" = 1 ] && build_flags+=(--enable-code-coverage)
+
+echo "==> building (swift build --build-tests ${build_flags[*]:-})"
+if ! swift build --build-tests "${build_flags[@]}" 2>&1 | grep -vE '^warning: prohibited flag' ; then :; fi
+if [ "${PIPESTATUS[0]}" != 0 ]; then echo "run_tests.sh: build failed" >&2; exit 1; fi
+
+if [ "$list" = 1 ]; then
+  all_tests=$(swift test list --skip-build 2>/dev/null | grep -E '^[A-Za-z]')
+  ere=$(tag_regex "$mode" | sed 's/\[\.\/\]/[.\/]/')
+  case "$mode" in
+    all) selected="$all_tests" ;;
+    ci) selected=$(printf '%s\n' "$all_tests" | grep -Ev "$(tag_regex slow)" ; printf '%s\n' "$all_tests" | grep -E "$(tag_regex slow)" | grep -E "$(tag_regex regression)") ;;
+    quick) selected=$(printf '%s\n' "$all_tests" | grep -E "$(tag_regex unit)") ;;
+    *) selected=$(printf '%s\n' "$all_tests" | grep -E "$ere") ;;
+  esac
+  selected=$(printf '%s\n' "$selected" | sed '/^$/d' | sort -u)
+  printf '%s\n' "$selected"
+  n=$(printf '%s\n' "$selected" | sed '/^$/d' | wc -l)
+  echo "run_tests: $mode selects $n test functions"
+  [ "$n" -gt 0 ] || { echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; }
+  exit 0
+fi
+
+if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi
+xunit_flags=()
+if [ -n "$xunit" ]; then mkdir -p "$(dirname "$xunit")"; fi
+
+log_dir=$(mktemp -d "${TMPDIR:-/tmp}/sz-run-tests.XXXXXX")
+trap 'rm -rf "$log_dir"' EXIT
+total_pass=0
+total_fail=0
+runs_ok=0
+start_all=$(date +%s.%N)
+for ((i = 1; i <= repeat; i++)); do
+  log="$log_dir/run-$i.log"
+  xunit_flags=()
+  if [ -n "$xunit" ]; then
+    if [ "$repeat" = 1 ]; then xunit_flags=(--xunit-output "$xunit"); else xunit_flags=(--xunit-output "${xunit%.xml}-$i.xml"); fi
+  fi
+  [ "$repeat" -gt 1 ] && echo "==> run $i of $repeat"
+  start=$(date +%s.%N)
+  swift test --skip-build --disable-xctest "${build_flags[@]}" "${filter[@]}" "${skip[@]}" "${xunit_flags[@]}" "${extra[@]}" \
+    2>&1 | grep -vE '^warning: prohibited flag' | tee "$log" | awk '/Test run with/ || !/^(◇|↳|✔ Test |✔ Suite )/'
+  rc=${PIPESTATUS[0]}
+  secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  ran=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+  failed=$(grep -Ec '^✘ Test [^ ]+\(.*\) .*failed' "$log" || true)
+  ran=${ran:-0}
+  passed=$((ran - failed))
+  if [ "$ran" = 0 ]; then
+    echo "run_tests.sh: mode $mode ran no test: the selection is empty or the tests did not start" >&2
+    rc=1
+  fi
+  echo "run_tests: $mode (run $i): $passed passed, $failed failed in ${secs}s"
+  total_pass=$((total_pass + passed))
+  total_fail=$((total_fail + failed))
+  if [ "$rc" = 0 ]; then runs_ok=$((runs_ok + 1)); fi
+done
+secs_all=$(awk -v a="$start_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+
+if [ "$coverage" = 1 ]; then scripts/coverage-summary.sh || true; fi
+[ -n "$xunit" ] && [ "$repeat" = 1 ] && [ -f "$xunit" ] && echo "run_tests: JUnit XML written to $xunit"
+[ "$repeat" -gt 1 ] && echo "run_tests: $mode: $runs_ok of $repeat runs passed in ${secs_all}s"
+echo "$total_pass passed, $total_fail failed"
+[ "$runs_ok" = "$repeat" ]
