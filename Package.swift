@@ -24,6 +24,13 @@ let package = Package(
         .target(name: "ScheduleZeroWire"),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
 
+        // Benchmarks: raw libzmq from C as the baseline, and the executable that prints ratios against it.
+        .target(name: "CZMQBaseline", dependencies: ["CZeroMQ"], linkerSettings: [.linkedLibrary("zmq")]),
+        .executableTarget(name: "szbench", dependencies: [
+            "CZMQBaseline", "ZeroMQ", "ScheduleZeroWire", "ZMQClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),

@@ -1,0 +1,19 @@
+#ifndef SZ_ZMQ_BASELINE_H
+#define SZ_ZMQ_BASELINE_H
+/* Raw libzmq from C: the baselines the benchmarks compare the Swift code against, measured in the same run. */
+#include <stdint.h>
+
+/* A REP echo server on its own thread (answers every frame with the same bytes). */
+typedef struct szb_echo_server szb_echo_server;
+/* Binds `endpoint` (e.g. "tcp://127.0.0.1:*"); writes the real endpoint into `bound` (size `bound_len`). */
+szb_echo_server *szb_echo_start(const char *endpoint, char *bound, int bound_len);
+/* Stops the thread, closes the socket, terminates the context; returns the number of requests answered. */
+uint64_t szb_echo_stop(szb_echo_server *server);
+
+/* `iterations` REQ/REP round trips of `payload` on one socket; returns the total nanoseconds, or -1. */
+int64_t szb_roundtrips_ns(const char *endpoint, const char *payload, int iterations);
+
+/* `iterations` times: new REQ socket, linger 0, connect, round trip, close. The floor of a recovery step.
+   Returns the total nanoseconds, or -1. */
+int64_t szb_reopen_roundtrips_ns(const char *endpoint, const char *payload, int iterations);
+#endif

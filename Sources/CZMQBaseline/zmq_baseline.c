@@ -1,0 +1,109 @@
+#include "zmq_baseline.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+struct szb_echo_server {
+    void *ctx;
+    void *sock;
+    pthread_t thread;
+    volatile int stop;
+    uint64_t answered;
+};
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void *echo_loop(void *arg) {
+    szb_echo_server *s = arg;
+    zmq_msg_t msg;
+    while (!s->stop) {
+        zmq_pollitem_t item = {s->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 20) <= 0) continue;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, s->sock, 0) < 0) { zmq_msg_close(&msg); continue; }
+        zmq_msg_send(&msg, s->sock, 0); /* takes ownership on success */
+        zmq_msg_close(&msg);
+        s->answered++;
+    }
+    return NULL;
+}
+
+szb_echo_server *szb_echo_start(const char *endpoint, char *bound, int bound_len) {
+    szb_echo_server *s = calloc(1, sizeof *s);
+    s->ctx = zmq_ctx_new();
+    s->sock = zmq_socket(s->ctx, ZMQ_REP);
+    int linger = 0;
+    zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(s->sock, endpoint) != 0) {
+        zmq_close(s->sock);
+        zmq_ctx_term(s->ctx);
+        free(s);
+        return NULL;
+    }
+    size_t len = (size_t)bound_len;
+    zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, bound, &len);
+    pthread_create(&s->thread, NULL, echo_loop, s);
+    return s;
+}
+
+uint64_t szb_echo_stop(szb_echo_server *s) {
+    if (!s) return 0;
+    s->stop = 1;
+    pthread_join(s->thread, NULL);
+    zmq_close(s->sock);
+    zmq_ctx_term(s->ctx);
+    uint64_t n = s->answered;
+    free(s);
+    return n;
+}
+
+static int roundtrip(void *sock, const char *payload, size_t n, char *buf, size_t cap) {
+    if (zmq_send(sock, payload, n, 0) < 0) return -1;
+    return zmq_recv(sock, buf, cap, 0) < 0 ? -1 : 0;
+}
+
+int64_t szb_roundtrips_ns(const char *endpoint, const char *payload, int iterations) {
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_REQ);
+    int linger = 0, timeout = 5000;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_connect(sock, endpoint);
+    char buf[4096];
+    size_t n = strlen(payload);
+    int64_t t0 = now_ns(), result;
+    int ok = 0;
+    for (int i = 0; i < iterations; i++) {
+        if (roundtrip(sock, payload, n, buf, sizeof buf) != 0) { ok = -1; break; }
+    }
+    result = ok == 0 ? now_ns() - t0 : -1;
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return result;
+}
+
+int64_t szb_reopen_roundtrips_ns(const char *endpoint, const char *payload, int iterations) {
+    void *ctx = zmq_ctx_new();
+    char buf[4096];
+    size_t n = strlen(payload);
+    int linger = 0, timeout = 5000;
+    int64_t t0 = now_ns();
+    for (int i = 0; i < iterations; i++) {
+        void *sock = zmq_socket(ctx, ZMQ_REQ);
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+        zmq_connect(sock, endpoint);
+        int rc = roundtrip(sock, payload, n, buf, sizeof buf);
+        zmq_close(sock);
+        if (rc != 0) { zmq_ctx_term(ctx); return -1; }
+    }
+    int64_t total = now_ns() - t0;
+    zmq_ctx_term(ctx);
+    return total;
+}

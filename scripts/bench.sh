@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the benchmarks in release mode and runs them. Each prints its figures with ratios against a
+# baseline measured in the same run (raw libzmq from C, bare posix_spawn), and the goal next to each.
+#   scripts/bench.sh [zmq|mock|governor|all] [-- extra options for szbench]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+what="${1:-all}"; shift || true
+swift build -c release --product szbench 2>&1 | grep -vE '^warning: prohibited flag' | tail -1
+bin="$(swift build -c release --show-bin-path)/szbench"
+case "$what" in
+  all) for b in $("$bin" --help | awk '/SUBCOMMANDS/{f=1;next} f && NF {print $1}' | grep -v help); do "$bin" "$b" "$@"; echo; done ;;
+  *) "$bin" "$what" "$@" ;;
+esac
