@@ -9,9 +9,13 @@ public final class TemporaryFolder: @unchecked Sendable {
         let base = URL(fileURLWithPath: NSTemporaryDirectory())
         url = base.appendingPathComponent("\(prefix)-\(getpid())-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        LeakGuard.track(folder: url.path)
     }
 
-    deinit { try? FileManager.default.removeItem(at: url) }
+    deinit {
+        try? FileManager.default.removeItem(at: url)
+        LeakGuard.untrack(folder: url.path)
+    }
 
     public func file(_ name: String) -> String { url.appendingPathComponent(name).path }
 

@@ -30,6 +30,7 @@ public final class TestPeer: @unchecked Sendable {
     /// Binds `bind` (default: a free tcp port on 127.0.0.1) and starts answering with `handler`.
     public init(bind: String = "tcp://127.0.0.1:*",
                 handler: @escaping @Sendable (Request?, [[UInt8]]) -> Action = TestPeer.echo) throws {
+        LeakGuard.install()
         context = try Context()
         self.handler = handler
         let socket = try context.socket(.rep)

@@ -1,0 +1,110 @@
+import Foundation
+import ZeroMQ
+
+/// Fails the test run, at its exit, when it leaves anything behind: a temporary folder, a child process, a
+/// ZeroMQ context, a client thread, or a socket / pidfd / eventfd descriptor opened during the run.
+///
+/// Installed on first use of any TestSupport resource; checked in an `atexit` handler, after every test has
+/// finished, so parallel tests cannot blur the count. A leak prints what leaked and makes the exit status 1.
+public enum LeakGuard {
+    private static let state = GuardState()
+
+    /// Installs the guard (idempotent). Resources call this; tests need not.
+    public static func install() { _ = installed }
+    private static let installed: Bool = {
+        state.baseline = descriptorKinds()
+        atexit { LeakGuard.checkAtExit() }
+        return true
+    }()
+
+    /// Temporary folders that exist now, by path.
+    public static func track(folder path: String) { install(); state.withLock { $0.folders.insert(path) } }
+    public static func untrack(folder path: String) { state.withLock { $0.folders.remove(path) } }
+    /// Child processes started by tests, by PID, with a name for the report.
+    public static func track(pid: Int32, name: String) { install(); state.withLock { $0.pids[pid] = name } }
+    public static func untrack(pid: Int32) { state.withLock { $0.pids[pid] = nil } }
+
+    /// What is left right now (empty when nothing leaked).
+    public static func leaks() -> [String] {
+        var out: [String] = []
+        let (folders, pids) = state.withLock { ($0.folders, $0.pids) }
+        for f in folders.sorted() where FileManager.default.fileExists(atPath: f) {
+            out.append("temporary folder \(f)")
+        }
+        for (pid, name) in pids.sorted(by: { $0.key < $1.key }) where kill(pid, 0) == 0 {
+            out.append("process \(pid) (\(name))")
+        }
+        for pid in livingChildren() where pids[pid] == nil {
+            out.append("child process \(pid) (\(commandLine(of: pid)))")
+        }
+        if Context.liveCount > 0 { out.append("\(Context.liveCount) ZeroMQ context(s) not terminated") }
+        let now = descriptorKinds()
+        for (fd, kind) in now.sorted(by: { $0.key < $1.key }) where state.baseline[fd] != kind && isTracked(kind) {
+            out.append("file descriptor \(fd) -> \(kind)")
+        }
+        return out
+    }
+
+    static func checkAtExit() {
+        if ProcessInfo.processInfo.environment["SZ_LEAK_GUARD"] == "off" { return }
+        // Give libzmq's I/O threads and exiting children a moment to finish what they are closing.
+        var left = leaks()
+        let deadline = Date().addingTimeInterval(3)
+        while !left.isEmpty && Date() < deadline {
+            usleep(20_000)
+            left = leaks()
+        }
+        guard !left.isEmpty else { return }
+        let text = "LEAK GUARD: the test run left these behind:\n" + left.map { "  - \($0)" }.joined(separator: "\n") + "\n"
+        FileHandle.standardError.write(Data(text.utf8))
+        _exit(1)
+    }
+
+    private static func isTracked(_ kind: String) -> Bool {
+        kind.hasPrefix("socket:") || kind.contains("pidfd") || kind.contains("eventfd") || kind.contains("[eventpoll]")
+            || kind.hasPrefix("/tmp/") || kind.contains("/sz-test-")
+    }
+
+    static func descriptorKinds() -> [Int32: String] {
+        var out: [Int32: String] = [:]
+        for fd in openFileDescriptors() {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") {
+                out[fd] = target
+            }
+        }
+        return out
+    }
+
+    /// Living (not zombie) processes whose parent is this process.
+    static func livingChildren() -> [Int32] {
+        let me = getpid()
+        var out: [Int32] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 2, fields[0] != "Z", Int32(fields[1]) == me { out.append(pid) }
+        }
+        return out
+    }
+
+    static func commandLine(of pid: Int32) -> String {
+        let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+        return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+    }
+}
+
+final class GuardState: @unchecked Sendable {
+    struct Tracked {
+        var folders: Set<String> = []
+        var pids: [Int32: String] = [:]
+    }
+    private let lock = NSLock()
+    private var tracked = Tracked()
+    var baseline: [Int32: String] = [:]
+    func withLock<R>(_ body: (inout Tracked) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&tracked)
+    }
+}
