@@ -10,9 +10,11 @@ let package = Package(
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "ScheduleZeroWire", targets: ["ScheduleZeroWire"]),
         .library(name: "ZMQClient", targets: ["ZMQClient"]),
+        .library(name: "Governor", targets: ["Governor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -23,6 +25,7 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "ScheduleZeroWire"),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
+        .target(name: "Governor", dependencies: ["ScheduleZeroWire", .product(name: "Yams", package: "Yams")]),
 
         // Benchmarks: raw libzmq from C as the baseline, and the executable that prints ratios against it.
         .target(name: "CZMQBaseline", dependencies: ["CZeroMQ"], linkerSettings: [.linkedLibrary("zmq")]),
@@ -34,6 +37,7 @@ let package = Package(
         // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
+        .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
     ]

@@ -31,10 +31,10 @@ public enum LeakGuard {
         for f in folders.sorted() where FileManager.default.fileExists(atPath: f) {
             out.append("temporary folder \(f)")
         }
-        for (pid, name) in pids.sorted(by: { $0.key < $1.key }) where kill(pid, 0) == 0 {
+        for (pid, name) in pids.sorted(by: { $0.key < $1.key }) where LiveProcess.isAlive(pid) {
             out.append("process \(pid) (\(name))")
         }
-        for pid in livingChildren() where pids[pid] == nil {
+        for pid in LiveProcess.children(of: getpid()) where pids[pid] == nil && LiveProcess.isAlive(pid) {
             out.append("child process \(pid) (\(commandLine(of: pid)))")
         }
         if Context.liveCount > 0 { out.append("\(Context.liveCount) ZeroMQ context(s) not terminated") }
@@ -71,19 +71,6 @@ public enum LeakGuard {
             if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") {
                 out[fd] = target
             }
-        }
-        return out
-    }
-
-    /// Living (not zombie) processes whose parent is this process.
-    static func livingChildren() -> [Int32] {
-        let me = getpid()
-        var out: [Int32] = []
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 2, fields[0] != "Z", Int32(fields[1]) == me { out.append(pid) }
         }
         return out
     }

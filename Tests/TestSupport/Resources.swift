@@ -1,26 +1,56 @@
 import Foundation
 
-/// A temporary folder that removes itself (and everything in it) when released.
-public final class TemporaryFolder: @unchecked Sendable {
+/// A fresh directory under /tmp (short path: ipc socket paths are limited to 107 bytes) that deletes itself,
+/// with everything in it, when released or when `remove()` is called. The leak guard reports one left behind.
+public final class TemporaryDirectory: @unchecked Sendable {
     public let url: URL
     public var path: String { url.path }
 
-    public init(prefix: String = "sz-test") throws {
-        let base = URL(fileURLWithPath: NSTemporaryDirectory())
-        url = base.appendingPathComponent("\(prefix)-\(getpid())-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        LeakGuard.track(folder: url.path)
+    public init(prefix: String = "sz-test") {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed: \(String(cString: strerror(errno)))")
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        url = URL(fileURLWithPath: path, isDirectory: true)
+        LeakGuard.track(folder: path)
     }
 
-    deinit {
+    deinit { remove() }
+
+    public func remove() {
         try? FileManager.default.removeItem(at: url)
         LeakGuard.untrack(folder: url.path)
     }
 
-    public func file(_ name: String) -> String { url.appendingPathComponent(name).path }
+    /// `url/component`.
+    public func appending(_ component: String) -> URL { url.appendingPathComponent(component) }
 
-    /// An ipc endpoint in this folder (short: ipc paths are limited to ~107 bytes).
+    /// The path of `name` inside the directory.
+    public func file(_ name: String) -> String { appending(name).path }
+
+    /// An ipc endpoint in this directory.
     public func ipcEndpoint(_ name: String) -> String { "ipc://\(file(name))" }
+
+    /// Writes `text` to `name` inside the directory (creating intermediate folders) and returns its URL.
+    @discardableResult
+    public func write(_ text: String, to name: String, executable: Bool = false) throws -> URL {
+        let file = appending(name)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        if executable { chmod(file.path, 0o755) }
+        return file
+    }
+}
+
+/// The same thing under the name the ZeroMQ tests use.
+public typealias TemporaryFolder = TemporaryDirectory
+
+/// Runs `body` with a temporary directory that is removed afterwards, even when `body` throws.
+public func withTemporaryDirectory<T>(prefix: String = "sz-test",
+                                      _ body: (TemporaryDirectory) async throws -> T) async rethrows -> T {
+    let dir = TemporaryDirectory(prefix: prefix)
+    defer { dir.remove() }
+    return try await body(dir)
 }
 
 /// The open file descriptors of this process, by number.

@@ -1,26 +1,58 @@
 import Foundation
 import Testing
 
-/// Why a wait ended without its condition.
+/// Thrown by `waitUntil` when its deadline passes; names what it was waiting for.
 public struct WaitTimedOut: Error, CustomStringConvertible {
     public let what: String
     public let after: Duration
     public var description: String { "timed out after \(after) waiting for \(what)" }
 }
 
-/// Waits until `condition` holds, checking every `pollEvery`, and fails (throws) naming `what` after `timeout`.
-/// Tests wait for conditions with a deadline, never for a fixed time.
+/// Polls `condition` every `pollEvery` until it holds, or records an issue naming `what` and throws
+/// `WaitTimedOut` after `timeout`. Tests wait for conditions with a deadline, never for a fixed time.
+/// Returns how long the wait took.
 @discardableResult
 public func waitUntil(
-    _ what: String, timeout: Duration = .seconds(5), pollEvery: Duration = .milliseconds(5),
+    _ what: String, timeout: Duration = .seconds(30), pollEvery: Duration = .milliseconds(5),
+    sourceLocation: SourceLocation = #_sourceLocation,
     _ condition: () async throws -> Bool
 ) async throws -> Duration {
     let clock = ContinuousClock()
     let start = clock.now
     while true {
         if try await condition() { return clock.now - start }
-        if clock.now - start >= timeout { throw WaitTimedOut(what: what, after: timeout) }
+        if clock.now - start >= timeout {
+            let error = WaitTimedOut(what: what, after: timeout)
+            Issue.record("\(error)", sourceLocation: sourceLocation)
+            throw error
+        }
         try await Task.sleep(for: pollEvery)
+    }
+}
+
+/// The form with the timeout first, as in `waitUntil(timeout: .seconds(2), "the pid file") { ... }`.
+@discardableResult
+public func waitUntil(
+    timeout: Duration, pollEvery: Duration = .milliseconds(5), _ what: String,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async throws -> Duration {
+    try await waitUntil(what, timeout: timeout, pollEvery: pollEvery, sourceLocation: sourceLocation, condition)
+}
+
+/// Measures how long `body` takes on the monotonic clock.
+public func measure<T>(_ body: () async throws -> T) async rethrows -> (T, Duration) {
+    let clock = ContinuousClock()
+    let start = clock.now
+    let value = try await body()
+    return (value, clock.now - start)
+}
+
+extension Duration {
+    /// The duration in (fractional) milliseconds.
+    public var inMilliseconds: Double {
+        let (s, atto) = components
+        return Double(s) * 1000 + Double(atto) / 1e15
     }
 }
 

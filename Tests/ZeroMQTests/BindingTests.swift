@@ -7,7 +7,7 @@ import ZeroMQ
 @Suite(.tags(.integration, .zmq))
 struct integration_zmq_Binding {
     @Test func reqRepRoundTripOverTCPAndIPC() throws {
-        let tmp = try TemporaryFolder()
+        let tmp = TemporaryFolder()
         for bind in ["tcp://127.0.0.1:*", tmp.ipcEndpoint("rep.sock")] {
             let ctx = try Context()
             let rep = try ctx.socket(.rep)

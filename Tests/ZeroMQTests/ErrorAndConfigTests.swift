@@ -43,8 +43,8 @@ struct unit_zmq_ErrorsAndConfiguration {
     }
 
     @Test func durationMillisecondsRoundUp() {
-        #expect(Duration.microseconds(1).milliseconds == 1)
-        #expect(Duration.milliseconds(250).milliseconds == 250)
-        #expect(Duration.zero.milliseconds == 0)
+        #expect(Duration.microseconds(1).zmqMilliseconds == 1)
+        #expect(Duration.milliseconds(250).zmqMilliseconds == 250)
+        #expect(Duration.zero.zmqMilliseconds == 0)
     }
 }

@@ -1,0 +1,154 @@
+// One spawned child: its pidfd, the thread that waits for its exit, and signalling that cannot hit a
+// reused PID.
+//
+// Exit monitoring. Each child gets one dedicated OS thread (not a Swift task: the cooperative pool has only
+// as many threads as cores) blocked in `waitid(P_PIDFD, pidfd, WEXITED | WNOWAIT)`. The kernel wakes it the
+// moment the child dies: no polling, no SIGCHLD handler. The thread then, under the child's lock:
+//   1. SIGKILLs what is left of the child's process group (when `killGroupOnExit`), while the leader is
+//      still an unreaped zombie, so the group id cannot have been reused;
+//   2. reaps the zombie (`waitid(P_PIDFD, WEXITED)`), marks the child exited, closes the pidfd;
+// and after the lock resumes every task waiting in `waitForExit()` and calls `onExit`.
+//
+// Lock: `state` (a Mutex) is a leaf lock: nothing else is locked while holding it and no callback runs
+// under it. `signal`/`signalGroup` check "not reaped" under the same lock, so a signal is only ever sent
+// while the PID (and the group id equal to it) still belongs to this child.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Synchronization
+
+public final class ChildProcess: Sendable, CustomStringConvertible {
+    public let pid: pid_t
+    /// The process group (and session) id: equal to `pid`, the child leads its own group.
+    public let processGroup: pid_t
+    /// The identity read right after exec (start time and executable): what PID files record.
+    public let identity: ProcessIdentity?
+    public let spawnedAt: ContinuousClock.Instant
+
+    private struct State {
+        var exit: ExitStatus?
+        var exitedAt: ContinuousClock.Instant?
+        var reaped = false
+        var waiters: [UInt64: CheckedContinuation<ExitStatus?, Never>] = [:]
+        var cancelled: Set<UInt64> = []
+        var nextWaiter: UInt64 = 0
+    }
+
+    private let pidfd: CInt
+    private let killGroupOnExit: Bool
+    private let state = Mutex(State())
+    private let onExit: (@Sendable (ChildProcess, ExitStatus) -> Void)?
+
+    init(pid: pid_t, pidfd: CInt, killGroupOnExit: Bool,
+         onExit: (@Sendable (ChildProcess, ExitStatus) -> Void)?) {
+        self.pid = pid
+        self.processGroup = pid
+        self.pidfd = pidfd
+        self.killGroupOnExit = killGroupOnExit
+        self.onExit = onExit
+        self.spawnedAt = .now
+        self.identity = ProcessIdentity.of(pid: pid)
+        let thread = Thread { [self] in self.monitor() }
+        thread.name = "exit-\(pid)"
+        thread.stackSize = 256 * 1024
+        thread.start()
+    }
+
+    public var description: String { "pid \(pid)" }
+
+    /// The exit status once the child has been reaped; nil while it runs.
+    public var exitStatus: ExitStatus? { state.withLock { $0.exit } }
+    /// When the monitor thread saw the exit (monotonic).
+    public var exitedAt: ContinuousClock.Instant? { state.withLock { $0.exitedAt } }
+    public var hasExited: Bool { state.withLock { $0.reaped } }
+
+    /// Sends `signal` to the child only. Returns false if it has already exited.
+    @discardableResult
+    public func signal(_ signal: CInt) -> Bool {
+        state.withLock { s in
+            guard !s.reaped else { return false }
+            return SystemCalls.pidfdSendSignal(pidfd, signal) == 0
+        }
+    }
+
+    /// Sends `signal` to the child's whole process group. Returns false if the leader has been reaped.
+    @discardableResult
+    public func signalGroup(_ signal: CInt) -> Bool {
+        state.withLock { s in
+            guard !s.reaped else { return false }
+            return kill(-processGroup, signal) == 0
+        }
+    }
+
+    /// Suspends until the child has exited and been reaped. Returns nil only if the task is cancelled first.
+    public func waitForExit() async -> ExitStatus? {
+        let id: UInt64 = state.withLock { s in s.nextWaiter += 1; return s.nextWaiter }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ExitStatus?, Never>) in
+                enum Outcome { case done(ExitStatus), cancelled, waiting }
+                let outcome: Outcome = state.withLock { s in
+                    if let exit = s.exit, s.reaped { return .done(exit) }
+                    if s.cancelled.remove(id) != nil { return .cancelled }
+                    s.waiters[id] = continuation
+                    return .waiting
+                }
+                switch outcome {
+                case .done(let exit): continuation.resume(returning: exit)
+                case .cancelled: continuation.resume(returning: nil)
+                case .waiting: break
+                }
+            }
+        } onCancel: {
+            let waiter: CheckedContinuation<ExitStatus?, Never>? = state.withLock { s in
+                if let w = s.waiters.removeValue(forKey: id) { return w }
+                if !s.reaped { s.cancelled.insert(id) }
+                return nil
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    /// Waits at most `timeout` for the exit. nil when the child still runs at the deadline.
+    public func waitForExit(timeout: Duration) async -> ExitStatus? {
+        if let exit = exitStatus { return exit }
+        return await withTaskGroup(of: ExitStatus?.self) { group in
+            group.addTask { await self.waitForExit() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? self.exitStatus
+        }
+    }
+
+    /// Runs on the dedicated monitor thread.
+    private func monitor() {
+        var info = siginfo_t()
+        var rc: CInt
+        repeat {
+            rc = waitid(P_PIDFD, id_t(pidfd), &info, WEXITED | WNOWAIT)
+        } while rc == -1 && errno == EINTR
+        let seenAt = ContinuousClock.now
+        let status: ExitStatus = rc == 0 ? ExitStatus(siginfo: info) : .signaled(signal: 0, coreDumped: false)
+
+        let waiters: [CheckedContinuation<ExitStatus?, Never>] = state.withLock { s in
+            if killGroupOnExit { _ = kill(-processGroup, SIGKILL) }
+            var reapInfo = siginfo_t()
+            var r: CInt
+            repeat { r = waitid(P_PIDFD, id_t(pidfd), &reapInfo, WEXITED) } while r == -1 && errno == EINTR
+            close(pidfd)
+            s.exit = status
+            s.exitedAt = seenAt
+            s.reaped = true
+            let all = Array(s.waiters.values)
+            s.waiters.removeAll()
+            s.cancelled.removeAll()
+            return all
+        }
+        for w in waiters { w.resume(returning: status) }
+        onExit?(self, status)
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+
+/// A deployment: one optional server and its handlers, as loaded from a deployment file or built in code.
+public struct Deployment: Sendable, Hashable {
+    public var name: String
+    public var server: HandlerConfig?
+    /// Handlers with replicas expanded (`h` with `replicas: 3` -> `h-1`, `h-2`, `h-3`).
+    public var handlers: [HandlerConfig]
+    /// Global environment, under each process's own.
+    public var environment: [String: String]
+    /// Variables of the governor's environment passed on to children (nothing else is inherited).
+    public var inheritEnvironment: [String]
+    /// Folder that relative executables are resolved against (the deployment file's folder).
+    public var baseDirectory: String?
+    /// The file it came from, if any.
+    public var sourcePath: String?
+
+    public static let defaultInherited = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"]
+
+    public init(name: String, server: HandlerConfig? = nil, handlers: [HandlerConfig] = [],
+                environment: [String: String] = [:], inheritEnvironment: [String] = Deployment.defaultInherited,
+                baseDirectory: String? = nil, sourcePath: String? = nil) {
+        self.name = name
+        self.server = server
+        self.handlers = handlers
+        self.environment = environment
+        self.inheritEnvironment = inheritEnvironment
+        self.baseDirectory = baseDirectory
+        self.sourcePath = sourcePath
+    }
+
+    /// Server first, then handlers in file order.
+    public var processes: [HandlerConfig] { (server.map { [$0] } ?? []) + handlers }
+}

@@ -1,0 +1,37 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Errors of the governor's operations; each names what is wrong and, where it helps, what exists.
+public enum GovernorError: Error, Equatable, CustomStringConvertible {
+    case deploymentLocked(deployment: String, holderPid: pid_t?, lockPath: String)
+    case lockFailed(path: String, reason: String)
+    case unknownProcess(deployment: String, name: String, known: [String])
+    case duplicateProcess(deployment: String, name: String)
+    case noMatch(deployment: String, pattern: String, known: [String])
+    case startFailed(name: String, reason: String)
+    case notRunning(deployment: String)
+    case invalidConfig(String)
+
+    public var description: String {
+        switch self {
+        case .deploymentLocked(let d, let holder, let path):
+            let who = holder.map { "governor pid \($0)" } ?? "another governor (pid unknown)"
+            return "deployment \"\(d)\" is already governed by \(who) (lock \(path)); run `szgovernor down --deployment \(d)` or stop that process first"
+        case .lockFailed(let path, let reason):
+            return "cannot take the deployment lock \(path): \(reason)"
+        case .unknownProcess(let d, let name, let known):
+            return "deployment \"\(d)\" has no process \"\(name)\" (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"
+        case .duplicateProcess(let d, let name):
+            return "deployment \"\(d)\" already has a process \"\(name)\""
+        case .noMatch(let d, let pattern, let known):
+            return "no process of deployment \"\(d)\" matches \"\(pattern)\" (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"
+        case .startFailed(let name, let reason):
+            return "\(name) failed to start: \(reason)"
+        case .notRunning(let d):
+            return "deployment \"\(d)\" is not running"
+        case .invalidConfig(let text):
+            return text
+        }
+    }
+}

@@ -1,0 +1,311 @@
+// The governor of one deployment: owns the deployment lock and one ManagedProcess per name.
+// Governor-level operations (start, stop, restart, add, remove) run one at a time under `operations`;
+// per-process work is delegated to the ManagedProcess actors (lock order: see ManagedProcess.swift).
+// Phase 2 adds the control endpoint, CLI and HTTP on top of this type's public API.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+public struct GovernorOptions: Sendable {
+    /// Policy time (backoff, restart window, healthy-run reset). Tests pass a ManualGovernorClock.
+    public var clock: any GovernorClock
+    /// Seeds the backoff jitter of every process (mixed with its name).
+    public var seed: UInt64
+    public var probes: ReadinessProbes
+    /// Called for every lifecycle event (after it is written to events.jsonl).
+    public var eventObserver: (@Sendable (LifecycleEvent) -> Void)?
+    /// The governor's own environment, source of `Deployment.inheritEnvironment`.
+    public var parentEnvironment: [String: String]
+    /// SIGTERM -> SIGKILL timeout for orphans found at start.
+    public var orphanStopTimeout: Duration
+
+    public init(clock: any GovernorClock = SystemGovernorClock(), seed: UInt64 = 0x5eed,
+                probes: ReadinessProbes = ReadinessProbes(),
+                eventObserver: (@Sendable (LifecycleEvent) -> Void)? = nil,
+                parentEnvironment: [String: String] = Foundation.ProcessInfo.processInfo.environment,
+                orphanStopTimeout: Duration = .seconds(5)) {
+        self.clock = clock
+        self.seed = seed
+        self.probes = probes
+        self.eventObserver = eventObserver
+        self.parentEnvironment = parentEnvironment
+        self.orphanStopTimeout = orphanStopTimeout
+    }
+}
+
+public actor ProcessGovernor: GovernorBase {
+    public nonisolated let deploymentName: String
+    /// `<deployments root>/<deployment>`: holds pids/, logs/, run/, events.jsonl, governor.lock.
+    public nonisolated let directory: URL
+    public nonisolated let events: EventLog
+    public nonisolated let latency = LatencyRecorder()
+    private let options: GovernorOptions
+    private var deployment: Deployment
+    private var processes: [String: ManagedProcess] = [:]
+    private var order: [String] = []
+    private var lock: DeploymentLock?
+    private let operations = OperationLock()
+    public private(set) var lastReconcile = ReconcileReport()
+
+    /// `directory` is the deployment folder itself (e.g. `deployments/ci`).
+    public init(deployment: Deployment, directory: URL, options: GovernorOptions = GovernorOptions()) throws {
+        try Names.validateDeployment(deployment.name)
+        self.deploymentName = deployment.name
+        self.directory = directory
+        self.deployment = deployment
+        self.options = options
+        self.events = EventLog(path: directory.appendingPathComponent("events.jsonl").path,
+                               observer: options.eventObserver)
+    }
+
+    /// `<root>/<deployment.name>`.
+    public init(deployment: Deployment, deploymentsRoot: URL, options: GovernorOptions = GovernorOptions()) throws {
+        try Names.validateDeployment(deployment.name)
+        try self.init(deployment: deployment, directory: deploymentsRoot.appendingPathComponent(deployment.name),
+                      options: options)
+    }
+
+    public func path(_ component: String) -> String { directory.appendingPathComponent(component).path }
+
+    // MARK: GovernorBase
+
+    public var isRunning: Bool { lock != nil }
+
+    public func start() async throws {
+        await operations.acquire()
+        defer { operations.release() }
+        guard lock == nil else { return }
+        lock = try DeploymentLock.acquire(deployment: deploymentName, directory: directory)
+        do {
+            for sub in ["pids", "logs", "run"] {
+                try FileManager.default.createDirectory(at: directory.appendingPathComponent(sub),
+                                                        withIntermediateDirectories: true)
+            }
+            lastReconcile = await Reconciler.reconcile(pidsDirectory: path("pids"), deploymentDirectory: directory.path,
+                                                       stopTimeout: options.orphanStopTimeout, events: events)
+            for config in deployment.processes where processes[config.id] == nil {
+                try register(config)
+            }
+        } catch {
+            lock?.release()
+            lock = nil
+            throw error
+        }
+        events.record("governor", .governorStarted, pid: getpid(), detail: deploymentName)
+        var failures: [String] = []
+        if let server = deployment.server, let process = processes[server.id] {
+            do { try await process.start() } catch { failures.append("\(error)") }
+        }
+        let handlers = order.compactMap { name in processes[name] }.filter { $0.config.role == .handler }
+        failures += await Self.startAll(handlers)
+        if !failures.isEmpty {
+            throw GovernorError.startFailed(name: deploymentName, reason: failures.joined(separator: "; "))
+        }
+    }
+
+    public func stop(timeout: Duration? = nil) async {
+        await operations.acquire()
+        defer { operations.release() }
+        await stopAllLocked(timeout: timeout)
+    }
+
+    public func restart(timeout: Duration? = nil) async throws {
+        await stop(timeout: timeout)
+        try await start()
+    }
+
+    public func status() async -> [ManagedProcessInfo] {
+        var infos: [ManagedProcessInfo] = []
+        for name in order { if let p = processes[name] { infos.append(await p.info()) } }
+        return infos
+    }
+
+    @discardableResult
+    public func addHandler(_ config: HandlerConfig) async throws -> ManagedProcessInfo {
+        await operations.acquire()
+        defer { operations.release() }
+        try Names.validateProcess(config.id)
+        guard processes[config.id] == nil else {
+            throw GovernorError.duplicateProcess(deployment: deploymentName, name: config.id)
+        }
+        let process = try register(config)
+        if isRunning { try await process.start() }
+        return await process.info()
+    }
+
+    public func removeHandler(_ id: String) async throws {
+        await operations.acquire()
+        defer { operations.release() }
+        let process = try lookup(id)
+        await process.stop()
+        processes[id] = nil
+        order.removeAll { $0 == id }
+    }
+
+    public func restartHandler(_ id: String) async throws {
+        try await lookup(id).restart()
+    }
+
+    public func handlerStatus(_ id: String) async throws -> ManagedProcessInfo {
+        try await lookup(id).info()
+    }
+
+    public func listHandlers() async -> [ManagedProcessInfo] {
+        await status().filter { $0.role == .handler }
+    }
+
+    public func healthCheck() async -> [String: Bool] {
+        Dictionary(uniqueKeysWithValues: await status().map { ($0.name, $0.status == .running) })
+    }
+
+    public func metrics() async -> GovernorMetrics {
+        let infos = await status()
+        return GovernorMetrics(
+            deployment: deploymentName, running: isRunning, totalServices: infos.count,
+            healthyServices: infos.filter { $0.status == .running }.count,
+            totalRestarts: infos.reduce(0) { $0 + $1.restartCount },
+            services: Dictionary(uniqueKeysWithValues: infos.map { ($0.name, $0) }),
+            restartLatencyMs: LatencySummary(samples: latency.respawnMs),
+            readyLatencyMs: LatencySummary(samples: latency.readyMs))
+    }
+
+    // MARK: pattern operations
+
+    /// Names (in deployment order) matching a glob such as `h-*`.
+    public func names(matching glob: String) -> [String] {
+        order.filter { Names.matches($0, glob: glob) }
+    }
+
+    public func count(matching glob: String) -> Int { names(matching: glob).count }
+
+    public func status(matching glob: String) async -> [ManagedProcessInfo] {
+        await status().filter { Names.matches($0.name, glob: glob) }
+    }
+
+    /// Stops every process matching `glob`, concurrently. Throws `noMatch` when nothing matches.
+    @discardableResult
+    public func stop(matching glob: String, timeout: Duration? = nil) async throws -> [String] {
+        let targets = try matched(glob)
+        await withTaskGroup(of: Void.self) { group in
+            for (_, p) in targets { group.addTask { await p.stop(timeout: timeout) } }
+        }
+        return targets.map(\.0)
+    }
+
+    /// Restarts every process matching `glob`, concurrently. Throws the first failure after all ran.
+    @discardableResult
+    public func restart(matching glob: String, timeout: Duration? = nil) async throws -> [String] {
+        let targets = try matched(glob)
+        var failures: [String] = []
+        await withTaskGroup(of: String?.self) { group in
+            for (_, p) in targets {
+                group.addTask {
+                    do { try await p.restart(timeout: timeout); return nil } catch { return "\(error)" }
+                }
+            }
+            for await f in group { if let f { failures.append(f) } }
+        }
+        if !failures.isEmpty {
+            throw GovernorError.startFailed(name: glob, reason: failures.sorted().joined(separator: "; "))
+        }
+        return targets.map(\.0)
+    }
+
+    /// Starts `count` new instances of `spec`, named `<spec.id>-<n>` with the lowest free numbers.
+    /// Started at once when the governor runs.
+    @discardableResult
+    public func startInstances(of spec: HandlerConfig, count: Int) async throws -> [String] {
+        var names: [String] = []
+        var n = 1
+        while names.count < count {
+            let name = "\(spec.id)-\(n)"
+            if processes[name] == nil {
+                var config = spec
+                config.id = name
+                try await addHandler(config)
+                names.append(name)
+            }
+            n += 1
+        }
+        return names
+    }
+
+    /// The managed process named `name` (for tests and phase-2 wiring).
+    public func process(_ name: String) throws -> ManagedProcess { try lookup(name) }
+
+    // MARK: internals
+
+    private func lookup(_ name: String) throws -> ManagedProcess {
+        guard let p = processes[name] else {
+            throw GovernorError.unknownProcess(deployment: deploymentName, name: name, known: order)
+        }
+        return p
+    }
+
+    private func matched(_ glob: String) throws -> [(String, ManagedProcess)] {
+        let names = names(matching: glob)
+        guard !names.isEmpty else { throw GovernorError.noMatch(deployment: deploymentName, pattern: glob, known: order) }
+        return names.compactMap { n in processes[n].map { (n, $0) } }
+    }
+
+    @discardableResult
+    private func register(_ config: HandlerConfig) throws -> ManagedProcess {
+        try Names.validateProcess(config.id)
+        let process = ManagedProcess(config: config, context: try makeContext(for: config))
+        processes[config.id] = process
+        if config.role == .server { order.insert(config.id, at: 0) } else { order.append(config.id) }
+        return process
+    }
+
+    /// Resolves the executable and composes the environment (inherited names, global, per process, markers).
+    func makeContext(for config: HandlerConfig) throws -> ProcessContext {
+        var env: [String: String] = [:]
+        for name in deployment.inheritEnvironment { env[name] = options.parentEnvironment[name] }
+        env.merge(deployment.environment) { $1 }
+        env.merge(config.environment) { $1 }
+        env[Reconciler.markerVariable] = directory.path
+        env["SZGOVERNOR_DEPLOYMENT"] = deploymentName
+        env["SZGOVERNOR_NAME"] = config.id
+        let executable = try ExecutableResolver.resolve(config.executable, relativeTo: deployment.baseDirectory,
+                                                        searchPath: env["PATH"])
+        let spawn = SpawnRequest(executable: executable, arguments: config.arguments, environment: env,
+                                 logPath: path("logs/\(config.id).log"), workingDirectory: nil)
+        return ProcessContext(spawn: spawn, pidFilePath: path("pids/\(config.id).pid"),
+                              probe: try options.probes.probe(for: config), clock: options.clock,
+                              events: events, latency: latency, seed: options.seed ^ fnv1a(config.id),
+                              pidFileExtra: ["deployment": deploymentName])
+    }
+
+    private func stopAllLocked(timeout: Duration?) async {
+        guard lock != nil else { return }
+        let all = order.compactMap { processes[$0] }
+        await withTaskGroup(of: Void.self) { group in
+            for p in all where p.config.role == .handler { group.addTask { await p.stop(timeout: timeout) } }
+        }
+        for p in all where p.config.role == .server { await p.stop(timeout: timeout) }
+        events.record("governor", .governorStopped, pid: getpid(), detail: deploymentName)
+        lock?.release()
+        lock = nil
+    }
+
+    private static func startAll(_ processes: [ManagedProcess]) async -> [String] {
+        await withTaskGroup(of: String?.self) { group in
+            for p in processes {
+                group.addTask {
+                    do { try await p.start(); return nil } catch { return "\(error)" }
+                }
+            }
+            var failures: [String] = []
+            for await f in group { if let f { failures.append(f) } }
+            return failures.sorted()
+        }
+    }
+}
+
+/// Stable 64-bit FNV-1a of a string (seeds per-process jitter).
+func fnv1a(_ s: String) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// The state of one managed process.
+///
+///     stopped --start--> starting --probe passes--> running --stop--> stopping --> stopped
+///     starting --spawn/probe fails--> backoff | crashed | fatal      (by restart policy)
+///     running --exits by itself--> backoff --delay--> starting        (policy restarts)
+///                                 | crashed (not restarted) | stopped (clean exit, not restarted)
+///                                 | fatal (too many restarts within the window)
+///     backoff | crashed | fatal --stop--> stopped;  any --start--> starting
+/// A stop the governor asked for always ends in `stopped`, never `crashed`.
+public enum ProcessStatus: String, Sendable, Hashable, Codable, CaseIterable {
+    case stopped, starting, running, stopping, backoff, crashed, fatal
+}
+
+/// The role of a process in a deployment: upstream stops handlers first, then the server.
+public enum ProcessRole: String, Sendable, Hashable, Codable {
+    case server, handler
+}
+
+/// A snapshot of one managed process (upstream's ProcessInfo; renamed to avoid Foundation.ProcessInfo).
+public struct ManagedProcessInfo: Sendable, Hashable, Codable {
+    public var name: String
+    public var role: ProcessRole
+    public var pid: Int32?
+    public var status: ProcessStatus
+    /// Restarts the governor made by policy (not operator restarts).
+    public var restartCount: Int
+    public var lastError: String?
+    /// When the current (or last) child was spawned.
+    public var startTime: Date?
+    /// How the last child ended, if it did.
+    public var lastExit: ExitStatus?
+    public var endpoint: String?
+
+    public var exitCode: Int32? { lastExit?.exitCode }
+    public var exitSignal: Int32? { lastExit?.signal }
+
+    public init(name: String, role: ProcessRole, pid: Int32?, status: ProcessStatus, restartCount: Int,
+                lastError: String?, startTime: Date?, lastExit: ExitStatus?, endpoint: String?) {
+        self.name = name
+        self.role = role
+        self.pid = pid
+        self.status = status
+        self.restartCount = restartCount
+        self.lastError = lastError
+        self.startTime = startTime
+        self.lastExit = lastExit
+        self.endpoint = endpoint
+    }
+}

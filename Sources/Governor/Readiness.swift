@@ -1,0 +1,116 @@
+// Readiness: a process is `running` only when its probe passes; a probe that has not passed by its
+// deadline is a failed start. The governor races every probe against the child's exit, so a probe need
+// not watch for death itself.
+//
+// Seam for phase 2: a ZeroMQ `ping` probe is a `ReadinessProbe` registered under a kind name (e.g.
+// "zmq-ping") in `ReadinessProbes`; deployment files select it with `readiness: {kind: zmq-ping, ...}`.
+import Foundation
+
+/// What a deployment asks for.
+public enum ReadinessSpec: Sendable, Hashable {
+    /// Running as soon as it is spawned.
+    case none
+    /// Running when the file at `path` exists (the child writes it once it serves).
+    case readyFile(path: String, timeout: Duration)
+    /// A probe registered under `kind` (phase 2: "zmq-ping"), with its settings.
+    case custom(kind: String, settings: [String: String], timeout: Duration)
+
+    public var timeout: Duration? {
+        switch self {
+        case .none: return nil
+        case .readyFile(_, let t), .custom(_, _, let t): return t
+        }
+    }
+}
+
+/// What a probe gets to know about the process.
+public struct ReadinessTarget: Sendable {
+    public var name: String
+    public var pid: Int32
+    public var endpoint: String?
+    public var config: HandlerConfig
+}
+
+public protocol ReadinessProbe: Sendable {
+    /// Called before the child is spawned (e.g. to remove a stale ready file).
+    func prepare(for config: HandlerConfig) throws
+    /// Returns when ready; throws `ReadinessError.timedOut` at `deadline`, CancellationError when cancelled.
+    func waitUntilReady(_ target: ReadinessTarget, deadline: ContinuousClock.Instant) async throws
+}
+
+extension ReadinessProbe {
+    public func prepare(for config: HandlerConfig) throws {}
+}
+
+public enum ReadinessError: Error, Equatable, CustomStringConvertible {
+    case timedOut(name: String, waitingFor: String, after: Duration)
+    case exited(name: String, status: ExitStatus)
+    case unknownKind(String, known: [String])
+
+    public var description: String {
+        switch self {
+        case .timedOut(let name, let what, let after):
+            return "\(name) was not ready after \(format(after)) (waiting for \(what))"
+        case .exited(let name, let status): return "\(name) exited before it was ready (\(status))"
+        case .unknownKind(let kind, let known):
+            return "readiness kind \"\(kind)\" has no probe registered (known: \(known.joined(separator: ", ")))"
+        }
+    }
+}
+
+/// `.none`: ready once spawned.
+public struct NoReadinessProbe: ReadinessProbe {
+    public init() {}
+    public func waitUntilReady(_ target: ReadinessTarget, deadline: ContinuousClock.Instant) async throws {}
+}
+
+/// Ready when a file exists. Polls every `interval` (a few ms; a stat is cheap) until the deadline.
+public struct ReadyFileProbe: ReadinessProbe {
+    public let path: String
+    public let interval: Duration
+
+    public init(path: String, interval: Duration = .milliseconds(2)) {
+        self.path = path
+        self.interval = interval
+    }
+
+    /// Removes a ready file left by an earlier run, so it cannot pass the new probe.
+    public func prepare(for config: HandlerConfig) throws {
+        unlink(path)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+    }
+
+    public func waitUntilReady(_ target: ReadinessTarget, deadline: ContinuousClock.Instant) async throws {
+        let started = ContinuousClock.now
+        while !FileManager.default.fileExists(atPath: path) {
+            if ContinuousClock.now >= deadline {
+                throw ReadinessError.timedOut(name: target.name, waitingFor: "ready file \(path)",
+                                              after: ContinuousClock.now - started)
+            }
+            try await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// Maps a `ReadinessSpec` to a probe. Register extra kinds (phase 2: the ZeroMQ ping) with `register`.
+public struct ReadinessProbes: Sendable {
+    public typealias Factory = @Sendable (_ settings: [String: String], _ config: HandlerConfig) throws -> any ReadinessProbe
+    private var factories: [String: Factory] = [:]
+
+    public init() {}
+
+    public mutating func register(kind: String, _ factory: @escaping Factory) { factories[kind] = factory }
+
+    public var kinds: [String] { ["none", "ready-file"] + factories.keys.sorted() }
+
+    public func probe(for config: HandlerConfig) throws -> any ReadinessProbe {
+        switch config.readiness {
+        case .none: return NoReadinessProbe()
+        case .readyFile(let path, _): return ReadyFileProbe(path: path)
+        case .custom(let kind, let settings, _):
+            guard let factory = factories[kind] else { throw ReadinessError.unknownKind(kind, known: kinds) }
+            return try factory(settings, config)
+        }
+    }
+}

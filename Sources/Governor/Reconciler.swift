@@ -1,0 +1,84 @@
+// Reconciling PID files left by an earlier governor (one that was SIGKILLed, or upstream's).
+//
+// For each `<deploymentDir>/pids/<name>.pid` (but governor.pid):
+//   - the recorded identity is alive, matches, AND the process carries this deployment's marker in its
+//     environment (SZGOVERNOR_DIR, set on every child we spawn): an orphan of ours -> stopped with its group
+//     (SIGTERM, SIGKILL after the timeout), file removed;
+//   - anything else (dead, PID reused, forged, bare upstream file, alive but not ours) -> file removed,
+//     NOTHING signalled.
+// The pidfd is opened before the identity is checked a second time, so the signal cannot reach a process
+// that took the PID in between.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+public struct ReconcileReport: Sendable, Hashable {
+    /// Orphans of ours that were stopped.
+    public var stopped: [String] = []
+    /// Files removed without signalling anything, with the reason.
+    public var removed: [String: String] = [:]
+}
+
+public enum Reconciler {
+    /// The environment variable that marks a child as belonging to a deployment folder.
+    public static let markerVariable = "SZGOVERNOR_DIR"
+
+    public static func reconcile(pidsDirectory: String, deploymentDirectory: String, stopTimeout: Duration,
+                                 events: EventLog) async -> ReconcileReport {
+        var report = ReconcileReport()
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: pidsDirectory)) ?? [])
+            .filter { $0.hasSuffix(".pid") && $0 != "governor.pid" }.sorted()
+        for file in files {
+            let path = (pidsDirectory as NSString).appendingPathComponent(file)
+            let name = String(file.dropLast(4))
+            let verdict = PidFile.verify(path)
+            if case .alive(let identity) = verdict,
+               processEnvironmentValue(pid: identity.pid, name: markerVariable) == deploymentDirectory,
+               await stopOrphan(identity, timeout: stopTimeout) {
+                report.stopped.append(name)
+                events.record(name, .orphanStopped, pid: identity.pid, detail: "orphan of an earlier governor")
+            } else {
+                let reason: String
+                if case .alive(let identity) = verdict {
+                    reason = "\(identity) is alive but not a child of this deployment: not signalled"
+                } else {
+                    reason = verdict.description
+                }
+                report.removed[name] = reason
+                events.record(name, .staleRemoved, detail: reason)
+            }
+            PidFile.remove(path)
+        }
+        return report
+    }
+
+    /// Stops a verified orphan and its group. Returns false if it could not be pinned down (then nothing
+    /// was signalled).
+    static func stopOrphan(_ identity: ProcessIdentity, timeout: Duration) async -> Bool {
+        let pidfd = SystemCalls.pidfdOpen(identity.pid)
+        guard pidfd >= 0 else { return false }
+        defer { close(pidfd) }
+        guard let again = ProcessIdentity.of(pid: identity.pid), again.matches(identity) else { return false }
+        let leadsGroup = ProcStat.read(pid: identity.pid)?.processGroup == identity.pid
+        func send(_ signal: CInt) {
+            if leadsGroup { kill(-identity.pid, signal) } else { _ = SystemCalls.pidfdSendSignal(pidfd, signal) }
+        }
+        send(SIGTERM)
+        let timeoutMs = CInt(min(timeout.msDouble, Double(CInt.max)))
+        let exited = await runOnDedicatedThread(name: "orphan-\(identity.pid)") { waitReadable(pidfd, timeoutMs) }
+        if !exited {
+            send(SIGKILL)
+            _ = await runOnDedicatedThread(name: "orphan-\(identity.pid)") { waitReadable(pidfd, 30_000) }
+        }
+        return true
+    }
+
+    /// poll(2) on a pidfd: readable once the process has exited.
+    static func waitReadable(_ fd: CInt, _ timeoutMs: CInt) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var rc: CInt
+        repeat { rc = poll(&p, 1, timeoutMs) } while rc == -1 && errno == EINTR
+        return rc == 1
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Governor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.tags(.integration, .governor))
+struct integration_governor_Spawner {
+    let dir = TemporaryDirectory()
+    let tracker = ProcessTracker()
+
+    func spawn(_ script: String, env: [String: String] = [:], log: String = "child.log") throws -> ChildProcess {
+        let child = try Spawner.spawn(SpawnRequest(
+            executable: "/bin/sh", arguments: ["-c", script], environment: env,
+            logPath: dir.appending(log).path))
+        tracker.track(child.pid)
+        return child
+    }
+
+    @Test func exitCodeIsReportedAtOnce() async throws {
+        defer { tracker.killAll() }
+        let child = try spawn("exit 3")
+        let status = await child.waitForExit(timeout: .seconds(30))
+        #expect(status == .exited(code: 3))
+        #expect(child.hasExited)
+    }
+
+    @Test func killSignalIsReported() async throws {
+        defer { tracker.killAll() }
+        let child = try spawn("exec /bin/sleep 300")
+        #expect(child.signal(SIGKILL))
+        let status = await child.waitForExit(timeout: .seconds(30))
+        #expect(status == .signaled(signal: SIGKILL, coreDumped: false))
+        #expect(child.signal(SIGKILL) == false, "a reaped child must not be signalled again")
+    }
+
+    @Test func childLeadsItsOwnSessionAndGroup() async throws {
+        defer { tracker.killAll() }
+        let child = try spawn("exec /bin/sleep 300")
+        let stat = try #require(ProcStat.read(pid: child.pid))
+        #expect(stat.processGroup == child.pid)
+        #expect(stat.session == child.pid)
+        #expect(stat.processGroup != getpgrp())
+        child.signalGroup(SIGKILL)
+        _ = await child.waitForExit(timeout: .seconds(30))
+    }
+
+    @Test func groupSignalKillsTheGrandchildToo() async throws {
+        defer { tracker.killAll() }
+        let pidFile = dir.appending("grandchild.pid").path
+        let child = try spawn("/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); wait")
+        try await waitUntil("the grandchild's pid file") { FileManager.default.fileExists(atPath: pidFile) }
+        let grandchild = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        tracker.track(grandchild)
+        #expect(LiveProcess.isAlive(grandchild))
+        #expect(child.signalGroup(SIGTERM))
+        #expect(await child.waitForExit(timeout: .seconds(30)) != nil)
+        try await waitUntil("the grandchild \(grandchild) to die with its group") { !LiveProcess.isAlive(grandchild) }
+    }
+
+    @Test func leaderExitTakesItsGroupAlong() async throws {
+        defer { tracker.killAll() }
+        let pidFile = dir.appending("orphan.pid").path
+        // The shell starts a background sleep and exits at once: the sleep must not outlive it.
+        let child = try spawn("/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); exit 0")
+        _ = await child.waitForExit(timeout: .seconds(30))
+        let orphan = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        tracker.track(orphan)
+        try await waitUntil("the orphan \(orphan) to die with its leader") { !LiveProcess.isAlive(orphan) }
+    }
+
+    @Test func outputIsAppendedToTheLog() async throws {
+        defer { tracker.killAll() }
+        for word in ["first", "second"] {
+            let child = try spawn("echo \(word); echo \(word)-err >&2")
+            #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
+        }
+        let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
+        #expect(log == "first\nfirst-err\nsecond\nsecond-err\n")
+    }
+
+    @Test func environmentIsExactlyTheOneGiven() async throws {
+        defer { tracker.killAll() }
+        let child = try spawn("env", env: ["ONLY_THIS": "yes", "PATH": "/usr/bin:/bin"])
+        #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
+        let lines = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
+            .split(separator: "\n").map(String.init).filter { !$0.hasPrefix("PWD=") && !$0.hasPrefix("SHLVL=") && !$0.hasPrefix("_=") }
+        #expect(lines.sorted() == ["ONLY_THIS=yes", "PATH=/usr/bin:/bin"])
+    }
+
+    @Test func stdinIsDevNullAndNoOtherFdIsInherited() async throws {
+        defer { tracker.killAll() }
+        let child = try spawn("ls /proc/$$/fd; readlink /proc/$$/fd/0")
+        #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
+        let lines = try String(contentsOf: dir.appending("child.log"), encoding: .utf8).split(separator: "\n")
+        #expect(Array(lines.prefix(3)) == ["0", "1", "2"])
+        #expect(lines.last == "/dev/null")
+    }
+
+    @Test func signalMaskAndDispositionsAreClean() async throws {
+        defer { tracker.killAll() }
+        // Block SIGUSR2 on this thread and ignore it process-wide while spawning: the child inherits neither.
+        var block = sigset_t(), previousMask = sigset_t()
+        sigemptyset(&block)
+        sigaddset(&block, SIGUSR2)
+        pthread_sigmask(SIG_BLOCK, &block, &previousMask)
+        let previousHandler = Glibc.signal(SIGUSR2, SIG_IGN)
+        let child: ChildProcess
+        do {
+            defer {
+                Glibc.signal(SIGUSR2, previousHandler)
+                pthread_sigmask(SIG_SETMASK, &previousMask, nil)
+            }
+            child = try spawn("exec /bin/grep -E '^(SigBlk|SigIgn)' /proc/self/status")
+        }
+        #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
+        let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
+        #expect(log.contains("SigBlk:\t0000000000000000"))
+        // Signals 32 and 33 are glibc's own (thread cancellation, setxid) and cannot be reset through libc.
+        let ignored = log.split(separator: "\n").first { $0.hasPrefix("SigIgn:") }
+            .flatMap { UInt64($0.dropFirst("SigIgn:".count).trimmingCharacters(in: .whitespaces), radix: 16) }
+        #expect(ignored.map { $0 & 0x7fff_ffff } == 0, "no standard signal may be ignored in the child")
+    }
+
+    @Test func relativeExecutableIsRefused() throws {
+        #expect(throws: SpawnError.notAbsolute("sleep")) {
+            try Spawner.spawn(SpawnRequest(executable: "sleep"))
+        }
+    }
+
+    @Test func missingExecutableNamesIt() throws {
+        let error = #expect(throws: SpawnError.self) {
+            try Spawner.spawn(SpawnRequest(executable: "/nonexistent/szmock"))
+        }
+        #expect("\(error!)".contains("/nonexistent/szmock"))
+    }
+
+    @Test func identityIsReadAfterExec() async throws {
+        defer { tracker.killAll() }
+        let child = try Spawner.spawn(SpawnRequest(executable: "/bin/sleep", arguments: ["300"]))
+        tracker.track(child.pid)
+        let identity = try #require(child.identity)
+        #expect(identity.executable == "/usr/bin/sleep" || identity.executable == "/bin/sleep")
+        #expect(identity.matches(try #require(ProcessIdentity.of(pid: child.pid))))
+        child.signalGroup(SIGKILL)
+        _ = await child.waitForExit(timeout: .seconds(30))
+    }
+}

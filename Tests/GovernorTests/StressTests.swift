@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Governor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Leak checks need a process of their own: tests run in parallel, so /proc/self/fd of the test runner
+/// moves with other tests. Exit tests run their body in a fresh child process.
+@Suite(.tags(.integration, .governor))
+struct integration_governor_Stress {
+    @Test(.tags(.slow)) func slow_thousandSpawnWaitCyclesLeakNothingAndNeverDeadlock() async throws {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+            exit(await StressBodies.spawnWaitCycles(count: 1000))
+        }
+        let output = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
+        print(output)
+        #expect(output.contains("cycles=1000"))
+    }
+
+    @Test func fiftyGovernorCyclesLeakNoFileDescriptor() async throws {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+            exit(await StressBodies.governorCycles(count: 50))
+        }
+        let output = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
+        print(output)
+        #expect(output.contains("cycles=50"))
+    }
+}
+
+enum StressBodies {
+    /// Spawns /bin/true `count` times, each awaited with a deadline. Exit code 0 on success.
+    static func spawnWaitCycles(count: Int) async -> Int32 {
+        // Warm up: the runtime opens its timer/event fds lazily on first use; they are not leaks.
+        for _ in 0..<10 {
+            guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true")),
+                  await child.waitForExit(timeout: .seconds(30)) != nil else { return 3 }
+        }
+        let fdsBefore = LiveProcess.openFileDescriptorCount()
+        let threadsBefore = LiveProcess.threadCount()
+        var latencies: [Double] = []
+        let started = ContinuousClock.now
+        for i in 0..<count {
+            let t0 = ContinuousClock.now
+            guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true")) else {
+                print("spawn failed at cycle \(i)"); return 3
+            }
+            guard await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0) else {
+                print("cycle \(i): no exit within 10 s (deadlock?)"); return 2
+            }
+            latencies.append((ContinuousClock.now - t0).inMilliseconds)
+        }
+        let total = (ContinuousClock.now - started).inMilliseconds
+        // Monitor threads end right after their reap; give them a moment to be gone from /proc.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while LiveProcess.threadCount() > threadsBefore + 2, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let fdsAfter = LiveProcess.openFileDescriptorCount()
+        let threadsAfter = LiveProcess.threadCount()
+        latencies.sort()
+        print(String(format: "cycles=%d total_ms=%.0f per_cycle_median_ms=%.3f p99_ms=%.3f max_ms=%.3f fds_before=%d fds_after=%d threads_before=%d threads_after=%d",
+                     count, total, latencies[count / 2], latencies[count * 99 / 100], latencies.last!,
+                     fdsBefore, fdsAfter, threadsBefore, threadsAfter))
+        if fdsAfter != fdsBefore { print("fd leak: \(fdsBefore) -> \(fdsAfter)"); return 1 }
+        if threadsAfter > threadsBefore + 2 { print("thread leak: \(threadsBefore) -> \(threadsAfter)"); return 1 }
+        return 0
+    }
+
+    /// Starts and stops a two-process deployment `count` times; checks fds before and after.
+    static func governorCycles(count: Int) async -> Int32 {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let tracker = ProcessTracker()
+        defer { tracker.killAll() }
+        let options = GovernorOptions(eventObserver: { e in if e.event == .spawned, let p = e.pid { tracker.track(p) } })
+        guard let gov = try? ProcessGovernor(deployment: Deployment(name: "s", handlers: [
+            Harness.sleeper("h-1"), Harness.sleeper("h-2")]), directory: dir.url, options: options) else { return 3 }
+        // One warm-up cycle opens what stays open (events.jsonl, lazily created runtime fds).
+        do { try await gov.start() } catch { print("\(error)"); return 3 }
+        await gov.stop()
+        let fdsBefore = LiveProcess.openFileDescriptorCount()
+        let started = ContinuousClock.now
+        for i in 0..<count {
+            do { try await gov.start() } catch { print("cycle \(i): \(error)"); return 3 }
+            await gov.stop()
+            if !tracker.alive.isEmpty { print("cycle \(i): survivors \(tracker.alive)"); return 1 }
+        }
+        let total = (ContinuousClock.now - started).inMilliseconds
+        let fdsAfter = LiveProcess.openFileDescriptorCount()
+        print(String(format: "cycles=%d total_ms=%.0f per_cycle_ms=%.2f fds_before=%d fds_after=%d",
+                     count, total, total / Double(count), fdsBefore, fdsAfter))
+        return fdsAfter == fdsBefore ? 0 : 1
+    }
+}
