@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "ScheduleZeroWire", targets: ["ScheduleZeroWire"]),
         .library(name: "ZMQClient", targets: ["ZMQClient"]),
+        .library(name: "MockPeers", targets: ["MockPeers"]),
+        .executable(name: "szmock", targets: ["szmock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,5 +29,16 @@ let package = Package(
         // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
+
+        // Mock ScheduleZero peers (handler, server) with faults on command; `szmock` is their command line.
+        .target(name: "MockPeers", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient"]),
+        .executableTarget(
+            name: "szmock",
+            dependencies: ["MockPeers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(
+            name: "MockPeersTests",
+            dependencies: ["MockPeers", "ZMQClient", "ScheduleZeroWire", "ZeroMQ", "TestSupport", "szmock"]
+        ),
     ]
 )
