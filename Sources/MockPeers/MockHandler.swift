@@ -226,6 +226,8 @@ public final class MockHandler: @unchecked Sendable {
         try s.setLinger(.zero)
         try s.setMaxMessageSize(configuration.hardMessageLimit)
         try s.setSendTimeout(.milliseconds(100))
+        // A blocking receive bounded by pollInterval: one libzmq call per wait, and `stop` is still seen.
+        try s.setReceiveTimeout(configuration.pollInterval)
         try s.bind(endpoint)
         return s
     }
@@ -269,7 +271,7 @@ public final class MockHandler: @unchecked Sendable {
         while !stopLatch.isOpen {
             frames.removeAll(keepingCapacity: true)
             do {
-                let first = try socket.receiveFrame(flags: .dontWait)
+                let first = try socket.receiveFrame()
                 frames.append(first.bytes)
                 var more = first.more
                 while more {
@@ -278,8 +280,7 @@ public final class MockHandler: @unchecked Sendable {
                     more = f.more
                 }
             } catch let e as ZMQError where e.code == .eagain {
-                _ = try? socket.poll(.pollIn, timeout: configuration.pollInterval)
-                continue
+                continue  // no request within pollInterval: look at the stop flag again
             } catch {
                 log.emit("error", ["what": "receive", "error": .string("\(error)")])
                 if stopLatch.isOpen || ctx.isTerminated { break }
