@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "ScheduleZeroWire", targets: ["ScheduleZeroWire"]),
         .library(name: "ZMQClient", targets: ["ZMQClient"]),
         .library(name: "Governor", targets: ["Governor"]),
+        .library(name: "MockPeers", targets: ["MockPeers"]),
+        .executable(name: "szmock", targets: ["szmock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,5 +42,16 @@ let package = Package(
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
+
+        // Mock ScheduleZero peers (handler, server) with faults on command; `szmock` is their command line.
+        .target(name: "MockPeers", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient"]),
+        .executableTarget(
+            name: "szmock",
+            dependencies: ["MockPeers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(
+            name: "MockPeersTests",
+            dependencies: ["MockPeers", "ZMQClient", "ScheduleZeroWire", "ZeroMQ", "TestSupport", "szmock"]
+        ),
     ]
 )

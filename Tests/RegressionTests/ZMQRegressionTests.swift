@@ -40,32 +40,45 @@ struct regression_integration_zmq_Client {
 
     /// Upstream: each client made a context and dropped it without `term()`; file descriptors and libzmq
     /// I/O threads piled up. Measured in a child process of its own, so parallel tests cannot blur the count.
-    @Test func noContextLeakAfter200CreateTerminateCycles() async {
-        await #expect(processExitsWith: .success) {
+    @Test func noContextLeakAfter200CreateTerminateCycles() async throws {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            func fail(_ why: String) -> Never {
+                FileHandle.standardError.write(Data("LEAK: \(why)\n".utf8))
+                exit(1)
+            }
             let peer = try TestPeer()
-            let config = ClientConfiguration(timeout: .seconds(2))
+            let config = ClientConfiguration(timeout: .seconds(5))
             // Warm up once, so lazily made process-wide resources are not counted as leaks.
             _ = try SyncClient.with(endpoint: peer.endpoint, configuration: config) { try $0.ping() }
             let fdsBefore = openFileDescriptors().count
             let contextsBefore = Context.liveCount
             let threadsBefore = DedicatedThread.liveCount
             for i in 0..<200 {
-                if i % 2 == 0 {
-                    _ = try SyncClient.with(endpoint: peer.endpoint, configuration: config) { try $0.ping() }
-                } else {
-                    _ = try await ZMQClient.with(endpoint: peer.endpoint, configuration: config) { try await $0.ping() }
+                do {
+                    if i % 2 == 0 {
+                        _ = try SyncClient.with(endpoint: peer.endpoint, configuration: config) { try $0.ping() }
+                    } else {
+                        _ = try await ZMQClient.with(endpoint: peer.endpoint, configuration: config) { try await $0.ping() }
+                    }
+                } catch {
+                    fail("cycle \(i) failed: \(error)")
                 }
             }
             // libzmq closes the peer's side of finished connections on its I/O thread, a moment later:
             // wait for the count to settle (with a deadline) instead of reading it once.
-            let settled = try? await waitUntil("descriptors and threads back to their count", timeout: .seconds(10)) {
-                DedicatedThread.liveCount == threadsBefore && openFileDescriptors().count <= fdsBefore
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(20)
+            while DedicatedThread.liveCount != threadsBefore || openFileDescriptors().count > fdsBefore {
+                if clock.now > deadline {
+                    fail("descriptors \(fdsBefore) -> \(openFileDescriptors().count), client threads \(threadsBefore) -> \(DedicatedThread.liveCount)")
+                }
+                usleep(5_000)
             }
-            let fdsAfter = openFileDescriptors().count
-            if Context.liveCount != contextsBefore { exit(3) }  // a context was not terminated
-            if settled == nil { exit(fdsAfter != fdsBefore ? 4 : 5) }  // 4: descriptors leaked, 5: threads
+            if Context.liveCount != contextsBefore { fail("contexts \(contextsBefore) -> \(Context.liveCount)") }
             peer.stop()
         }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(!stderr.contains("LEAK"), "\(stderr)")
     }
 
     /// Upstream: using the client as a context manager (`with ZMQClient(...)`) closed the socket but never

@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+import ScheduleZeroWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a child process ended.
+public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+    public var description: String {
+        switch self {
+        case .exited(let c): "exited with \(c)"
+        case .signaled(let s): "killed by signal \(s)"
+        }
+    }
+}
+
+/// A real child process for integration tests, started with `posix_spawn` in a process group of its own.
+///
+/// stdout and stderr are read on threads of their own into memory (the child never blocks on a full pipe);
+/// `event(_:)` waits with a deadline for a JSON line. The group is killed (SIGKILL) and the child reaped
+/// by `stop()` and at the latest on `deinit`, so a failing test leaves nothing behind.
+public final class TestProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let executable: String
+    private let lock = NSLock()
+    private var out: [String] = []
+    private var partial: [UInt8] = []
+    private var err: [UInt8] = []
+    private var status: ExitStatus?
+    private var readersDone = 0
+    private static let spawnLock = NSLock()
+
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        self.executable = executable
+        // pipe2 is not visible from Swift here: pipe + FD_CLOEXEC, under a lock shared by every spawn of this
+        // helper, so no concurrently spawned child inherits another child's pipe (which would hide its EOF).
+        TestProcess.spawnLock.lock()
+        defer { TestProcess.spawnLock.unlock() }
+        var outPipe: [Int32] = [0, 0]
+        var errPipe: [Int32] = [0, 0]
+        guard pipe(&outPipe) == 0 else { throw Self.posix("pipe") }
+        guard pipe(&errPipe) == 0 else {
+            close(outPipe[0]); close(outPipe[1])
+            throw Self.posix("pipe")
+        }
+        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attr, 0)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var child = pid_t()
+        let rc = posix_spawn(&child, executable, &actions, &attr, argv, envp)
+        close(outPipe[1])
+        close(errPipe[1])
+        guard rc == 0 else {
+            close(outPipe[0]); close(errPipe[0])
+            throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO, userInfo: [NSLocalizedDescriptionKey: "posix_spawn \(executable)"])
+        }
+        pid = child
+        LeakGuard.track(pid: child, name: (executable as NSString).lastPathComponent + " " + arguments.prefix(3).joined(separator: " "))
+        startReader(outPipe[0], isStdout: true)
+        startReader(errPipe[0], isStdout: false)
+    }
+
+    deinit { stop() }
+
+    private static func posix(_ what: String) -> Error {
+        POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO, userInfo: [NSLocalizedDescriptionKey: what])
+    }
+
+    private func startReader(_ fd: Int32, isStdout: Bool) {
+        let t = Thread { [weak self] in
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                guard let self else { continue }
+                self.lock.lock()
+                if isStdout {
+                    self.partial += buf[0..<n]
+                    while let nl = self.partial.firstIndex(of: 0x0A) {
+                        self.out.append(String(decoding: self.partial[..<nl], as: UTF8.self))
+                        self.partial.removeSubrange(...nl)
+                    }
+                } else {
+                    self.err += buf[0..<n]
+                }
+                self.lock.unlock()
+            }
+            close(fd)
+            if let self {
+                self.lock.lock()
+                self.readersDone += 1
+                self.lock.unlock()
+            }
+        }
+        t.start()
+    }
+
+    /// Every complete stdout line so far.
+    public var lines: [String] { lock.withLock { out } }
+    /// stdout lines that are JSON objects, parsed.
+    public var events: [[String: JSONValue]] { lines.compactMap { (try? JSON.parse($0))?.objectValue } }
+    public var stderrText: String { lock.withLock { String(decoding: err, as: UTF8.self) } }
+
+    /// Waits for the first stdout JSON event named `name` (and matching `predicate`), with a deadline.
+    @discardableResult
+    public func event(_ name: String, timeout: Duration = .seconds(10),
+                      where predicate: @escaping ([String: JSONValue]) -> Bool = { _ in true }) async throws -> [String: JSONValue] {
+        var found: [String: JSONValue]?
+        do {
+            try await waitUntil("event \(name) from \(executable) (pid \(pid))", timeout: timeout) {
+                found = self.events.first { $0["event"]?.stringValue == name && predicate($0) }
+                if found == nil, self.hasExited { return self.readersDone == 2 }
+                return found != nil
+            }
+        } catch {
+            throw WaitTimedOut(what: "event \(name) (stdout: \(lines.suffix(20)), stderr: \(stderrText.suffix(2000)))", after: timeout)
+        }
+        guard let found else {
+            throw WaitTimedOut(what: "event \(name): the process ended (\(exitStatus.map { "\($0)" } ?? "?")); stdout: \(lines.suffix(20)); stderr: \(stderrText.suffix(2000))", after: timeout)
+        }
+        return found
+    }
+
+    /// The `ready` event (`{"event":"ready",...}`), waited for with a deadline.
+    public func ready(timeout: Duration = .seconds(10)) async throws -> [String: JSONValue] {
+        try await event("ready", timeout: timeout)
+    }
+
+    /// Sends `sig` to the child (not its group).
+    public func signal(_ sig: Int32) {
+        lock.lock()
+        defer { lock.unlock() }
+        if status == nil { kill(pid, sig) }
+    }
+
+    /// Reaps the child if it has ended; nil while it runs.
+    public var exitStatus: ExitStatus? {
+        lock.lock()
+        defer { lock.unlock() }
+        if status == nil {
+            var st: Int32 = 0
+            let r = waitpid(pid, &st, WNOHANG)
+            if r == pid { status = Self.decode(st) }
+        }
+        return status
+    }
+
+    private var hasExited: Bool { exitStatus != nil }
+
+    private static func decode(_ st: Int32) -> ExitStatus {
+        if st & 0x7f == 0 { return .exited((st >> 8) & 0xff) }
+        return .signaled(st & 0x7f)
+    }
+
+    /// Waits for the child to end, with a deadline (it is not killed on timeout: `stop()` does that).
+    @discardableResult
+    public func waitExit(timeout: Duration = .seconds(10)) async throws -> ExitStatus {
+        try await waitUntil("exit of \(executable) (pid \(pid))", timeout: timeout) { self.exitStatus != nil }
+        return exitStatus!
+    }
+
+    /// Kills the child's whole process group with SIGKILL (unless it was already reaped) and reaps it.
+    public func stop() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard status == nil else { return }
+        kill(-pid, SIGKILL)
+        var st: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(pid, &st, 0) } while r < 0 && errno == EINTR
+        status = r == pid ? Self.decode(st) : .signaled(SIGKILL)
+    }
+}
+
+/// The directory of the running test bundle's executable (where SwiftPM puts `szmock` too).
+public func builtProductsDirectory() -> String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+}
+
+/// The path of a built executable of this package (e.g. `szmock`), next to the test bundle.
+public func builtExecutable(_ name: String) -> String {
+    builtProductsDirectory() + "/" + name
+}
