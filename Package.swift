@@ -10,9 +10,11 @@ let package = Package(
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "ScheduleZeroWire", targets: ["ScheduleZeroWire"]),
         .library(name: "ZMQClient", targets: ["ZMQClient"]),
+        .library(name: "Chaos", targets: ["Chaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -23,6 +25,14 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "ScheduleZeroWire"),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
+        // Fault injection: the message-level proxy, fault schedules, experiments, their runner and reports.
+        .target(name: "Chaos", dependencies: [
+            "ZeroMQ", "ScheduleZeroWire", "ZMQClient", .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "szchaos", dependencies: [
+            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Benchmarks: raw libzmq from C as the baseline, and the executable that prints ratios against it.
         .target(name: "CZMQBaseline", dependencies: ["CZeroMQ"], linkerSettings: [.linkedLibrary("zmq")]),
@@ -35,6 +45,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
+        .testTarget(name: "ChaosTests", dependencies: ["Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
     ]
 )
