@@ -26,8 +26,11 @@ public struct ProxyFaults: Sendable, Equatable, CustomStringConvertible {
     public var delay: Double
     public var delayMs: Int
     public var jitterMs: Int
-    /// Forward the message twice. A duplicated request reaches the handler twice; its extra reply is
-    /// swallowed by the proxy so the REQ client still gets exactly one reply, its own.
+    /// Forward the message twice. A duplicated request reaches the handler twice (at-least-once delivery);
+    /// its extra reply is swallowed by the proxy, so the REQ client still gets exactly one reply, its own.
+    /// A duplicated reply is offered to the client twice: libzmq's REQ drops the copy when it is there before
+    /// the next send, otherwise takes it as the next reply, which a client checking sequence numbers sees
+    /// as a reply to an older request.
     public var duplicate: Double
     /// Hold the message and forward it right after the next one of the same direction (at most
     /// `reorderHoldMs`, then it goes alone).
