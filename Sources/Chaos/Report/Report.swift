@@ -42,6 +42,22 @@ public struct ExperimentReport: Sendable {
     public var junitPath: String?
     public var summaryPath: String?
 
+    public init(title: String, file: String, seed: UInt64, plan: [ScheduledFault], faults: [FaultRecord], load: LoadCounters,
+                checks: [CheckResult], elapsed: Duration, journalPath: String? = nil, junitPath: String? = nil,
+                summaryPath: String? = nil) {
+        self.title = title
+        self.file = file
+        self.seed = seed
+        self.plan = plan
+        self.faults = faults
+        self.load = load
+        self.checks = checks
+        self.elapsed = elapsed
+        self.journalPath = journalPath
+        self.junitPath = junitPath
+        self.summaryPath = summaryPath
+    }
+
     public var passed: Bool { checks.allSatisfy(\.passed) }
     public var exitCode: Int32 { passed ? 0 : 1 }
 

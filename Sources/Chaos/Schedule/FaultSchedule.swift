@@ -91,6 +91,7 @@ public enum FaultSchedule {
             var step = spec.interval
             if spec.jitter > .zero {
                 step = step + spec.jitter * (2 * rng.unit() - 1)
+                step = .milliseconds(Int64((step.secondsValue * 1000).rounded()))  // whole ms: plans read and compare well
             }
             t = t + max(step, spec.duration, .milliseconds(1))
         }
