@@ -173,13 +173,29 @@ public final class ExperimentRunner: @unchecked Sendable {
                 journal.record("deployment_started", ["deployment": .string(d.name)])
             }
         }
-        defer {
-            if startedDeployment, let d = experiment.deployment, d.stopAfter, let driver = environment.deployment {
-                let name = d.name
-                Task { try? await driver.stop(name) }
-            }
+        do {
+            let report = try await runStarted(start: start, journal: journal, paths: (journalPath, junitPath, summaryPath))
+            await stopDeployment(if: startedDeployment, journal: journal)
+            return report
+        } catch {
+            await stopDeployment(if: startedDeployment, journal: journal)
+            throw error
         }
+    }
 
+    private func stopDeployment(if started: Bool, journal: Journal) async {
+        guard started, let d = experiment.deployment, d.stopAfter, let driver = environment.deployment else { return }
+        do {
+            try await driver.stop(d.name)
+            journal.record("deployment_stopped", ["deployment": .string(d.name)])
+        } catch {
+            journal.record("deployment_error", ["deployment": .string(d.name), "error": .string("\(error)")])
+        }
+    }
+
+    private func runStarted(start: ContinuousClock.Instant, journal: Journal,
+                            paths: (journal: String, junit: String, summary: String)) async throws -> ExperimentReport {
+        let (journalPath, junitPath, summaryPath) = paths
         let plan = try await plan()
         var actuators: [String: any FaultActuator] = [:]
         for f in experiment.faults { actuators[f.name] = try actuator(for: f) }
