@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Governor", targets: ["Governor"]),
         .library(name: "MockPeers", targets: ["MockPeers"]),
         .executable(name: "szmock", targets: ["szmock"]),
+        .library(name: "Chaos", targets: ["Chaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,6 +29,14 @@ let package = Package(
         .target(name: "ScheduleZeroWire"),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
         .target(name: "Governor", dependencies: ["ScheduleZeroWire", .product(name: "Yams", package: "Yams")]),
+        // Fault injection: the message-level proxy, fault schedules, experiments, their runner and reports.
+        .target(name: "Chaos", dependencies: [
+            "ZeroMQ", "ScheduleZeroWire", "ZMQClient", .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "szchaos", dependencies: [
+            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Benchmarks: raw libzmq from C as the baseline, and the executable that prints ratios against it.
         .target(name: "CZMQBaseline", dependencies: ["CZeroMQ"], linkerSettings: [.linkedLibrary("zmq")]),
@@ -41,6 +50,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
+        .testTarget(name: "ChaosTests", dependencies: ["Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
 
         // Mock ScheduleZero peers (handler, server) with faults on command; `szmock` is their command line.

@@ -119,7 +119,7 @@ final class SocketCore: @unchecked Sendable {
     }
 
     private static func setLinger(_ raw: UnsafeMutableRawPointer, _ linger: Duration) {
-        var ms = Int32(clamping: linger.zmqMilliseconds)
+        var ms = Int32(clamping: linger.wholeMilliseconds)
         zmq_setsockopt(raw, ZMQ_LINGER, &ms, MemoryLayout<Int32>.size)
     }
 }
@@ -253,14 +253,14 @@ public final class Socket {
     public func poll(_ events: PollEvents = .pollIn, timeout: Duration) throws -> PollEvents {
         try core.with("zmq_poll") { h in
             var item = zmq_pollitem_t(socket: h, fd: 0, events: Int16(events.rawValue), revents: 0)
-            let ms = timeout.zmqMilliseconds
+            let ms = timeout.wholeMilliseconds
             let deadline = ContinuousClock.now.advanced(by: timeout)
             var rc: Int32
             var remaining = ms
             repeat {
                 rc = zmq_poll(&item, 1, remaining)
                 if rc < 0 && zmq_errno() == EINTR {
-                    remaining = max(0, (deadline - ContinuousClock.now).zmqMilliseconds)
+                    remaining = max(0, (deadline - ContinuousClock.now).wholeMilliseconds)
                     continue
                 }
                 break
@@ -282,7 +282,7 @@ public struct PollEvents: OptionSet, Sendable {
 
 extension Duration {
     /// Whole milliseconds, rounded up so a short positive wait never becomes 0 (which would not wait).
-    public var zmqMilliseconds: Int {
+    public var wholeMilliseconds: Int {
         let (s, atto) = components
         let ms = s * 1000 + atto / 1_000_000_000_000_000
         let rest = atto % 1_000_000_000_000_000

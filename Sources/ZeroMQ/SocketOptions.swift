@@ -62,13 +62,13 @@ extension Socket {
     // MARK: Typed options this project uses
 
     /// `ZMQ_LINGER`: how long unsent messages are kept after close. `nil` means forever.
-    public func setLinger(_ d: Duration?) throws { try setOption(ZMQ_LINGER, d.map { Int32(clamping: $0.zmqMilliseconds) } ?? -1) }
+    public func setLinger(_ d: Duration?) throws { try setOption(ZMQ_LINGER, d.map { Int32(clamping: $0.wholeMilliseconds) } ?? -1) }
     public var linger: Duration? { get throws { let v = try int32Option(ZMQ_LINGER); return v < 0 ? nil : .milliseconds(v) } }
 
     /// `ZMQ_SNDTIMEO`: how long a send may block before `EAGAIN`. `nil` means forever.
-    public func setSendTimeout(_ d: Duration?) throws { try setOption(ZMQ_SNDTIMEO, d.map { Int32(clamping: $0.zmqMilliseconds) } ?? -1) }
+    public func setSendTimeout(_ d: Duration?) throws { try setOption(ZMQ_SNDTIMEO, d.map { Int32(clamping: $0.wholeMilliseconds) } ?? -1) }
     /// `ZMQ_RCVTIMEO`: how long a receive may block before `EAGAIN`. `nil` means forever.
-    public func setReceiveTimeout(_ d: Duration?) throws { try setOption(ZMQ_RCVTIMEO, d.map { Int32(clamping: $0.zmqMilliseconds) } ?? -1) }
+    public func setReceiveTimeout(_ d: Duration?) throws { try setOption(ZMQ_RCVTIMEO, d.map { Int32(clamping: $0.wholeMilliseconds) } ?? -1) }
     public var receiveTimeout: Duration? { get throws { let v = try int32Option(ZMQ_RCVTIMEO); return v < 0 ? nil : .milliseconds(v) } }
 
     /// `ZMQ_REQ_RELAXED`: a REQ socket may send again without waiting for the reply.
@@ -78,15 +78,15 @@ extension Socket {
 
     /// `ZMQ_RECONNECT_IVL` and `ZMQ_RECONNECT_IVL_MAX` (exponential backoff up to the max when set).
     public func setReconnect(interval: Duration, max: Duration? = nil) throws {
-        try setOption(ZMQ_RECONNECT_IVL, Int32(clamping: interval.zmqMilliseconds))
-        try setOption(ZMQ_RECONNECT_IVL_MAX, Int32(clamping: max?.zmqMilliseconds ?? 0))
+        try setOption(ZMQ_RECONNECT_IVL, Int32(clamping: interval.wholeMilliseconds))
+        try setOption(ZMQ_RECONNECT_IVL_MAX, Int32(clamping: max?.wholeMilliseconds ?? 0))
     }
 
     /// ZMTP heartbeats: `ZMQ_HEARTBEAT_IVL`, `ZMQ_HEARTBEAT_TIMEOUT`, `ZMQ_HEARTBEAT_TTL`.
     public func setHeartbeat(interval: Duration, timeout: Duration? = nil, ttl: Duration? = nil) throws {
-        try setOption(ZMQ_HEARTBEAT_IVL, Int32(clamping: interval.zmqMilliseconds))
-        if let timeout { try setOption(ZMQ_HEARTBEAT_TIMEOUT, Int32(clamping: timeout.zmqMilliseconds)) }
-        if let ttl { try setOption(ZMQ_HEARTBEAT_TTL, Int32(clamping: ttl.zmqMilliseconds)) }
+        try setOption(ZMQ_HEARTBEAT_IVL, Int32(clamping: interval.wholeMilliseconds))
+        if let timeout { try setOption(ZMQ_HEARTBEAT_TIMEOUT, Int32(clamping: timeout.wholeMilliseconds)) }
+        if let ttl { try setOption(ZMQ_HEARTBEAT_TTL, Int32(clamping: ttl.wholeMilliseconds)) }
     }
 
     /// `ZMQ_MAXMSGSIZE`: a peer sending a larger message is disconnected. `nil` means no limit.
@@ -126,7 +126,7 @@ public func poll(_ items: [(socket: Socket, events: PollEvents)], timeout: Durat
                 zmq_pollitem_t(socket: h, fd: 0, events: Int16(it.events.rawValue), revents: 0)
             }
             var rc: Int32
-            repeat { rc = zmq_poll(&raw, Int32(raw.count), timeout.zmqMilliseconds) } while rc < 0 && zmq_errno() == EINTR
+            repeat { rc = zmq_poll(&raw, Int32(raw.count), timeout.wholeMilliseconds) } while rc < 0 && zmq_errno() == EINTR
             guard rc >= 0 else { throw ZMQError.last("zmq_poll") }
             return raw.map { PollEvents(rawValue: Int32($0.revents)) }
         }

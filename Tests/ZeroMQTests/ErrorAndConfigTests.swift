@@ -43,8 +43,8 @@ struct unit_zmq_ErrorsAndConfiguration {
     }
 
     @Test func durationMillisecondsRoundUp() {
-        #expect(Duration.microseconds(1).zmqMilliseconds == 1)
-        #expect(Duration.milliseconds(250).zmqMilliseconds == 250)
-        #expect(Duration.zero.zmqMilliseconds == 0)
+        #expect(Duration.microseconds(1).wholeMilliseconds == 1)
+        #expect(Duration.milliseconds(250).wholeMilliseconds == 250)
+        #expect(Duration.zero.wholeMilliseconds == 0)
     }
 }

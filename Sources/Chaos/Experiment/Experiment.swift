@@ -1,0 +1,428 @@
+import Foundation
+import ScheduleZeroWire
+import Yams
+import ZMQClient
+
+/// A chaos experiment, Chaos Toolkit's shape for ZeroMQ services: a deployment, a steady-state probe, load,
+/// faults on schedules, and checks afterwards. Read from YAML with `Experiment.load(file:)`; see
+/// `docs/CHAOS.md` for the schema.
+public struct Experiment: Sendable, Equatable {
+    public var title: String
+    public var description: String?
+    /// `nil`: the runner draws one and prints it.
+    public var seed: UInt64?
+    /// How long load runs and faults may start.
+    public var duration: Duration
+    public var deployment: DeploymentSpec?
+    public var steadyState: SteadyStateSpec?
+    /// Message-level proxies the runner starts itself (proxy-only experiments need nothing else).
+    public var proxies: [ProxySpec]
+    public var load: LoadSpec?
+    public var faults: [FaultSpec]
+    public var checks: ChecksSpec
+    public var output: OutputSpec
+    /// The file it was read from (for messages).
+    public var file: String
+
+    public init(title: String, description: String? = nil, seed: UInt64? = nil, duration: Duration,
+                deployment: DeploymentSpec? = nil, steadyState: SteadyStateSpec? = nil, proxies: [ProxySpec] = [],
+                load: LoadSpec? = nil, faults: [FaultSpec] = [], checks: ChecksSpec = .init(),
+                output: OutputSpec = .init(), file: String = "<memory>") {
+        self.title = title
+        self.description = description
+        self.seed = seed
+        self.duration = duration
+        self.deployment = deployment
+        self.steadyState = steadyState
+        self.proxies = proxies
+        self.load = load
+        self.faults = faults
+        self.checks = checks
+        self.output = output
+        self.file = file
+    }
+}
+
+public struct DeploymentSpec: Sendable, Equatable {
+    public var name: String
+    /// Start it (under the governor) when it is not running.
+    public var startIfNotRunning: Bool
+    /// Stop it afterwards if the runner started it.
+    public var stopAfter: Bool
+    public init(name: String, startIfNotRunning: Bool = true, stopAfter: Bool = true) {
+        self.name = name
+        self.startIfNotRunning = startIfNotRunning
+        self.stopAfter = stopAfter
+    }
+}
+
+public struct SteadyStateSpec: Sendable, Equatable {
+    /// The probe kind; `ping` (every target answers `ping` within `within`) is the one there is.
+    public var probe: String
+    /// Names or globs of deployment handlers and proxies.
+    public var targets: [String]
+    /// Explicit name -> endpoint pairs to ping as well.
+    public var endpoints: [String: String]
+    public var within: Duration
+    /// How long the steady state may take to come back after a fault or at the end.
+    public var recoveryTimeout: Duration
+    /// How often a recovering steady state is probed.
+    public var interval: Duration
+
+    public init(probe: String = "ping", targets: [String] = [], endpoints: [String: String] = [:],
+                within: Duration = .milliseconds(50), recoveryTimeout: Duration = .seconds(10),
+                interval: Duration = .milliseconds(100)) {
+        self.probe = probe
+        self.targets = targets
+        self.endpoints = endpoints
+        self.within = within
+        self.recoveryTimeout = recoveryTimeout
+        self.interval = interval
+    }
+}
+
+public struct ProxySpec: Sendable, Equatable {
+    public var name: String
+    public var listen: String
+    public var upstream: String
+    public var control: String?
+    /// Faults on from the start (usually none: faults come from the schedule).
+    public var faults: ProxyFaults
+    public init(name: String, listen: String, upstream: String, control: String? = nil, faults: ProxyFaults = .none) {
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.control = control
+        self.faults = faults
+    }
+}
+
+/// One method the load calls, with its params (a `seq` and `client` are added to every request).
+public struct MethodCall: Sendable, Equatable {
+    public var method: String
+    public var params: [String: JSONValue]
+    public init(_ method: String, params: [String: JSONValue] = [:]) {
+        self.method = method
+        self.params = params
+    }
+}
+
+public struct LoadSpec: Sendable, Equatable {
+    public var clients: Int
+    /// Proxy names, handler names or endpoints (`tcp://`, `ipc://`); clients are spread over them in turn.
+    public var targets: [String]
+    /// Requests per second per client (0: as fast as replies come).
+    public var rate: Double
+    /// Called in turn by each client.
+    public var methods: [MethodCall]
+    public var client: ClientConfiguration
+
+    public init(clients: Int = 1, targets: [String], rate: Double = 10, methods: [MethodCall] = [MethodCall("ping")],
+                client: ClientConfiguration = ClientConfiguration(timeout: .milliseconds(500), attempts: 3)) {
+        self.clients = clients
+        self.targets = targets
+        self.rate = rate
+        self.methods = methods
+        self.client = client
+    }
+}
+
+public struct FaultSpec: Sendable, Equatable {
+    public var name: String
+    public var kind: FaultKind
+    public var targets: TargetSelector
+    public var schedule: ScheduleSpec
+    public var params: [String: JSONValue]
+    public init(name: String, kind: FaultKind, targets: TargetSelector, schedule: ScheduleSpec,
+                params: [String: JSONValue] = [:]) {
+        self.name = name
+        self.kind = kind
+        self.targets = targets
+        self.schedule = schedule
+        self.params = params
+    }
+}
+
+public struct ChecksSpec: Sendable, Equatable {
+    /// The steady-state probe holds at the end (within its recovery timeout).
+    public var steadyStateRestored: Bool
+    /// Requests that got no reply after every attempt; `nil`: counted, not checked.
+    public var maxLostRequests: Int?
+    /// Error replies and invalid replies; `nil`: counted, not checked.
+    public var maxErrors: Int?
+    /// Replies that answered another request or came twice; `nil`: counted, not checked.
+    public var maxDuplicates: Int?
+    /// Every fault's time to recovery at most this; `nil`: measured, not checked.
+    public var maxTimeToRecovery: Duration?
+    public init(steadyStateRestored: Bool = true, maxLostRequests: Int? = 0, maxErrors: Int? = nil,
+                maxDuplicates: Int? = nil, maxTimeToRecovery: Duration? = nil) {
+        self.steadyStateRestored = steadyStateRestored
+        self.maxLostRequests = maxLostRequests
+        self.maxErrors = maxErrors
+        self.maxDuplicates = maxDuplicates
+        self.maxTimeToRecovery = maxTimeToRecovery
+    }
+}
+
+public struct OutputSpec: Sendable, Equatable {
+    /// Where journal, JUnit XML and summary go (relative to the working directory).
+    public var directory: String
+    public init(directory: String = "chaos-results") { self.directory = directory }
+}
+
+// MARK: Reading
+
+extension Experiment {
+    /// Reads and validates an experiment file. Errors name the file, line, column and field.
+    public static func load(file path: String) throws(ExperimentError) -> Experiment {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ExperimentError(file: path, line: 0, column: 0, field: "", message: "cannot read the file: \(error.localizedDescription)")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ yaml: String, file: String = "<memory>") throws(ExperimentError) -> Experiment {
+        let root: Node
+        do {
+            guard let n = try Yams.compose(yaml: yaml) else {
+                throw ExperimentError(file: file, line: 1, column: 1, field: "", message: "the file is empty")
+            }
+            root = n
+        } catch let e as ExperimentError {
+            throw e
+        } catch let e as YamlError {
+            throw Self.yamlError(e, file: file)
+        } catch {
+            throw ExperimentError(file: file, line: 1, column: 1, field: "", message: "not YAML: \(error)")
+        }
+        return try ExperimentReader(file: file).experiment(YAMLCursor(node: root, path: "", file: file))
+    }
+
+    static func yamlError(_ e: YamlError, file: String) -> ExperimentError {
+        switch e {
+        case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
+            return ExperimentError(file: file, line: mark.line, column: mark.column, field: "", message: "not valid YAML: \(problem)")
+        case let .duplicatedKeysInMapping(dups, ctx):
+            return ExperimentError(file: file, line: ctx.mark.line, column: ctx.mark.column, field: dups.joined(separator: ", "),
+                                   message: "given twice")
+        default:
+            return ExperimentError(file: file, line: 1, column: 1, field: "", message: "not valid YAML: \(e)")
+        }
+    }
+}
+
+/// The schema, one function per section.
+struct ExperimentReader {
+    let file: String
+
+    func experiment(_ c: YAMLCursor) throws(ExperimentError) -> Experiment {
+        let m = try c.mapping(allowed: ["title", "description", "seed", "duration", "deployment", "steady_state",
+                                        "proxies", "load", "faults", "checks", "output"])
+        var e = Experiment(title: try m.required("title").string(), duration: try m.required("duration").duration(),
+                           file: file)
+        guard e.duration > .zero else { throw try m.required("duration").fail("must be longer than 0") }
+        e.description = try m.optional("description")?.string()
+        e.seed = try m.optional("seed")?.uint64()
+        if let d = m.optional("deployment") { e.deployment = try deployment(d) }
+        if let s = m.optional("steady_state") { e.steadyState = try steadyState(s) }
+        if let p = m.optional("proxies") {
+            for pc in try p.list() {
+                let spec = try proxy(pc)
+                if e.proxies.contains(where: { $0.name == spec.name }) { throw pc.fail("proxy name \(spec.name) given twice") }
+                e.proxies.append(spec)
+            }
+        }
+        if let l = m.optional("load") { e.load = try load(l) }
+        if let f = m.optional("faults") {
+            for fc in try f.list() {
+                let spec = try fault(fc)
+                if e.faults.contains(where: { $0.name == spec.name }) { throw fc.fail("fault name \(spec.name) given twice") }
+                e.faults.append(spec)
+            }
+        }
+        if let ch = m.optional("checks") { e.checks = try checks(ch) }
+        if let o = m.optional("output") {
+            let om = try o.mapping(allowed: ["directory"])
+            e.output.directory = try om.required("directory").string()
+        }
+        if e.deployment == nil && e.proxies.isEmpty && e.steadyState?.endpoints.isEmpty != false {
+            throw c.fail("nothing to run against: give a deployment, proxies, or steady_state endpoints")
+        }
+        return e
+    }
+
+    func deployment(_ c: YAMLCursor) throws(ExperimentError) -> DeploymentSpec {
+        if case .scalar = c.node { return DeploymentSpec(name: try c.string()) }
+        let m = try c.mapping(allowed: ["name", "start_if_not_running", "stop_after"])
+        var d = DeploymentSpec(name: try m.required("name").string())
+        if let s = m.optional("start_if_not_running") { d.startIfNotRunning = try s.bool() }
+        if let s = m.optional("stop_after") { d.stopAfter = try s.bool() }
+        return d
+    }
+
+    func steadyState(_ c: YAMLCursor) throws(ExperimentError) -> SteadyStateSpec {
+        let m = try c.mapping(allowed: ["probe", "targets", "endpoints", "within", "recovery_timeout", "interval"])
+        var s = SteadyStateSpec()
+        if let p = m.optional("probe") {
+            s.probe = try p.string()
+            guard s.probe == "ping" else { throw p.fail("unknown probe \(s.probe) (known: ping)") }
+        }
+        if let t = m.optional("targets") { s.targets = try t.stringList() }
+        if let ep = m.optional("endpoints") {
+            guard case .mapping = ep.node else { throw ep.fail("expected a mapping of name: endpoint") }
+            guard case .mapping(let raw) = ep.node else { throw ep.fail("expected a mapping of name: endpoint") }
+            let names = raw.compactMap { k, _ -> String? in if case .scalar(let s) = k { s.string } else { nil } }
+            let em = try ep.mapping(allowed: names)
+            for e in em.entries {
+                let v = YAMLCursor(node: e.value, path: "\(ep.path).\(e.key)", file: file)
+                s.endpoints[e.key] = try endpoint(v)
+            }
+        }
+        if let w = m.optional("within") { s.within = try w.duration() }
+        if let r = m.optional("recovery_timeout") { s.recoveryTimeout = try r.duration() }
+        if let i = m.optional("interval") { s.interval = try i.duration() }
+        if s.targets.isEmpty && s.endpoints.isEmpty { throw c.fail("name targets or endpoints to probe") }
+        return s
+    }
+
+    func endpoint(_ c: YAMLCursor) throws(ExperimentError) -> String {
+        let s = try c.string()
+        guard s.hasPrefix("tcp://") || s.hasPrefix("ipc://") || s.hasPrefix("inproc://") else {
+            throw c.fail("expected a ZeroMQ endpoint like tcp://127.0.0.1:4245, got \"\(s)\"")
+        }
+        return s
+    }
+
+    func proxy(_ c: YAMLCursor) throws(ExperimentError) -> ProxySpec {
+        let m = try c.mapping(allowed: ["name", "listen", "upstream", "control", "faults"])
+        var p = ProxySpec(name: try m.required("name").string(), listen: try endpoint(m.required("listen")),
+                          upstream: try endpoint(m.required("upstream")))
+        if let ctl = m.optional("control") { p.control = try endpoint(ctl) }
+        if let f = m.optional("faults") { p.faults = try proxyFaults(f, base: .none) }
+        return p
+    }
+
+    func proxyFaults(_ c: YAMLCursor, base: ProxyFaults) throws(ExperimentError) -> ProxyFaults {
+        _ = try c.mapping(allowed: ProxyFaults.settingKeys)
+        guard case .object(let o) = try c.json() else { throw c.fail("expected a mapping") }
+        do { return try base.applying(o) } catch {
+            let m = try c.mapping(allowed: ProxyFaults.settingKeys)
+            throw (m.optional(error.key) ?? c).fail(error.reason)
+        }
+    }
+
+    func load(_ c: YAMLCursor) throws(ExperimentError) -> LoadSpec {
+        let m = try c.mapping(allowed: ["clients", "targets", "target", "rate", "methods", "client"])
+        var l = LoadSpec(targets: [])
+        if let n = m.optional("clients") { l.clients = try n.int(min: 1) }
+        if let t = m.optional("targets") { l.targets = try t.stringList() }
+        if let t = m.optional("target") { l.targets += try t.stringList() }
+        guard !l.targets.isEmpty else { throw (m.optional("targets") ?? c).fail("name the targets of the load (proxy, handler or endpoint)") }
+        if let r = m.optional("rate") { l.rate = try r.double(min: 0, max: 100_000) }
+        if let ms = m.optional("methods") {
+            l.methods = []
+            for mc in try ms.list() {
+                if case .scalar = mc.node {
+                    l.methods.append(MethodCall(try mc.string()))
+                    continue
+                }
+                let mm = try mc.mapping(allowed: ["method", "params"])
+                var call = MethodCall(try mm.required("method").string())
+                if let p = mm.optional("params") {
+                    guard case .object(let o) = try p.json() else { throw p.fail("expected a mapping of params") }
+                    call.params = o
+                }
+                l.methods.append(call)
+            }
+            guard !l.methods.isEmpty else { throw ms.fail("name at least one method") }
+        }
+        if let cl = m.optional("client") {
+            let cm = try cl.mapping(allowed: ["timeout", "attempts", "retry_delay", "strategy"])
+            if let t = cm.optional("timeout") {
+                l.client.timeout = try t.duration()
+                guard l.client.timeout > .zero else { throw t.fail("must be longer than 0") }
+            }
+            if let a = cm.optional("attempts") { l.client.attempts = try a.int(min: 1) }
+            if let r = cm.optional("retry_delay") { l.client.retryDelay = try r.duration() }
+            if let s = cm.optional("strategy") {
+                let v = try s.string()
+                guard let st = RecoveryStrategy(rawValue: v) else {
+                    throw s.fail("unknown strategy \(v) (known: \(RecoveryStrategy.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                l.client.strategy = st
+            }
+        }
+        return l
+    }
+
+    func fault(_ c: YAMLCursor) throws(ExperimentError) -> FaultSpec {
+        let m = try c.mapping(allowed: ["name", "kind", "targets", "schedule", "params"])
+        let kc = try m.required("kind")
+        let ks = try kc.string()
+        guard let kind = FaultKind(rawValue: ks) else { throw kc.fail("unknown fault kind \(ks) (known: \(FaultKind.names))") }
+        let name = try m.optional("name")?.string() ?? ks
+        let sel = try selector(m.required("targets"), kind: kind)
+        var sched = ScheduleSpec()
+        if let s = m.optional("schedule") {
+            let sm = try s.mapping(allowed: ["initial_delay", "interval", "jitter", "duration", "count"])
+            if let v = sm.optional("initial_delay") { sched.initialDelay = try v.duration() }
+            if let v = sm.optional("interval") { sched.interval = try v.duration() }
+            if let v = sm.optional("jitter") { sched.jitter = try v.duration() }
+            if let v = sm.optional("duration") { sched.duration = try v.duration() }
+            if let v = sm.optional("count") {
+                if case .scalar(let sc) = v.node, sc.string == "unlimited" { sched.count = nil } else { sched.count = try v.int(min: 1) }
+            }
+            if sched.count.map({ $0 > 1 }) ?? true, sched.interval <= .zero {
+                throw (sm.optional("interval") ?? s).fail("must be longer than 0 when the fault repeats")
+            }
+            if sched.jitter > sched.interval, sched.count.map({ $0 > 1 }) ?? true {
+                throw (sm.optional("jitter") ?? s).fail("must not exceed the interval (\(sched.interval.millisText))")
+            }
+        }
+        var params: [String: JSONValue] = [:]
+        if let p = m.optional("params") {
+            if kind == .proxy {
+                _ = try proxyFaults(p, base: .none)  // validated now, with the field named
+            }
+            guard case .object(let o) = try p.json() else { throw p.fail("expected a mapping of params") }
+            params = o
+        }
+        if kind == .proxy && sched.duration <= .zero {
+            throw (m.optional("schedule") ?? c).fail("a proxy fault needs a duration > 0 (how long the faults stay on)")
+        }
+        if kind == .pause && sched.duration <= .zero {
+            throw (m.optional("schedule") ?? c).fail("a pause needs a duration > 0 (when SIGCONT comes)")
+        }
+        return FaultSpec(name: name, kind: kind, targets: sel, schedule: sched, params: params)
+    }
+
+    func selector(_ c: YAMLCursor, kind: FaultKind) throws(ExperimentError) -> TargetSelector {
+        var s = TargetSelector(include: [], random: kind == .killRandom)
+        if case .mapping = c.node {
+            let m = try c.mapping(allowed: ["include", "exclude", "limit", "random"])
+            if let i = m.optional("include") { s.include = try i.stringList() }
+            if let e = m.optional("exclude") { s.exclude = try e.stringList() }
+            if let l = m.optional("limit") { s.limit = try l.int(min: 1) }
+            if let r = m.optional("random") { s.random = try r.bool() }
+        } else {
+            s.include = try c.stringList()
+        }
+        guard !s.include.isEmpty, !s.include.contains(where: \.isEmpty) else {
+            throw c.fail("name at least one target or glob: a fault never hits every target by default")
+        }
+        return s
+    }
+
+    func checks(_ c: YAMLCursor) throws(ExperimentError) -> ChecksSpec {
+        let m = try c.mapping(allowed: ["steady_state_restored", "max_lost_requests", "max_errors", "max_duplicates",
+                                        "max_time_to_recovery"])
+        var k = ChecksSpec()
+        if let v = m.optional("steady_state_restored") { k.steadyStateRestored = try v.bool() }
+        if let v = m.optional("max_lost_requests") { k.maxLostRequests = try v.int(min: 0) }
+        if let v = m.optional("max_errors") { k.maxErrors = try v.int(min: 0) }
+        if let v = m.optional("max_duplicates") { k.maxDuplicates = try v.int(min: 0) }
+        if let v = m.optional("max_time_to_recovery") { k.maxTimeToRecovery = try v.duration() }
+        return k
+    }
+}

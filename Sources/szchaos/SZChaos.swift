@@ -1,0 +1,171 @@
+import ArgumentParser
+import Chaos
+import Foundation
+import ScheduleZeroWire
+
+/// `szchaos`: the fault injector. Argument parsing and wiring only; the work is in the Chaos library.
+struct SZChaos: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "szchaos",
+        abstract: "Fault injection for ScheduleZero: a message-level chaos proxy and reproducible chaos experiments.",
+        discussion: "Exit status: 0 done (every check held), 1 failure (a check failed, a fault could not be applied), 2 usage.",
+        subcommands: [Proxy.self, Run.self]
+    )
+}
+
+/// Blocks SIGINT and SIGTERM in every thread (call before starting any) and returns a waiter for them.
+enum Signals {
+    static func block() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        return set
+    }
+
+    /// Waits for SIGINT or SIGTERM; returns the signal.
+    static func wait(_ set: sigset_t) -> Int32 {
+        var s = set
+        var sig: Int32 = 0
+        while sigwait(&s, &sig) != 0 {}
+        return sig
+    }
+}
+
+func parseSeed(_ text: String) throws -> UInt64 {
+    guard let s = UInt64(text) else { throw ValidationError("--seed takes a whole number from 0 to \(UInt64.max), not '\(text)'") }
+    return s
+}
+
+func probability(_ v: Double?, _ name: String) throws {
+    if let v, !(0...1).contains(v) { throw ValidationError("--\(name) takes a probability from 0 to 1, not \(v)") }
+}
+
+struct Proxy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a message-level chaos proxy between REQ clients and a REP handler.",
+        discussion: """
+        Clients connect to --listen; the proxy forwards to --upstream (ROUTER/DEALER inside, envelopes intact).
+        Each fault has a probability; all are switchable at run time through --control (JSON requests:
+        ping, status, set {drop, delay, delay_ms, jitter_ms, duplicate, reorder, corrupt, blackhole,
+        direction}, clear). The seed is always printed; the same seed and traffic give the same decisions.
+        Stops on SIGINT or SIGTERM.
+        """
+    )
+
+    @Option(help: "Endpoint the clients connect to, e.g. tcp://127.0.0.1:5601.") var listen: String
+    @Option(help: "The REP handler's endpoint, e.g. tcp://127.0.0.1:4245.") var upstream: String
+    @Option(help: "Control endpoint (REP) for ping/status/set/clear.") var control: String?
+    @Option(help: "Seed for every random decision (default: drawn and printed).") var seed: String?
+    @Option(help: "Probability of dropping a message.") var drop: Double = 0
+    @Option(name: .customLong("delay-ms"), help: "Delay each message this many milliseconds.") var delayMs: Int = 0
+    @Option(name: .customLong("jitter-ms"), help: "+- this many milliseconds on the delay.") var jitterMs: Int = 0
+    @Option(name: .customLong("delay-probability"), help: "Probability that a message is delayed.") var delayProbability: Double = 1
+    @Option(help: "Probability of forwarding a message twice.") var duplicate: Double = 0
+    @Option(help: "Probability of holding a message and swapping it with the next.") var reorder: Double = 0
+    @Option(help: "Probability of flipping a byte of the body.") var corrupt: Double = 0
+    @Flag(help: "Swallow every message until cleared.") var blackhole = false
+    @Option(help: "Which messages faults apply to: requests, replies or both.") var direction: String = "both"
+
+    func validate() throws {
+        for (v, n) in [(drop, "drop"), (duplicate, "duplicate"), (reorder, "reorder"), (corrupt, "corrupt"), (delayProbability, "delay-probability")] {
+            try probability(v, n)
+        }
+        if delayMs < 0 || jitterMs < 0 { throw ValidationError("--delay-ms and --jitter-ms must not be negative") }
+        if FaultDirection(rawValue: direction) == nil { throw ValidationError("--direction takes requests, replies or both, not '\(direction)'") }
+        if let seed { _ = try parseSeed(seed) }
+    }
+
+    func run() throws {
+        let sigs = Signals.block()
+        let seed = try seed.map(parseSeed) ?? SeededGenerator.randomSeed()
+        print("seed: \(seed)")
+        let faults = ProxyFaults(drop: drop, delay: delayProbability, delayMs: delayMs, jitterMs: jitterMs, duplicate: duplicate,
+                                 reorder: reorder, corrupt: corrupt, blackhole: blackhole,
+                                 direction: FaultDirection(rawValue: direction) ?? .both)
+        let proxy: ChaosProxy
+        do {
+            proxy = try ChaosProxy(ChaosProxyConfiguration(listen: listen, upstream: upstream, control: control, seed: seed, faults: faults))
+        } catch {
+            throw Failure("szchaos proxy: \(error)")
+        }
+        print("ready: listen \(proxy.listenEndpoint) upstream \(upstream)" + (proxy.controlEndpoint.map { " control \($0)" } ?? "")
+              + " faults \(faults)")
+        fflush(nil)
+        let sig = Signals.wait(sigs)
+        proxy.stop()
+        let s = proxy.stats
+        print("stopped on \(sig == SIGINT ? "SIGINT" : "SIGTERM"): forwarded \(s.forwarded[.request] ?? 0) requests, \(s.forwarded[.reply] ?? 0) replies; "
+              + "dropped \(s.dropped), delayed \(s.delayed), duplicated \(s.duplicated), reordered \(s.reordered), corrupted \(s.corrupted), blackholed \(s.blackholed)")
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a chaos experiment from a YAML file and write its journal, JUnit XML and summary.",
+        discussion: "Exit status 0 when every check held, 1 when one failed or the experiment could not run, 2 usage."
+    )
+
+    @Argument(help: "The experiment file.") var experiment: String
+    @Option(help: "Seed (overrides the file's).") var seed: String?
+    @Option(help: "Output directory (overrides the file's output.directory).") var output: String?
+    @Flag(help: "Print the fault plan and exit without running anything.") var dryRun = false
+
+    func validate() throws { if let seed { _ = try parseSeed(seed) } }
+
+    func run() async throws {
+        let exp: Experiment
+        do { exp = try Experiment.load(file: experiment) } catch { throw Failure("szchaos run: \(error)") }
+        let seed = try seed.map(parseSeed) ?? exp.seed ?? SeededGenerator.randomSeed()
+        print("seed: \(seed)")
+        if exp.deployment != nil {
+            throw Failure("szchaos run: \(RunnerError.noDeploymentDriver(deployment: exp.deployment!.name)) (this build runs proxy-only experiments)")
+        }
+        let fleet: ProxyFleet?
+        do { fleet = dryRun ? nil : try ProxyFleet(exp.proxies, seed: seed) } catch { throw Failure("szchaos run: \(error)") }
+        defer { fleet?.stop() }
+        if dryRun {
+            let names = exp.proxies.map(\.name)
+            let plan = try ExperimentRunner.plan(exp, seed: seed) { f in f.kind == .proxy ? names : [] }
+            for f in plan { print(f) }
+            return
+        }
+        let env = RunnerEnvironment(actuators: fleet.map { [$0.actuator] } ?? [], endpoints: fleet?.endpoints ?? [:],
+                                    progress: ProgressReporter())
+        let runner = ExperimentRunner(experiment: exp, environment: env, seed: seed, outputDirectory: output)
+        let report: ExperimentReport
+        do { report = try await runner.run() } catch { throw Failure("szchaos run: \(error)") }
+        print(report.summary, terminator: "")
+        if !report.passed { throw ExitCode(1) }
+    }
+}
+
+/// A failure to report on stderr with exit status 1.
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+@main
+enum Main {
+    static func main() async {
+        do {
+            var command = try SZChaos.parseAsRoot()
+            if var c = command as? AsyncParsableCommand { try await c.run() } else { try command.run() }
+        } catch let f as Failure {
+            FileHandle.standardError.write(Data((f.description + "\n").utf8))
+            exit(1)
+        } catch {
+            let code = SZChaos.exitCode(for: error)
+            let message = SZChaos.fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { print(message) }
+                exit(0)
+            }
+            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            // Usage errors exit 2 (ArgumentParser's default is 64), everything else as the command said.
+            exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}

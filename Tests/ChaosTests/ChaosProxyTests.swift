@@ -1,0 +1,292 @@
+import Chaos
+import Foundation
+import ScheduleZeroWire
+import TestSupport
+import Testing
+import ZMQClient
+import ZeroMQ
+
+@Suite(.tags(.integration, .zmq))
+struct integration_zmq_ChaosProxy {
+    @Test func forwardsEveryReplyToItsOwnClientWithNoFaults() async throws {
+        let rig = try ProxyRig()
+        defer { rig.stop() }
+        try await onThread("three clients through the proxy") {
+            let clients = try (1...3).map { _ in try rig.client() }
+            defer { clients.forEach { $0.terminate() } }
+            for n in 1...10 {
+                for (i, c) in clients.enumerated() {
+                    let r = try c.call("echo", params: ["seq": .int(Int64(n)), "client": .int(Int64(i))])
+                    #expect(r["seq"] == .int(Int64(n)) && r["client"] == .int(Int64(i)))
+                }
+            }
+        }
+        let s = rig.proxy.stats
+        #expect(s.forwarded[.request] == 30 && s.forwarded[.reply] == 30 && s.dropped == 0)
+    }
+
+    @Test func dropMakesTheClientTimeOutThenItRecovers() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(drop: 1, direction: .replies))
+        defer { rig.stop() }
+        try await onThread("drop then recovery") {
+            let c = try rig.client(timeout: .milliseconds(150), attempts: 1)
+            defer { c.terminate() }
+            #expect(throws: ClientError.self) { try c.call("echo", params: ["seq": 1]) }
+            #expect(c.stats.timeouts == 1)
+            #expect(rig.peer.received.count == 1, "the request reached the handler; its reply was dropped")
+            rig.proxy.clear()
+            #expect(try c.call("echo", params: ["seq": 2])["seq"] == 2)
+        }
+        #expect(rig.proxy.stats.dropped == 1)
+    }
+
+    @Test func seededPartialDropIsHealedByRetries() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(drop: 0.3), seed: 99)
+        defer { rig.stop() }
+        try await onThread("retries through drops", timeout: .seconds(30)) {
+            let c = try rig.client(timeout: .milliseconds(100), attempts: 8)
+            defer { c.terminate() }
+            for n in 1...20 { #expect(try c.call("echo", params: ["seq": .int(Int64(n))])["seq"] == .int(Int64(n))) }
+            #expect(c.stats.retries > 0)
+        }
+        #expect(rig.proxy.stats.dropped > 0)
+    }
+
+    @Test func duplicatedRequestsReachTheHandlerTwiceAndTheClientGetsExactlyItsOwnReply() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(duplicate: 1, direction: .requests))
+        defer { rig.stop() }
+        let seen = Locked<[JSONValue?]>([])
+        try await onThread("duplicates") {
+            let c = try rig.client(timeout: .milliseconds(500), attempts: 1)
+            defer { c.terminate() }
+            for n in 1...15 { seen.mutate { $0.append(try? c.call("echo", params: ["seq": .int(Int64(n))])["seq"]) } }
+        }
+        #expect(seen.get() == (1...15).map { .int(Int64($0)) })
+        try await waitUntil("every duplicated request reached the handler") { rig.peer.received.count == 30 }
+        let seqs = rig.peer.received.compactMap { $0.params["seq"]?.intValue }
+        #expect(seqs == (1...15).flatMap { [Int64($0), Int64($0)] })
+        try await waitUntil("the extra replies swallowed") { rig.proxy.stats.duplicateRepliesSwallowed == 15 }
+        #expect(rig.proxy.stats.duplicated == 15)
+    }
+
+    /// A reply offered twice to a plain REQ socket: libzmq drops the copy if it is there before the next send,
+    /// otherwise the REQ socket takes it as the next reply. The client sees its own reply or an older one
+    /// (a sequence-number mismatch the load generator counts), never a later one.
+    @Test func duplicatedRepliesShowAsOlderSequenceNumbersNeverNewerOnes() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(duplicate: 1, direction: .replies))
+        defer { rig.stop() }
+        let seen = Locked<[Int64]>([])
+        try await onThread("duplicate replies") {
+            let c = try rig.client(timeout: .milliseconds(500), attempts: 1)
+            defer { c.terminate() }
+            for n in 1...15 { seen.mutate { $0.append((try? c.call("echo", params: ["seq": .int(Int64(n))])["seq"]?.intValue) ?? -1) } }
+        }
+        let got = seen.get()
+        #expect(got.count == 15)
+        #expect(zip(got, 1...15).allSatisfy { g, n in g >= 1 && g <= Int64(n) })
+        #expect(rig.peer.received.count == 15, "the handler ran each request once")
+        #expect(rig.proxy.stats.duplicated == 15)
+    }
+
+    @Test func reorderSwapsAHeldRequestWithTheNextOne() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(reorder: 1, reorderHoldMs: 5_000, direction: .requests))
+        defer { rig.stop() }
+        let first = Task.detached {
+            try await onThread("client A") {
+                try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(3), attempts: 1)) {
+                    try $0.call("echo", params: ["who": "A"])["who"]
+                }
+            }
+        }
+        try await waitUntil("A held by the proxy") { rig.proxy.holding == 1 }
+        let b = try await onThread("client B") {
+            try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(3), attempts: 1)) {
+                try $0.call("echo", params: ["who": "B"])["who"]
+            }
+        }
+        #expect(b == "B")
+        #expect(try await first.value == "A")
+        #expect(rig.peer.received.map { $0.params["who"] } == ["B", "A"])
+        #expect(rig.proxy.stats.reordered == 1)
+    }
+
+    @Test func heldMessageWithNobodyToSwapWithGoesAloneAfterItsHoldTime() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(reorder: 1, reorderHoldMs: 100, direction: .requests))
+        defer { rig.stop() }
+        let (latency, reply) = try await onThread("lone held request") {
+            try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(2), attempts: 1)) { c in
+                let t0 = ContinuousClock.now
+                let r = try c.call("echo", params: ["seq": 1])
+                return (ContinuousClock.now - t0, r)
+            }
+        }
+        #expect(reply["seq"] == 1)
+        #expect(latency >= .milliseconds(95))
+    }
+
+    @Test func corruptRequestGetsAnErrorReplyAndCorruptReplyIsInvalid() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(corrupt: 1, direction: .requests))
+        defer { rig.stop() }
+        try await onThread("corrupt") {
+            let c = try rig.client(timeout: .milliseconds(500), attempts: 1)
+            defer { c.terminate() }
+            let r = try c.call("echo", params: ["seq": 1])
+            #expect(!r.success && r.error == Wire.invalidJSON)
+            rig.proxy.faults = ProxyFaults(corrupt: 1, direction: .replies)
+            #expect {
+                try c.call("echo", params: ["seq": 2])
+            } throws: { e in
+                if case .invalidReply? = e as? ClientError { return true }
+                return false
+            }
+        }
+        #expect(rig.proxy.stats.corrupted == 2)
+    }
+
+    @Test func delayAddsLatencyWithoutBlockingOtherTraffic() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(delayMs: 300, jitterMs: 50, direction: .requests))
+        defer { rig.stop() }
+        // A slow client and, started while it waits, a fast one: the fast one must not wait behind it.
+        let slow = Task.detached {
+            try await onThread("slow client") {
+                try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(3), attempts: 1)) { c in
+                    let t0 = ContinuousClock.now
+                    _ = try c.call("echo", params: ["seq": 1])
+                    return ContinuousClock.now - t0
+                }
+            }
+        }
+        try await waitUntil("the slow request held") { rig.proxy.holding == 1 }
+        rig.proxy.update { $0.delayMs = 0; $0.jitterMs = 0 }
+        let fast = try await onThread("fast client") {
+            try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(3), attempts: 1)) { c in
+                let t0 = ContinuousClock.now
+                _ = try c.call("echo", params: ["seq": 2])
+                return ContinuousClock.now - t0
+            }
+        }
+        let slowLatency = try await slow.value
+        #expect(slowLatency >= .milliseconds(245) && slowLatency < .seconds(2))
+        #expect(fast < .milliseconds(200))
+        #expect(rig.proxy.stats.delayed == 1)
+    }
+
+    @Test func blackholeSwallowsEverythingUntilClearedThroughTheControlEndpoint() async throws {
+        let rig = try ProxyRig(control: true)
+        defer { rig.stop() }
+        let control = try #require(rig.proxy.controlEndpoint)
+        try await onThread("blackhole via control") {
+            let ctl = try SyncClient(endpoint: control, configuration: .init(timeout: .seconds(2), attempts: 1))
+            defer { ctl.terminate() }
+            let c = try rig.client(timeout: .milliseconds(150), attempts: 2)
+            defer { c.terminate() }
+            #expect(try ctl.ping()["message"] == "pong")
+            let set = try ctl.call("set", params: ["blackhole": true])
+            #expect(set.success && set["settings"]?["blackhole"] == true)
+            #expect(throws: ClientError.self) { try c.call("echo", params: ["seq": 1]) }
+            #expect(rig.peer.received.isEmpty)
+            let status = try ctl.call("status")
+            #expect(status["faults"]?["blackhole"] == 2)
+            #expect(status["settings"]?["blackhole"] == true)
+            #expect(try ctl.call("clear").success)
+            #expect(try c.call("echo", params: ["seq": 2])["seq"] == 2)
+        }
+    }
+
+    @Test func controlEndpointSwitchesFaultsAndRefusesBadSettings() async throws {
+        let rig = try ProxyRig(control: true)
+        defer { rig.stop() }
+        let control = try #require(rig.proxy.controlEndpoint)
+        try await onThread("control") {
+            let ctl = try SyncClient(endpoint: control, configuration: .init(timeout: .seconds(2), attempts: 1))
+            defer { ctl.terminate() }
+            let r = try ctl.call("set", params: ["drop": 0.5, "delay_ms": 20, "jitter_ms": 5, "direction": "replies"])
+            #expect(r.success)
+            #expect(rig.proxy.faults == ProxyFaults(drop: 0.5, delayMs: 20, jitterMs: 5, direction: .replies))
+            let bad = try ctl.call("set", params: ["drop": 2])
+            #expect(!bad.success && bad.error?.contains("drop") == true)
+            let unknown = try ctl.call("set", params: ["dorp": 1])
+            #expect(!unknown.success && unknown.error?.contains("dorp") == true)
+            #expect(rig.proxy.faults.drop == 0.5, "a refused set changes nothing")
+            let status = try ctl.call("status")
+            #expect(status["settings"]?["direction"] == "replies" && status["seed"] == "42")
+            #expect(status["forwarded"]?["requests"] == 0)
+            #expect(try ctl.call("nope").error == Wire.unknownMethod("nope"))
+            #expect(try ctl.call("clear").success)
+            #expect(rig.proxy.faults == .none)
+        }
+    }
+
+    @Test func sameSeedAndTrafficGiveTheSameDecisions() async throws {
+        func run(seed: UInt64) async throws -> [ProxyDecision] {
+            let rig = try ProxyRig(faults: ProxyFaults(drop: 0.3, delayMs: 2, jitterMs: 2, duplicate: 0.2, corrupt: 0.1,
+                                                       direction: .requests), seed: seed)
+            defer { rig.stop() }
+            try await onThread("seeded traffic", timeout: .seconds(30)) {
+                let c = try rig.client(timeout: .milliseconds(80), attempts: 1)
+                defer { c.terminate() }
+                for n in 1...25 { _ = try? c.call("echo", params: ["seq": .int(Int64(n))]) }
+            }
+            return rig.proxy.decisions(.request)
+        }
+        let a = try await run(seed: 1234)
+        let b = try await run(seed: 1234)
+        let c = try await run(seed: 4321)
+        #expect(a.count == 25)
+        #expect(a == b)
+        #expect(a != c)
+        #expect(a.contains { $0.dropped } && a.contains { !$0.dropped })
+    }
+
+    @Test func stopIsPromptAndLeavesNothingRunning() async throws {
+        let rig = try ProxyRig(faults: ProxyFaults(delayMs: 10_000))
+        let c = try rig.client(timeout: .milliseconds(100), attempts: 1)
+        _ = try? c.call("echo")  // held in the timer heap when we stop
+        c.terminate()
+        let t0 = ContinuousClock.now
+        rig.proxy.stop()
+        #expect(ContinuousClock.now - t0 < .milliseconds(500))
+        #expect(!rig.proxy.isRunning)
+        rig.peer.stop()
+    }
+
+    @Test func unusableEndpointsAreNamedInTheError() throws {
+        #expect {
+            try ChaosProxy(ChaosProxyConfiguration(listen: "tcp://nowhere:bad", upstream: "tcp://127.0.0.1:1"))
+        } throws: { e in "\(e)".contains("listen") && "\(e)".contains("tcp://nowhere:bad") }
+    }
+}
+
+@Suite(.tags(.unit))
+struct unit_ProxyFaultSettings {
+    @Test func sameSeedSameDecisionsAndDirectionsAreIndependent() {
+        let f = ProxyFaults(drop: 0.2, delayMs: 10, jitterMs: 5, duplicate: 0.2, reorder: 0.2, corrupt: 0.2)
+        var a = FaultDecider(seed: 5), b = FaultDecider(seed: 5)
+        let da = (0..<200).map { _ in a.decide(.request, bodySize: 40, faults: f) }
+        // b sees replies interleaved: request decisions must not move.
+        var db: [ProxyDecision] = []
+        for _ in 0..<200 {
+            db.append(b.decide(.request, bodySize: 40, faults: f))
+            _ = b.decide(.reply, bodySize: 40, faults: f)
+        }
+        #expect(da == db)
+        let drops = da.filter(\.dropped).count
+        #expect(drops > 20 && drops < 60)
+        #expect(da.compactMap(\.delayMs).allSatisfy { (5...15).contains($0) })
+    }
+
+    @Test func directionLimitsWhereFaultsApply() {
+        var d = FaultDecider(seed: 1)
+        let f = ProxyFaults(drop: 1, direction: .replies)
+        #expect(!d.decide(.request, bodySize: 3, faults: f).dropped)
+        #expect(d.decide(.reply, bodySize: 3, faults: f).dropped)
+    }
+
+    @Test func applyingValidatesEveryKey() throws {
+        let f = try ProxyFaults.none.applying(["drop": 0.25, "blackhole": true, "direction": "requests", "delay_ms": 5])
+        #expect(f.drop == 0.25 && f.blackhole && f.direction == .requests && f.delayMs == 5)
+        #expect(throws: ProxyFaults.InvalidSetting.self) { try ProxyFaults.none.applying(["corrupt": -0.1]) }
+        #expect(throws: ProxyFaults.InvalidSetting.self) { try ProxyFaults.none.applying(["direction": "sideways"]) }
+        #expect(throws: ProxyFaults.InvalidSetting.self) { try ProxyFaults.none.applying(["jitter_ms": "a"]) }
+    }
+}

@@ -1,0 +1,225 @@
+import Chaos
+import Foundation
+import ScheduleZeroWire
+import TestSupport
+import Testing
+import ZMQClient
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// A fault actuator that stops the test's handler for good: a kill with auto-restart off.
+final class StopPeerActuator: FaultActuator, @unchecked Sendable {
+    let name = "stop-peer"
+    let kinds: Set<FaultKind> = [.kill]
+    let peer: TestPeer
+    init(peer: TestPeer) { self.peer = peer }
+    func candidates(for kind: FaultKind) async throws -> [String] { ["h-1"] }
+    func start(_ fault: ScheduledFault) async throws -> String {
+        peer.stop()
+        return "stopped h-1 (no restart)"
+    }
+    func stop(_ fault: ScheduledFault) async throws -> String? { nil }
+}
+
+@Suite(.tags(.integration, .zmq))
+struct integration_zmq_ExperimentRunner {
+    func experiment(upstream: String, attempts: Int, duration: String = "1500ms", fault: String, checks: String = "max_lost_requests: 0",
+                    steady: String = "") throws -> Experiment {
+        try Experiment.parse("""
+            title: runner test
+            seed: 31
+            duration: \(duration)
+            proxies:
+              - {name: front, listen: "tcp://127.0.0.1:*", upstream: "\(upstream)"}
+            \(steady)
+            load:
+              clients: 2
+              targets: [front]
+              rate: 40
+              methods: [echo]
+              client: {timeout: 100ms, attempts: \(attempts)}
+            faults:
+            \(fault)
+            checks: {\(checks)}
+            """, file: "inline.yaml")
+    }
+
+    static let dropReplies = """
+          - name: drop-all-replies
+            kind: proxy
+            targets: [front]
+            schedule: {initial_delay: 300ms, count: 1, duration: 500ms}
+            params: {drop: 1, direction: replies}
+        """
+
+    func run(_ e: Experiment, folder: TemporaryFolder, extra: [any FaultActuator] = []) async throws -> ExperimentReport {
+        let fleet = try ProxyFleet(e.proxies, seed: 31)
+        defer { fleet.stop() }
+        let env = RunnerEnvironment(actuators: [fleet.actuator] + extra, endpoints: fleet.endpoints)
+        return try await ExperimentRunner(experiment: e, environment: env, outputDirectory: folder.path).run()
+    }
+
+    @Test func lostRequestsFailTheCheckAndTheJUnitFileSaysSo() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let folder = try TemporaryFolder(prefix: "chaos-runner")
+        let e = try experiment(upstream: peer.endpoint, attempts: 1, fault: Self.dropReplies)
+        let r = try await run(e, folder: folder)
+        #expect(r.exitCode == 1)
+        #expect(r.load.lost > 0 && r.load.ok > 0)
+        let lost = try #require(r.checks.first { $0.name == "max_lost_requests" })
+        #expect(!lost.passed && lost.message.contains("(allowed 0)"))
+        let doc = try JUnitDocument(String(contentsOfFile: folder.file("junit.xml"), encoding: .utf8))
+        #expect(doc.failures.keys.contains("max_lost_requests"))
+        #expect(doc.testcases.contains("max_lost_requests"))
+        // The journal: JSON lines, fault start and stop, every request with seq, attempts and latency.
+        let lines = try String(contentsOfFile: folder.file("journal.jsonl"), encoding: .utf8).split(separator: "\n")
+        let events = try lines.map { try JSON.parse(String($0)) }
+        let kinds = events.compactMap { $0["event"]?.stringValue }
+        #expect(kinds.first == "experiment_start" && kinds.last == "experiment_end")
+        #expect(kinds.contains("fault_start") && kinds.contains("fault_stop"))
+        let requests = events.filter { $0["event"] == "request" }
+        #expect(requests.count == r.load.sent)
+        #expect(requests.allSatisfy { $0["seq"]?.intValue != nil && $0["attempts"] == 1 && $0["latency_ms"]?.doubleValue != nil })
+        #expect(requests.contains { $0["outcome"] == "lost" })
+        #expect(events.first?["seed"] == "31")
+        #expect(try String(contentsOfFile: folder.file("summary.txt"), encoding: .utf8).contains("[FAIL] max_lost_requests"))
+    }
+
+    @Test func retriesHealTheSameFaultsAndEveryCheckHolds() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let folder = try TemporaryFolder(prefix: "chaos-runner")
+        let e = try experiment(upstream: peer.endpoint, attempts: 20, fault: Self.dropReplies,
+                               checks: "max_lost_requests: 0, max_duplicates: 0, max_time_to_recovery: 2s")
+        let r = try await run(e, folder: folder)
+        #expect(r.exitCode == 0, "\(r.summary)")
+        #expect(r.load.lost == 0 && r.load.retried > 0)
+        #expect(r.faults.count == 1 && r.faults[0].timeToRecovery != nil)
+        #expect(r.checks.contains { $0.name == "time_to_recovery: drop-all-replies#0" && $0.passed })
+        let doc = try JUnitDocument(String(contentsOfFile: folder.file("junit.xml"), encoding: .utf8))
+        #expect(doc.failures.isEmpty && doc.testcases.count == r.checks.count)
+    }
+
+    @Test func aHandlerThatStaysDownFailsTheSteadyStateCheck() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let folder = try TemporaryFolder(prefix: "chaos-runner")
+        let e = try experiment(upstream: peer.endpoint, attempts: 2, duration: "800ms", fault: """
+              - name: kill-without-restart
+                kind: kill
+                targets: [h-1]
+                schedule: {initial_delay: 200ms, count: 1}
+            """, checks: "max_lost_requests: 1000",
+            steady: "steady_state: {targets: [front], within: 200ms, recovery_timeout: 400ms, interval: 50ms}")
+        let r = try await run(e, folder: folder, extra: [StopPeerActuator(peer: peer)])
+        #expect(r.exitCode == 1)
+        #expect(r.checks.first { $0.name == "steady_state_before" }?.passed == true)
+        let restored = try #require(r.checks.first { $0.name == "steady_state_restored" })
+        #expect(!restored.passed && restored.message.contains("not restored"))
+    }
+
+    @Test func aFaultKindWithoutActuatorIsRefusedBeforeAnythingRuns() async throws {
+        let folder = try TemporaryFolder(prefix: "chaos-runner")
+        let e = try experiment(upstream: "tcp://127.0.0.1:\(freeTCPPort())", attempts: 1, fault: """
+              - name: efsm
+                kind: force-efsm
+                targets: [h-1]
+            """)
+        await #expect {
+            try await run(e, folder: folder)
+        } throws: { err in
+            guard case .noActuator(let f, let k, _)? = err as? RunnerError else { return false }
+            return f == "efsm" && k == .forceEFSM
+        }
+    }
+}
+
+@Suite(.tags(.integration, .zmq))
+struct integration_zmq_SZChaosCommand {
+    static var executable: String {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("szchaos").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/szchaos").path
+    }
+
+    final class Child: @unchecked Sendable {
+        let process = Process()
+        let out = Pipe()
+        let err = Pipe()
+        let text = Locked("")
+        init(_ args: [String], cwd: String? = nil) throws {
+            process.executableURL = URL(fileURLWithPath: integration_zmq_SZChaosCommand.executable)
+            process.arguments = args
+            if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+            process.standardOutput = out
+            process.standardError = err
+            out.fileHandleForReading.readabilityHandler = { [text] h in
+                let d = h.availableData
+                text.mutate { $0 += String(decoding: d, as: UTF8.self) }
+            }
+            try process.run()
+        }
+        func waitExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
+            try await waitUntil("szchaos exits", timeout: timeout) { !self.process.isRunning }
+            out.fileHandleForReading.readabilityHandler = nil
+            text.mutate { $0 += String(decoding: self.out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+            return process.terminationStatus
+        }
+        var stderr: String { String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+        deinit { if process.isRunning { process.terminate() } }
+    }
+
+    @Test func proxyPrintsSeedAndReadyForwardsAndStopsOnSIGTERM() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let port = freeTCPPort()
+        let child = try Child(["proxy", "--listen", "tcp://127.0.0.1:\(port)", "--upstream", peer.endpoint, "--seed", "5", "--delay-ms", "1"])
+        try await waitUntil("ready line", timeout: .seconds(10)) { child.text.get().contains("ready:") }
+        #expect(child.text.get().hasPrefix("seed: 5\n"))
+        let reply = try await onThread("call through szchaos proxy") {
+            try SyncClient.with(endpoint: "tcp://127.0.0.1:\(port)", configuration: .init(timeout: .seconds(2), attempts: 2)) {
+                try $0.call("echo", params: ["seq": 9])["seq"]
+            }
+        }
+        #expect(reply == 9)
+        child.process.terminate()  // SIGTERM
+        #expect(try await child.waitExit() == 0)
+        #expect(child.text.get().contains("stopped on SIGTERM"))
+    }
+
+    @Test func usageErrorsExit2() async throws {
+        let child = try Child(["proxy", "--listen", "tcp://127.0.0.1:1", "--upstream", "tcp://127.0.0.1:2", "--drop", "7"])
+        #expect(try await child.waitExit() == 2)
+        #expect(child.stderr.contains("--drop"))
+    }
+
+    @Test func runAProxyOnlyExperimentWritesJournalAndJUnit() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let folder = try TemporaryFolder(prefix: "szchaos-run")
+        let yaml = """
+            title: cli
+            seed: 3
+            duration: 800ms
+            proxies: [{name: front, listen: "tcp://127.0.0.1:\(freeTCPPort())", upstream: "\(peer.endpoint)"}]
+            steady_state: {targets: [front], within: 200ms, recovery_timeout: 2s}
+            load: {clients: 1, targets: [front], rate: 20, methods: [echo], client: {timeout: 200ms, attempts: 5}}
+            faults:
+              - {name: slow, kind: proxy, targets: [front], schedule: {initial_delay: 200ms, count: 1, duration: 300ms}, params: {delay_ms: 20}}
+            checks: {max_lost_requests: 0}
+            output: {directory: out}
+            """
+        try yaml.write(toFile: folder.file("cli.yaml"), atomically: true, encoding: .utf8)
+        let child = try Child(["run", "cli.yaml"], cwd: folder.path)
+        #expect(try await child.waitExit() == 0)
+        #expect(child.text.get().contains("seed: 3") && child.text.get().contains("result: every check held"))
+        #expect(FileManager.default.fileExists(atPath: folder.file("out/journal.jsonl")))
+        #expect(FileManager.default.fileExists(atPath: folder.file("out/junit.xml")))
+        let bad = try Child(["run", Fixtures.path("bad/experiments/unknown-kind.yaml")])
+        #expect(try await bad.waitExit() == 1)
+        #expect(bad.stderr.contains("unknown-kind.yaml:9:11: faults[0].kind"))
+    }
+}

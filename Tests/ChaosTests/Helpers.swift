@@ -1,0 +1,48 @@
+import Chaos
+import Foundation
+import ScheduleZeroWire
+import TestSupport
+import ZMQClient
+
+/// A proxy in front of a `TestPeer`, both on free ports, stopped together.
+final class ProxyRig: @unchecked Sendable {
+    let peer: TestPeer
+    let proxy: ChaosProxy
+    var endpoint: String { proxy.listenEndpoint }
+
+    init(faults: ProxyFaults = .none, seed: UInt64 = 42, control: Bool = false,
+         handler: @escaping @Sendable (Request?, [[UInt8]]) -> TestPeer.Action = TestPeer.echo) throws {
+        peer = try TestPeer(handler: handler)
+        proxy = try ChaosProxy(ChaosProxyConfiguration(
+            listen: "tcp://127.0.0.1:*", upstream: peer.endpoint, control: control ? "tcp://127.0.0.1:*" : nil,
+            seed: seed, faults: faults, name: "test-proxy"))
+    }
+
+    func stop() {
+        proxy.stop()
+        peer.stop()
+    }
+
+    func client(timeout: Duration = .milliseconds(300), attempts: Int = 3) throws -> SyncClient {
+        try SyncClient(endpoint: endpoint, configuration: ClientConfiguration(timeout: timeout, attempts: attempts, seed: 7))
+    }
+}
+
+/// A small thread-safe box.
+final class Locked<T>: @unchecked Sendable {
+    private var value: T
+    private let lock = NSLock()
+    init(_ v: T) { value = v }
+    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
+    func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
+}
+
+enum Fixtures {
+    /// The repository's `Fixtures/` folder.
+    static var root: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures")
+    }
+    static func path(_ rel: String) -> String { root.appendingPathComponent(rel).path }
+}
