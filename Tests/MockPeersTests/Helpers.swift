@@ -8,13 +8,10 @@ import ZeroMQ
 /// The `szmock` executable built next to this test bundle.
 let szmock = builtExecutable("szmock")
 /// Debian's pyzmq works only with this interpreter.
-let python = "/usr/bin/python3"
+let python = pyzmqPython
 
 /// A file of the package's `Fixtures/` folder.
-func fixture(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures").appendingPathComponent(relative).path
-}
+func fixture(_ relative: String) -> String { fixturePath(relative) }
 
 /// A mock handler running in this process, with a control endpoint in its own temporary folder.
 final class InProcessHandler: @unchecked Sendable {

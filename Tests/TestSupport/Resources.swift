@@ -76,3 +76,18 @@ public func freeTCPPort() -> Int {
     }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
+
+/// Debian's pyzmq (python3-zmq) works only with this interpreter, not with the `python3` first on PATH.
+public let pyzmqPython = "/usr/bin/python3"
+
+/// Whether the interop peers can run here (scripts/install-deps.sh installs python3-zmq).
+public let pyzmqAvailable: Bool = {
+    FileManager.default.isExecutableFile(atPath: pyzmqPython)
+        && FileManager.default.fileExists(atPath: "/usr/lib/python3/dist-packages/zmq")
+}()
+
+/// A file of the package's `Fixtures/` folder.
+public func fixturePath(_ relative: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures").appendingPathComponent(relative).path
+}
