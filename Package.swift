@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
         .testTarget(name: "ChaosTests", dependencies: ["Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
-        .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
+        .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "TestSupport"]),
 
         // Mock ScheduleZero peers (handler, server) with faults on command; `szmock` is their command line.
         .target(name: "MockPeers", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient"]),
