@@ -41,7 +41,7 @@ let package = Package(
         // Benchmarks: raw libzmq from C as the baseline, and the executable that prints ratios against it.
         .target(name: "CZMQBaseline", dependencies: ["CZeroMQ"], linkerSettings: [.linkedLibrary("zmq")]),
         .executableTarget(name: "szbench", dependencies: [
-            "CZMQBaseline", "ZeroMQ", "ScheduleZeroWire", "ZMQClient",
+            "CZMQBaseline", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

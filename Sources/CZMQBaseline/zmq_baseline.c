@@ -107,3 +107,47 @@ int64_t szb_reopen_roundtrips_ns(const char *endpoint, const char *payload, int 
     zmq_ctx_term(ctx);
     return total;
 }
+
+struct load_arg {
+    void *ctx;
+    const char *endpoint;
+    const char *payload;
+    int iterations;
+    int failed;
+};
+
+static void *load_loop(void *raw) {
+    struct load_arg *a = raw;
+    void *sock = zmq_socket(a->ctx, ZMQ_REQ);
+    int linger = 0, timeout = 5000;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_connect(sock, a->endpoint);
+    char buf[4096];
+    size_t n = strlen(a->payload);
+    for (int i = 0; i < a->iterations; i++) {
+        if (roundtrip(sock, a->payload, n, buf, sizeof buf) != 0) { a->failed = 1; break; }
+    }
+    zmq_close(sock);
+    return NULL;
+}
+
+int64_t szb_parallel_roundtrips_ns(const char *endpoint, const char *payload, int iterations, int clients) {
+    if (clients < 1 || clients > 64) return -1;
+    void *ctx = zmq_ctx_new();
+    pthread_t threads[64];
+    struct load_arg args[64];
+    int64_t t0 = now_ns();
+    for (int c = 0; c < clients; c++) {
+        args[c] = (struct load_arg){ctx, endpoint, payload, iterations, 0};
+        pthread_create(&threads[c], NULL, load_loop, &args[c]);
+    }
+    int failed = 0;
+    for (int c = 0; c < clients; c++) {
+        pthread_join(threads[c], NULL);
+        failed |= args[c].failed;
+    }
+    int64_t total = now_ns() - t0;
+    zmq_ctx_term(ctx);
+    return failed ? -1 : total;
+}

@@ -6,7 +6,7 @@ struct SZBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "szbench",
         abstract: "Measure the harness against raw libzmq and bare-process floors, in one run.",
-        subcommands: [ZMQBench.self]
+        subcommands: [ZMQBench.self, MockBench.self]
     )
 }
 
