@@ -105,7 +105,9 @@ for ((i = 1; i <= repeat; i++)); do
   [ "$repeat" -gt 1 ] && echo "==> run $i of $repeat"
   start=$(date +%s.%N)
   swift test --skip-build --disable-xctest "${build_flags[@]}" "${filter[@]}" "${skip[@]}" "${xunit_flags[@]}" "${extra[@]}" \
-    2>&1 | grep -vE '^warning: prohibited flag' | tee "$log" | awk '/Test run with/ || !/^(◇|↳|✔ Test |✔ Suite )/'
+    2>&1 | grep -vE '^warning: prohibited flag' | tee "$log" \
+    | awk '/Test run with/ { print; next } /^✘/ { print; shown = 1; next } /^↳/ { if (shown) print; next }
+           /^(◇|✔|􀟈)/ { shown = 0; next } /^" to / || /^$/ || / started\.$/ || / passed after [0-9.]+ seconds?\.$/ { next } { print }'
   rc=${PIPESTATUS[0]}
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   ran=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
