@@ -36,6 +36,21 @@ struct unit_TestSelectionLint {
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
     }
 
+    /// `quick` runs the unit tests and promises no process and no socket outside the test process: files that
+    /// hold only unit suites may not start processes, peers or sockets.
+    @Test func unitSuitesStartNoProcessAndOpenNoSocket() throws {
+        let forbidden = ["TestProcess(", "TestPeer(", "Spawner.spawn", "posix_spawn", ".socket(.", "startAndWait(",
+                         ".start()", "SyncClient(", "ZMQClient(", "ProcessGovernor(", "ChaosProxy("]
+        var problems: [String] = []
+        for (file, decls) in try TestSourceScanner.scanFiles() {
+            let suites = decls.filter { $0.kind == .suite }
+            guard !suites.isEmpty, suites.allSatisfy({ $0.tags.contains("unit") }) else { continue }
+            let text = TestSourceScanner.withoutStrings(try String(contentsOf: TestSourceScanner.testsRoot.appendingPathComponent(file), encoding: .utf8))
+            for f in forbidden where text.contains(f) { problems.append("\(file): a unit-only file uses \(f)") }
+        }
+        #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
+    }
+
     @Test func theScannerCatchesAMismatch() {
         let bad = """
         @Suite(.tags(.unit, .zmq))
@@ -80,6 +95,18 @@ enum TestSourceScanner {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     }
 
+    /// Declarations per test source file (paths relative to Tests/).
+    static func scanFiles() throws -> [(String, [Decl])] {
+        let fm = FileManager.default
+        guard let e = fm.enumerator(at: testsRoot, includingPropertiesForKeys: nil) else { return [] }
+        var out: [(String, [Decl])] = []
+        for case let url as URL in e where url.pathExtension == "swift" {
+            let rel = url.path.replacingOccurrences(of: testsRoot.path + "/", with: "")
+            out.append((rel, scan(try String(contentsOf: url, encoding: .utf8), file: rel)))
+        }
+        return out
+    }
+
     static func scanAll() throws -> [Decl] {
         let fm = FileManager.default
         guard let e = fm.enumerator(at: testsRoot, includingPropertiesForKeys: nil) else { return [] }
@@ -96,6 +123,11 @@ enum TestSourceScanner {
         var t = text.replacing(/"""[\s\S]*?"""/) { m in String(m.output.map { $0 == "\n" ? "\n" : " " }) }
         t = t.replacing(/\/\/[^\n]*/) { m in String(repeating: " ", count: m.output.count) }
         return t
+    }
+
+    /// `code(text)` with ordinary string literals emptied too.
+    static func withoutStrings(_ text: String) -> String {
+        code(text).replacing(/"(?:[^"\\\n]|\\.)*"/) { _ in "\"\"" }
     }
 
     static func scan(_ text: String, file: String, stripExamples: Bool = true) -> [Decl] {
