@@ -23,11 +23,18 @@ public final class Context: @unchecked Sendable {
     /// How many contexts of this process are alive (created and not yet terminated).
     public static var liveCount: Int { live.load(ordering: .relaxed) }
     private static let live = Atomic<Int>(0)
+    /// Contexts whose termination is still finishing on a thread of its own, because a socket's owner was
+    /// inside libzmq past the deadline (see `terminate(timeout:)`). Non-zero at exit means a leak.
+    public static var terminatingCount: Int { terminating.load(ordering: .relaxed) }
+    private static let terminating = Atomic<Int>(0)
+    /// Labels of the contexts still terminating, for leak reports.
+    public let label: String
 
     /// - Parameters:
     ///   - ioThreads: libzmq I/O threads for this context.
     ///   - blocky: `false` (the default) makes new sockets linger 0; `true` keeps libzmq's infinite linger.
-    public init(ioThreads: Int32 = 1, blocky: Bool = false) throws {
+    public init(ioThreads: Int32 = 1, blocky: Bool = false, label: String = #fileID + ":" + String(#line)) throws {
+        self.label = label
         guard let h = zmq_ctx_new() else { throw ZMQError.last("zmq_ctx_new") }
         if zmq_ctx_set(h, ZMQ_IO_THREADS, ioThreads) != 0 || zmq_ctx_set(h, ZMQ_BLOCKY, blocky ? 1 : 0) != 0 {
             let e = ZMQError.last("zmq_ctx_set")
@@ -90,7 +97,11 @@ public final class Context: @unchecked Sendable {
             // The owners still hold those sockets inside a libzmq call that ETERM will end; finish the
             // termination on a thread of its own so this caller is not held hostage.
             let box = UnsafeSendableHandle(handle)
-            Thread.detach { _ = zmq_ctx_term(box.pointer) }
+            Context.terminating.add(1, ordering: .relaxed)
+            Thread.detach {
+                _ = zmq_ctx_term(box.pointer)
+                Context.terminating.subtract(1, ordering: .relaxed)
+            }
             throw ZMQUsageError.terminationTimedOut(openSockets: stillOpen, after: timeout)
         }
         while zmq_ctx_term(handle) != 0 && zmq_errno() == EINTR {}

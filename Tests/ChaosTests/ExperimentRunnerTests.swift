@@ -145,31 +145,20 @@ struct integration_zmq_SZChaosCommand {
             .appendingPathComponent(".build/debug/szchaos").path
     }
 
+    /// A real `szchaos` child (posix_spawn, own process group, killed and reaped when released).
     final class Child: @unchecked Sendable {
-        let process = Process()
-        let out = Pipe()
-        let err = Pipe()
-        let text = Locked("")
-        init(_ args: [String], cwd: String? = nil) throws {
-            process.executableURL = URL(fileURLWithPath: integration_zmq_SZChaosCommand.executable)
-            process.arguments = args
-            if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-            process.standardOutput = out
-            process.standardError = err
-            out.fileHandleForReading.readabilityHandler = { [text] h in
-                let d = h.availableData
-                text.mutate { $0 += String(decoding: d, as: UTF8.self) }
-            }
-            try process.run()
+        let process: TestProcess
+        init(_ args: [String]) throws {
+            process = try TestProcess(integration_zmq_SZChaosCommand.executable, args)
         }
+        var text: String { process.lines.map { $0 + "\n" }.joined() }
+        var stderr: String { process.stderrText }
         func waitExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
-            try await waitUntil("szchaos exits", timeout: timeout) { !self.process.isRunning }
-            out.fileHandleForReading.readabilityHandler = nil
-            text.mutate { $0 += String(decoding: self.out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
-            return process.terminationStatus
+            switch try await process.waitExit(timeout: timeout) {
+            case .exited(let code): return code
+            case .signaled(let sig): return 128 + sig
+            }
         }
-        var stderr: String { String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
-        deinit { if process.isRunning { process.terminate() } }
     }
 
     @Test func proxyPrintsSeedAndReadyForwardsAndStopsOnSIGTERM() async throws {
@@ -177,17 +166,17 @@ struct integration_zmq_SZChaosCommand {
         defer { peer.stop() }
         let port = freeTCPPort()
         let child = try Child(["proxy", "--listen", "tcp://127.0.0.1:\(port)", "--upstream", peer.endpoint, "--seed", "5", "--delay-ms", "1"])
-        try await waitUntil("ready line", timeout: .seconds(10)) { child.text.get().contains("ready:") }
-        #expect(child.text.get().hasPrefix("seed: 5\n"))
+        try await waitUntil("ready line", timeout: .seconds(10)) { child.text.contains("ready:") }
+        #expect(child.text.hasPrefix("seed: 5\n"))
         let reply = try await onThread("call through szchaos proxy") {
             try SyncClient.with(endpoint: "tcp://127.0.0.1:\(port)", configuration: .init(timeout: .seconds(2), attempts: 2)) {
                 try $0.call("echo", params: ["seq": 9])["seq"]
             }
         }
         #expect(reply == 9)
-        child.process.terminate()  // SIGTERM
+        child.process.signal(SIGTERM)
         #expect(try await child.waitExit() == 0)
-        #expect(child.text.get().contains("stopped on SIGTERM"))
+        #expect(child.text.contains("stopped on SIGTERM"))
     }
 
     @Test func usageErrorsExit2() async throws {
@@ -213,9 +202,9 @@ struct integration_zmq_SZChaosCommand {
             output: {directory: out}
             """
         try yaml.write(toFile: folder.file("cli.yaml"), atomically: true, encoding: .utf8)
-        let child = try Child(["run", "cli.yaml"], cwd: folder.path)
+        let child = try Child(["run", folder.file("cli.yaml"), "--output", folder.file("out")])
         #expect(try await child.waitExit() == 0)
-        #expect(child.text.get().contains("seed: 3") && child.text.get().contains("result: every check held"))
+        #expect(child.text.contains("seed: 3") && child.text.contains("result: every check held"), "\(child.text) \(child.stderr)")
         #expect(FileManager.default.fileExists(atPath: folder.file("out/journal.jsonl")))
         #expect(FileManager.default.fileExists(atPath: folder.file("out/junit.xml")))
         let bad = try Child(["run", Fixtures.path("bad/experiments/unknown-kind.yaml")])
