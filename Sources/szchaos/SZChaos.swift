@@ -56,6 +56,43 @@ enum Signals {
     }
 }
 
+/// SIGINT/SIGTERM for async commands: a handler (any thread may take the signal) writes the signal number
+/// to a pipe, and a thread of the command reads it. Blocking the signals would not do here: the main thread's
+/// mask is not under the command's control once the async main has handed over to the cooperative pool.
+enum SignalPipe {
+    nonisolated(unsafe) static var writeFD: Int32 = -1
+
+    /// Installs the handlers; returns the pipe's read end.
+    static func install() -> Int32 {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return -1 }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        writeFD = fds[1]
+        var sa = sigaction()
+        sa.__sigaction_handler.sa_handler = { sig in
+            var b = UInt8(truncatingIfNeeded: sig)
+            _ = write(SignalPipe.writeFD, &b, 1)
+        }
+        sigemptyset(&sa.sa_mask)
+        sa.sa_flags = Int32(SA_RESTART)
+        sigaction(SIGINT, &sa, nil)
+        sigaction(SIGTERM, &sa, nil)
+        return fds[0]
+    }
+
+    /// Blocks until a signal arrives (on a thread of its own, which lets SIGINT/SIGTERM in); returns it.
+    static func wait(_ fd: Int32) -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        var b: UInt8 = 0
+        while read(fd, &b, 1) != 1 {}
+        return Int32(b)
+    }
+}
+
 func parseSeed(_ text: String) throws -> UInt64 {
     guard let s = UInt64(text) else { throw ValidationError("--seed takes a whole number from 0 to \(UInt64.max), not '\(text)'") }
     return s
@@ -146,7 +183,7 @@ struct Run: AsyncParsableCommand {
     func validate() throws { if let seed { _ = try parseSeed(seed) } }
 
     func run() async throws {
-        let sigs = Signals.block()
+        let signalFD = SignalPipe.install()
         let exp: Experiment
         do { exp = try Experiment.load(file: experiment) } catch { throw Failure("szchaos run: \(error)") }
         let seed = try seed.map(parseSeed) ?? exp.seed ?? SeededGenerator.randomSeed()
@@ -188,7 +225,7 @@ struct Run: AsyncParsableCommand {
         // Interrupted: resume what is paused, stop a deployment started here, then exit 1.
         let interruptDriver = driver, interruptActuator = processActuator
         let waiter = Thread {
-            let sig = Signals.wait(sigs)
+            let sig = SignalPipe.wait(signalFD)
             FileHandle.standardError.write(Data("szchaos run: interrupted by \(SignalName.name(sig)): resuming paused processes, stopping what this run started\n".utf8))
             interruptActuator?.resumeAll()
             fleet.stop()
@@ -228,6 +265,9 @@ struct Failure: Error, CustomStringConvertible {
 @main
 enum Main {
     static func main() async {
+        // pause and proxy (synchronous, on the main thread) block SIGINT/SIGTERM before any thread starts and
+        // take them with sigwait/sigtimedwait; `run` (async, on the cooperative pool) uses `SignalPipe`.
+        if let sub = CommandLine.arguments.dropFirst().first, ["pause", "proxy"].contains(sub) { _ = Signals.block() }
         do {
             var command = try SZChaos.parseAsRoot()
             if var c = command as? AsyncParsableCommand { try await c.run() } else { try command.run() }
