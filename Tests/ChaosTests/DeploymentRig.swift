@@ -109,27 +109,11 @@ struct SZChaosRun: Sendable {
     var record: [String: JSONValue]? { lines.reversed().lazy.compactMap { (try? JSON.parse($0))?.objectValue }.first }
 
     static func run(_ args: [String], timeout: Duration = .seconds(30)) async throws -> SZChaosRun {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CIRig.szchaos)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        // Read both pipes to their end on threads of their own (the output is complete once both are closed).
-        let o = Task { try await onThread("szchaos stdout", timeout: timeout) { out.fileHandleForReading.readDataToEndOfFile() } }
-        let e = Task { try await onThread("szchaos stderr", timeout: timeout) { err.fileHandleForReading.readDataToEndOfFile() } }
-        do {
-            try await waitUntil("szchaos \(args.first ?? "") exits", timeout: timeout) { !p.isRunning }
-        } catch {
-            kill(p.processIdentifier, SIGKILL)
-            throw error
-        }
-        let outText = String(decoding: try await o.value, as: UTF8.self)
-        let errText = String(decoding: try await e.value, as: UTF8.self)
-        let status: TestSupport.ExitStatus = p.terminationReason == .exit ? .exited(p.terminationStatus) : .signaled(p.terminationStatus)
-        return SZChaosRun(status: status, lines: outText.split(separator: "\n").map(String.init), stderr: errText)
+        let p = try TestProcess(CIRig.szchaos, args)
+        defer { p.stop() }
+        let status = try await p.waitExit(timeout: timeout)
+        try await waitUntil("szchaos output complete", timeout: .seconds(5)) { p.outputClosed }
+        return SZChaosRun(status: status, lines: p.lines, stderr: p.stderrText)
     }
 }
 

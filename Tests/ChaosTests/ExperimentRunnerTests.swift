@@ -4,6 +4,9 @@ import ScheduleZeroWire
 import TestSupport
 import Testing
 import ZMQClient
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
@@ -145,31 +148,36 @@ struct integration_zmq_SZChaosCommand {
             .appendingPathComponent(".build/debug/szchaos").path
     }
 
+    /// `szchaos` as a child (TestSupport's `TestProcess`: posix_spawn, no Foundation.Process, whose run loop
+    /// leaves descriptors behind); with `cwd`, started through `/bin/sh -c 'cd DIR && exec ...'`.
     final class Child: @unchecked Sendable {
-        let process = Process()
-        let out = Pipe()
-        let err = Pipe()
-        let text = Locked("")
+        let process: TestProcess
         init(_ args: [String], cwd: String? = nil) throws {
-            process.executableURL = URL(fileURLWithPath: integration_zmq_SZChaosCommand.executable)
-            process.arguments = args
-            if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-            process.standardOutput = out
-            process.standardError = err
-            out.fileHandleForReading.readabilityHandler = { [text] h in
-                let d = h.availableData
-                text.mutate { $0 += String(decoding: d, as: UTF8.self) }
+            let exe = integration_zmq_SZChaosCommand.executable
+            if let cwd {
+                let quoted = ([exe] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+                process = try TestProcess("/bin/sh", ["-c", "cd '\(cwd)' && exec \(quoted)"])
+            } else {
+                process = try TestProcess(exe, args)
             }
-            try process.run()
         }
+        var text: Text { Text(process) }
+        struct Text {
+            let p: TestProcess
+            init(_ p: TestProcess) { self.p = p }
+            func get() -> String { p.lines.map { $0 + "\n" }.joined() }
+        }
+        func terminate() { process.signal(SIGTERM) }
         func waitExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
-            try await waitUntil("szchaos exits", timeout: timeout) { !self.process.isRunning }
-            out.fileHandleForReading.readabilityHandler = nil
-            text.mutate { $0 += String(decoding: self.out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
-            return process.terminationStatus
+            let status = try await process.waitExit(timeout: timeout)
+            try await waitUntil("szchaos output complete", timeout: .seconds(5)) { self.process.outputClosed }
+            switch status {
+            case .exited(let c): return c
+            case .signaled(let s): return 128 + s
+            }
         }
-        var stderr: String { String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
-        deinit { if process.isRunning { process.terminate() } }
+        var stderr: String { process.stderrText }
+        deinit { process.stop() }
     }
 
     @Test func proxyPrintsSeedAndReadyForwardsAndStopsOnSIGTERM() async throws {
@@ -185,7 +193,7 @@ struct integration_zmq_SZChaosCommand {
             }
         }
         #expect(reply == 9)
-        child.process.terminate()  // SIGTERM
+        child.terminate()  // SIGTERM
         #expect(try await child.waitExit() == 0)
         #expect(child.text.get().contains("stopped on SIGTERM"))
     }
