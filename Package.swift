@@ -30,11 +30,12 @@ let package = Package(
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
         .target(name: "Governor", dependencies: ["ScheduleZeroWire", .product(name: "Yams", package: "Yams")]),
         // Fault injection: the message-level proxy, fault schedules, experiments, their runner and reports.
+        // Targets come from the governor's deployment folders; message-level faults go through MockPeers' control channel.
         .target(name: "Chaos", dependencies: [
-            "ZeroMQ", "ScheduleZeroWire", "ZMQClient", .product(name: "Yams", package: "Yams"),
+            "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers", .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "szchaos", dependencies: [
-            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient",
+            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -49,8 +50,11 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
+        // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.
+        .testTarget(name: "ChaosTests", dependencies: [
+            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport", "Governor", "MockPeers", "szmock", "szchaos",
+        ]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
-        .testTarget(name: "ChaosTests", dependencies: ["Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "TestSupport"]),
 
         // Mock ScheduleZero peers (handler, server) with faults on command; `szmock` is their command line.

@@ -1,15 +1,22 @@
 import ArgumentParser
 import Chaos
 import Foundation
+import Governor
 import ScheduleZeroWire
 
 /// `szchaos`: the fault injector. Argument parsing and wiring only; the work is in the Chaos library.
 struct SZChaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "szchaos",
-        abstract: "Fault injection for ScheduleZero: a message-level chaos proxy and reproducible chaos experiments.",
-        discussion: "Exit status: 0 done (every check held), 1 failure (a check failed, a fault could not be applied), 2 usage.",
-        subcommands: [Proxy.self, Run.self]
+        abstract: "Fault injection for ScheduleZero: single faults, a message-level chaos proxy, reproducible chaos experiments.",
+        discussion: """
+        Single faults hit verified processes of a deployment (<root>/<deployment>/pids/*.pid): kill-random, kill,
+        pause, signal; and, through the mock handler's control channel, drop-replies, delay, force-efsm, crash,
+        garbage, clear, status. Exit status: 0 done (every check held), 1 failure (a check failed, a fault could
+        not be applied), 2 usage.
+        """,
+        subcommands: [KillRandom.self, Kill.self, Pause.self, SignalCommand.self, DropReplies.self, Delay.self, ForceEFSM.self,
+                      Crash.self, Garbage.self, Clear.self, Status.self, Proxy.self, Run.self]
     )
 }
 
@@ -30,6 +37,59 @@ enum Signals {
         var sig: Int32 = 0
         while sigwait(&s, &sig) != 0 {}
         return sig
+    }
+
+    /// Waits for SIGINT or SIGTERM at most `timeout` (sigtimedwait); returns the signal, nil when the time ran out.
+    static func wait(_ set: sigset_t, timeout: Duration) -> Int32? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var s = set
+        while true {
+            let left = deadline - clock.now
+            if left <= .zero { return nil }
+            let (secs, atto) = left.components
+            var ts = timespec(tv_sec: Int(secs), tv_nsec: Int(atto / 1_000_000_000))
+            let r = sigtimedwait(&s, nil, &ts)
+            if r > 0 { return r }
+            if errno == EAGAIN { return nil }
+        }
+    }
+}
+
+/// SIGINT/SIGTERM for async commands: a handler (any thread may take the signal) writes the signal number
+/// to a pipe, and a thread of the command reads it. Blocking the signals would not do here: the main thread's
+/// mask is not under the command's control once the async main has handed over to the cooperative pool.
+enum SignalPipe {
+    nonisolated(unsafe) static var writeFD: Int32 = -1
+
+    /// Installs the handlers; returns the pipe's read end.
+    static func install() -> Int32 {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return -1 }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        writeFD = fds[1]
+        var sa = sigaction()
+        sa.__sigaction_handler.sa_handler = { sig in
+            var b = UInt8(truncatingIfNeeded: sig)
+            _ = write(SignalPipe.writeFD, &b, 1)
+        }
+        sigemptyset(&sa.sa_mask)
+        sa.sa_flags = Int32(SA_RESTART)
+        sigaction(SIGINT, &sa, nil)
+        sigaction(SIGTERM, &sa, nil)
+        return fds[0]
+    }
+
+    /// Blocks until a signal arrives (on a thread of its own, which lets SIGINT/SIGTERM in); returns it.
+    static func wait(_ fd: Int32) -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        var b: UInt8 = 0
+        while read(fd, &b, 1) != 1 {}
+        return Int32(b)
     }
 }
 
@@ -104,39 +164,94 @@ struct Proxy: ParsableCommand {
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a chaos experiment from a YAML file and write its journal, JUnit XML and summary.",
-        discussion: "Exit status 0 when every check held, 1 when one failed or the experiment could not run, 2 usage."
+        discussion: """
+        With a `deployment`, its processes and endpoints come from its deployment file (--file, default
+        Fixtures/deployments/<name>.yaml) and its folder under --root; when it is not running and the experiment
+        says start_if_not_running, szchaos starts it under a governor in this process (and stops it afterwards
+        with stop_after). SIGINT/SIGTERM: paused processes are resumed, a deployment started here is stopped.
+        Exit status 0 when every check held, 1 when one failed or the experiment could not run, 2 usage.
+        """
     )
 
     @Argument(help: "The experiment file.") var experiment: String
     @Option(help: "Seed (overrides the file's).") var seed: String?
     @Option(help: "Output directory (overrides the file's output.directory).") var output: String?
+    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else ./deployments).") var root: String?
+    @Option(help: "The deployment file (default: Fixtures/deployments/<deployment>.yaml).") var file: String?
     @Flag(help: "Print the fault plan and exit without running anything.") var dryRun = false
 
     func validate() throws { if let seed { _ = try parseSeed(seed) } }
 
     func run() async throws {
+        let signalFD = SignalPipe.install()
         let exp: Experiment
         do { exp = try Experiment.load(file: experiment) } catch { throw Failure("szchaos run: \(error)") }
         let seed = try seed.map(parseSeed) ?? exp.seed ?? SeededGenerator.randomSeed()
         print("seed: \(seed)")
-        if exp.deployment != nil {
-            throw Failure("szchaos run: \(RunnerError.noDeploymentDriver(deployment: exp.deployment!.name)) (this build runs proxy-only experiments)")
+        fflush(nil)
+
+        // The deployment: driver, process and control actuators.
+        var driver: GovernorDeploymentDriver?
+        var processActuator: ProcessFaultActuator?
+        var actuators: [any FaultActuator] = []
+        var handlerNames: [String] = []
+        if let d = exp.deployment {
+            let file = self.file
+            let drv = GovernorDeploymentDriver(root: root ?? DeploymentPaths.defaultRoot, variables: GovernorDeploymentDriver.defaultVariables(),
+                                               deploymentFile: { file ?? "Fixtures/deployments/\($0).yaml" })
+            let paths: DeploymentPaths
+            do {
+                paths = try drv.paths(d.name)
+                handlerNames = try drv.handlers(d.name)
+            } catch { throw Failure("szchaos run: deployment \(d.name): \(error)") }
+            let candidates: @Sendable () async throws -> [String] = { try drv.handlers(d.name) }
+            let pa = ProcessFaultActuator(paths: paths, candidates: candidates)
+            actuators = [pa, ControlFaultActuator(paths: paths, candidates: candidates)]
+            driver = drv
+            processActuator = pa
         }
-        let fleet: ProxyFleet?
-        do { fleet = dryRun ? nil : try ProxyFleet(exp.proxies, seed: seed) } catch { throw Failure("szchaos run: \(error)") }
-        defer { fleet?.stop() }
         if dryRun {
             let names = exp.proxies.map(\.name)
-            let plan = try ExperimentRunner.plan(exp, seed: seed) { f in f.kind == .proxy ? names : [] }
-            for f in plan { print(f) }
+            do {
+                let plan = try ExperimentRunner.plan(exp, seed: seed) { f in f.kind == .proxy ? names : handlerNames }
+                for f in plan { print(f) }
+            } catch { throw Failure("szchaos run: \(error)") }
             return
         }
-        let env = RunnerEnvironment(actuators: fleet.map { [$0.actuator] } ?? [], endpoints: fleet?.endpoints ?? [:],
+        let fleet: ProxyFleet
+        do { fleet = try ProxyFleet(exp.proxies, seed: seed) } catch { throw Failure("szchaos run: \(error)") }
+        defer { fleet.stop() }
+
+        // Interrupted: resume what is paused, stop a deployment started here, then exit 1.
+        let interruptDriver = driver, interruptActuator = processActuator
+        let waiter = Thread {
+            let sig = SignalPipe.wait(signalFD)
+            FileHandle.standardError.write(Data("szchaos run: interrupted by \(SignalName.name(sig)): resuming paused processes, stopping what this run started\n".utf8))
+            interruptActuator?.resumeAll()
+            fleet.stop()
+            let done = DispatchSemaphore(value: 0)
+            Task.detached {
+                await interruptDriver?.stopAll()
+                done.signal()
+            }
+            _ = done.wait(timeout: .now() + 20)
+            Foundation.exit(1)
+        }
+        waiter.start()
+
+        let env = RunnerEnvironment(deployment: driver, actuators: [fleet.actuator] + actuators, endpoints: fleet.endpoints,
                                     progress: ProgressReporter())
         let runner = ExperimentRunner(experiment: exp, environment: env, seed: seed, outputDirectory: output)
         let report: ExperimentReport
-        do { report = try await runner.run() } catch { throw Failure("szchaos run: \(error)") }
+        do {
+            report = try await runner.run()
+        } catch {
+            processActuator?.resumeAll()
+            await driver?.stopAll()
+            throw Failure("szchaos run: \(error)")
+        }
         print(report.summary, terminator: "")
+        fflush(nil)
         if !report.passed { throw ExitCode(1) }
     }
 }
@@ -150,6 +265,9 @@ struct Failure: Error, CustomStringConvertible {
 @main
 enum Main {
     static func main() async {
+        // pause and proxy (synchronous, on the main thread) block SIGINT/SIGTERM before any thread starts and
+        // take them with sigwait/sigtimedwait; `run` (async, on the cooperative pool) uses `SignalPipe`.
+        if let sub = CommandLine.arguments.dropFirst().first, ["pause", "proxy"].contains(sub) { _ = Signals.block() }
         do {
             var command = try SZChaos.parseAsRoot()
             if var c = command as? AsyncParsableCommand { try await c.run() } else { try command.run() }

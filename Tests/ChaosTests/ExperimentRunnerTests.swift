@@ -4,6 +4,9 @@ import ScheduleZeroWire
 import TestSupport
 import Testing
 import ZMQClient
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
@@ -145,20 +148,36 @@ struct integration_zmq_SZChaosCommand {
             .appendingPathComponent(".build/debug/szchaos").path
     }
 
-    /// A real `szchaos` child (posix_spawn, own process group, killed and reaped when released).
+    /// `szchaos` as a child (TestSupport's `TestProcess`: posix_spawn, no Foundation.Process, whose run loop
+    /// leaves descriptors behind); with `cwd`, started through `/bin/sh -c 'cd DIR && exec ...'`.
     final class Child: @unchecked Sendable {
         let process: TestProcess
-        init(_ args: [String]) throws {
-            process = try TestProcess(integration_zmq_SZChaosCommand.executable, args)
-        }
-        var text: String { process.lines.map { $0 + "\n" }.joined() }
-        var stderr: String { process.stderrText }
-        func waitExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
-            switch try await process.waitExit(timeout: timeout) {
-            case .exited(let code): return code
-            case .signaled(let sig): return 128 + sig
+        init(_ args: [String], cwd: String? = nil) throws {
+            let exe = integration_zmq_SZChaosCommand.executable
+            if let cwd {
+                let quoted = ([exe] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+                process = try TestProcess("/bin/sh", ["-c", "cd '\(cwd)' && exec \(quoted)"])
+            } else {
+                process = try TestProcess(exe, args)
             }
         }
+        var text: Text { Text(process) }
+        struct Text {
+            let p: TestProcess
+            init(_ p: TestProcess) { self.p = p }
+            func get() -> String { p.lines.map { $0 + "\n" }.joined() }
+        }
+        func terminate() { process.signal(SIGTERM) }
+        func waitExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
+            let status = try await process.waitExit(timeout: timeout)
+            try await waitUntil("szchaos output complete", timeout: .seconds(5)) { self.process.outputClosed }
+            switch status {
+            case .exited(let c): return c
+            case .signaled(let s): return 128 + s
+            }
+        }
+        var stderr: String { process.stderrText }
+        deinit { process.stop() }
     }
 
     @Test func proxyPrintsSeedAndReadyForwardsAndStopsOnSIGTERM() async throws {
@@ -166,17 +185,17 @@ struct integration_zmq_SZChaosCommand {
         defer { peer.stop() }
         let port = freeTCPPort()
         let child = try Child(["proxy", "--listen", "tcp://127.0.0.1:\(port)", "--upstream", peer.endpoint, "--seed", "5", "--delay-ms", "1"])
-        try await waitUntil("ready line", timeout: .seconds(10)) { child.text.contains("ready:") }
-        #expect(child.text.hasPrefix("seed: 5\n"))
+        try await waitUntil("ready line", timeout: .seconds(10)) { child.text.get().contains("ready:") }
+        #expect(child.text.get().hasPrefix("seed: 5\n"))
         let reply = try await onThread("call through szchaos proxy") {
             try SyncClient.with(endpoint: "tcp://127.0.0.1:\(port)", configuration: .init(timeout: .seconds(2), attempts: 2)) {
                 try $0.call("echo", params: ["seq": 9])["seq"]
             }
         }
         #expect(reply == 9)
-        child.process.signal(SIGTERM)
+        child.terminate()  // SIGTERM
         #expect(try await child.waitExit() == 0)
-        #expect(child.text.contains("stopped on SIGTERM"))
+        #expect(child.text.get().contains("stopped on SIGTERM"))
     }
 
     @Test func usageErrorsExit2() async throws {
@@ -202,9 +221,9 @@ struct integration_zmq_SZChaosCommand {
             output: {directory: out}
             """
         try yaml.write(toFile: folder.file("cli.yaml"), atomically: true, encoding: .utf8)
-        let child = try Child(["run", folder.file("cli.yaml"), "--output", folder.file("out")])
+        let child = try Child(["run", "cli.yaml"], cwd: folder.path)
         #expect(try await child.waitExit() == 0)
-        #expect(child.text.contains("seed: 3") && child.text.contains("result: every check held"), "\(child.text) \(child.stderr)")
+        #expect(child.text.get().contains("seed: 3") && child.text.get().contains("result: every check held"))
         #expect(FileManager.default.fileExists(atPath: folder.file("out/journal.jsonl")))
         #expect(FileManager.default.fileExists(atPath: folder.file("out/junit.xml")))
         let bad = try Child(["run", Fixtures.path("bad/experiments/unknown-kind.yaml")])

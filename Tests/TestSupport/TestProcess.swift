@@ -125,6 +125,10 @@ public final class TestProcess: @unchecked Sendable {
         t.start()
     }
 
+    /// True once stdout and stderr are both closed (the child and anything that inherited them are gone):
+    /// `lines` and `stderrText` are then complete.
+    public var outputClosed: Bool { lock.withLock { readersDone == 2 } }
+
     /// Every complete stdout line so far.
     public var lines: [String] { lock.withLock { out } }
     /// stdout lines that are JSON objects, parsed.

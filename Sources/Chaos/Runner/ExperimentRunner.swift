@@ -168,9 +168,11 @@ public final class ExperimentRunner: @unchecked Sendable {
             guard let driver = environment.deployment else { throw RunnerError.noDeploymentDriver(deployment: d.name) }
             if try await !driver.isRunning(d.name) {
                 guard d.startIfNotRunning else { throw RunnerError.deploymentNotRunning(deployment: d.name) }
+                environment.progress?.note("deployment \(d.name) is not running: starting it")
                 try await driver.start(d.name)
                 startedDeployment = true
                 journal.record("deployment_started", ["deployment": .string(d.name)])
+                environment.progress?.note("deployment \(d.name) started")
             }
         }
         do {
@@ -188,12 +190,13 @@ public final class ExperimentRunner: @unchecked Sendable {
         do {
             try await driver.stop(d.name)
             journal.record("deployment_stopped", ["deployment": .string(d.name)])
+            environment.progress?.note("deployment \(d.name) stopped")
         } catch {
             journal.record("deployment_error", ["deployment": .string(d.name), "error": .string("\(error)")])
         }
     }
 
-    private func runStarted(start: ContinuousClock.Instant, journal: Journal,
+    private func runStarted(start runStart: ContinuousClock.Instant, journal: Journal,
                             paths: (journal: String, junit: String, summary: String)) async throws -> ExperimentReport {
         let (journalPath, junitPath, summaryPath) = paths
         let plan = try await plan()
@@ -220,11 +223,15 @@ public final class ExperimentRunner: @unchecked Sendable {
             checks.append(CheckResult(name: "steady_state_before", passed: took != nil,
                                       message: took != nil ? "held before the faults" : "did not hold before the faults: " + r.details.joined(separator: "; ")))
             if took == nil {
-                return try finish(plan: plan, records: [], load: LoadCounters(), checks: checks, start: start, journal: journal,
+                return try finish(plan: plan, records: [], load: LoadCounters(), checks: checks, start: runStart, journal: journal,
                                   paths: (journalPath, junitPath, summaryPath))
             }
         }
 
+        // The fault clock starts now, with the load: a deployment that took long to start (or a steady state
+        // that took long to hold) must not squeeze the schedule.
+        let start = clock.now
+        journal.record("faults_clock_start", [:])
         let load = experiment.load.map { LoadGenerator(spec: $0, endpoints: loadTargets, seed: seed, journal: journal) }
         load?.start()
         let progressTask = environment.progress.map { p in
@@ -294,7 +301,7 @@ public final class ExperimentRunner: @unchecked Sendable {
         if checks.isEmpty {
             checks.append(CheckResult(name: "ran", passed: true, message: "the experiment ran; it has no checks"))
         }
-        return try finish(plan: plan, records: records, load: counters, checks: checks, start: start, journal: journal,
+        return try finish(plan: plan, records: records, load: counters, checks: checks, start: runStart, journal: journal,
                           paths: (journalPath, junitPath, summaryPath))
     }
 

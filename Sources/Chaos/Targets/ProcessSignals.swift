@@ -1,0 +1,108 @@
+// Signals to verified processes, sent through a pidfd so a PID reused between the check and the signal can
+// never be hit: the pidfd is opened first, the identity checked again while the pidfd pins the process,
+// then `pidfd_send_signal` goes to exactly that process.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Governor
+
+/// Signal names and numbers (`SIGKILL`, `KILL`, `9`).
+public enum SignalName {
+    public static let table: [(String, Int32)] = [
+        ("SIGHUP", SIGHUP), ("SIGINT", SIGINT), ("SIGQUIT", SIGQUIT), ("SIGILL", SIGILL), ("SIGTRAP", SIGTRAP),
+        ("SIGABRT", SIGABRT), ("SIGBUS", SIGBUS), ("SIGFPE", SIGFPE), ("SIGKILL", SIGKILL), ("SIGUSR1", SIGUSR1),
+        ("SIGSEGV", SIGSEGV), ("SIGUSR2", SIGUSR2), ("SIGPIPE", SIGPIPE), ("SIGALRM", SIGALRM), ("SIGTERM", SIGTERM),
+        ("SIGCHLD", SIGCHLD), ("SIGCONT", SIGCONT), ("SIGSTOP", SIGSTOP), ("SIGTSTP", SIGTSTP), ("SIGWINCH", SIGWINCH),
+    ]
+
+    /// The number of `text` (`SIGKILL`, `kill`, `9`), nil when unknown.
+    public static func number(_ text: String) -> Int32? {
+        if let n = Int32(text), table.contains(where: { $0.1 == n }) { return n }
+        let up = text.uppercased()
+        let full = up.hasPrefix("SIG") ? up : "SIG" + up
+        return table.first { $0.0 == full }?.1
+    }
+
+    public static func name(_ n: Int32) -> String { table.first { $0.1 == n }?.0 ?? "signal \(n)" }
+
+    public static var known: String { table.map(\.0).joined(separator: ", ") }
+}
+
+/// Why a signal could not be sent.
+public struct SignalError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// A handle on one verified process: signals go to it and to no other, even if its PID is reused.
+public final class ProcessHandle: @unchecked Sendable {
+    public let name: String
+    public let identity: ProcessIdentity
+    private let lock = NSLockLite()
+    private var pidfd: Int32
+
+    /// Opens a pidfd on `target`'s PID and checks, while it pins the process, that the identity still matches.
+    public init(_ target: VerifiedTarget) throws(SignalError) {
+        name = target.name
+        identity = target.identity
+        let fd = PidFD.open(target.identity.pid)
+        if fd < 0 && errno != ENOSYS {
+            throw SignalError("\(target.name) (pid \(target.identity.pid)): cannot open a pidfd: \(String(cString: strerror(errno)))")
+        }
+        pidfd = fd
+        guard let now = ProcessIdentity.of(pid: target.identity.pid), now.matches(target.identity) else {
+            if fd >= 0 { close(fd) }
+            throw SignalError("\(target.name) (pid \(target.identity.pid)): no longer the verified process (it exited or the PID was reused)")
+        }
+    }
+
+    deinit { if pidfd >= 0 { close(pidfd) } }
+
+    /// Sends `sig` to exactly this process.
+    public func send(_ sig: Int32) throws(SignalError) {
+        let (rc, e): (Int32, Int32) = lock.with {
+            if pidfd >= 0 {
+                let r = PidFD.sendSignal(pidfd, sig)
+                return (r, errno)
+            }
+            // No pidfd (kernel < 5.3): check the identity right before kill(2).
+            guard ProcessIdentity.of(pid: identity.pid)?.matches(identity) == true else { return (-1, ESRCH) }
+            let r = kill(identity.pid, sig)
+            return (r, errno)
+        }
+        if rc != 0 {
+            let why = e == ESRCH ? "the process has exited" : String(cString: strerror(e))
+            throw SignalError("\(name) (pid \(identity.pid)): \(SignalName.name(sig)) not sent: \(why)")
+        }
+    }
+
+    /// The process state letter from /proc (`S`, `R`, `T`...), nil when it is gone or no longer this process.
+    public var state: Character? {
+        guard let stat = ProcStat.read(pid: identity.pid), stat.startTime == identity.startTime else { return nil }
+        return stat.state
+    }
+
+    /// Whether the process is still alive (and still this one).
+    public var isAlive: Bool { ProcessIdentity.of(pid: identity.pid)?.matches(identity) == true }
+}
+
+/// pidfd_open / pidfd_send_signal through syscall(2) (not in Swift's Glibc module).
+enum PidFD {
+    private typealias SyscallFn = @convention(c) (CLong, CLong, CLong, CLong, CLong) -> CLong
+    nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
+    private static let fn: SyscallFn? = {
+        guard let sym = dlsym(handle, "syscall") else { return nil }
+        return unsafeBitCast(sym, to: SyscallFn.self)
+    }()
+
+    static func open(_ pid: pid_t) -> Int32 {
+        guard let fn else { errno = ENOSYS; return -1 }
+        return Int32(truncatingIfNeeded: fn(434, CLong(pid), 0, 0, 0))
+    }
+
+    static func sendSignal(_ fd: Int32, _ sig: Int32) -> Int32 {
+        guard let fn else { errno = ENOSYS; return -1 }
+        return Int32(truncatingIfNeeded: fn(424, CLong(fd), CLong(sig), 0, 0))
+    }
+}

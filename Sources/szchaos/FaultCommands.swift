@@ -1,0 +1,330 @@
+import ArgumentParser
+import Chaos
+import Foundation
+import Governor
+import ScheduleZeroWire
+
+/// `--deployment` and `--root`, shared by every command that works on a deployment.
+struct DeploymentOptions: ParsableArguments {
+    @Option(help: "The deployment (a folder name: no '/', no '..').") var deployment: String = "demo"
+    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else ./deployments).") var root: String?
+
+    func validate() throws {
+        do { try Names.validateDeployment(deployment) } catch { throw ValidationError("--deployment: \(error)") }
+    }
+
+    func paths() throws -> DeploymentPaths {
+        do { return try DeploymentPaths(root: root ?? DeploymentPaths.defaultRoot, name: deployment) } catch {
+            throw ValidationError("--deployment: \(error)")
+        }
+    }
+}
+
+/// Options every single fault takes.
+struct FaultOptions: ParsableArguments {
+    @Option(help: "Seed for every random choice (default: drawn; always printed).") var seed: String?
+    @Flag(help: "Say what would happen and do nothing.") var dryRun = false
+    @Flag(help: "Print one JSON record instead of lines.") var json = false
+    @Option(help: "Leave out processes matching this name or glob (repeatable).") var exclude: [String] = []
+    @Flag(help: "Allow the server as a target (excluded by default; the governor never is).") var includeServer = false
+    @Option(help: "Hit at most this many of the matching processes.") var limit: Int?
+
+    func validate() throws {
+        if let seed { _ = try parseSeed(seed) }
+        if let limit, limit < 1 { throw ValidationError("--limit takes a count of at least 1, not \(limit)") }
+    }
+
+    func resolvedSeed() throws -> UInt64 { try seed.map(parseSeed) ?? SeededGenerator.randomSeed() }
+
+    func query(_ include: [String], random: Bool = false) -> TargetQuery {
+        TargetQuery(include: include, exclude: exclude, includeServer: includeServer, limit: limit, random: random)
+    }
+
+    /// Prints the outcome (the seed first in text mode) and exits 1 unless it succeeded.
+    func finish(_ outcome: FaultOutcome) throws {
+        if json {
+            print(JSON.string(outcome.json))
+        } else {
+            print("seed: \(outcome.seed)")
+            for l in outcome.lines { print(l) }
+        }
+        fflush(nil)
+        if !outcome.succeeded {
+            if let e = outcome.error, !json { FileHandle.standardError.write(Data("szchaos \(outcome.command): \(e)\n".utf8)) }
+            throw ExitCode(1)
+        }
+    }
+}
+
+func signalNumber(_ text: String, option: String = "--signal") throws -> Int32 {
+    guard let n = SignalName.number(text) else { throw ValidationError("\(option): unknown signal '\(text)' (known: \(SignalName.known))") }
+    return n
+}
+
+func requireNames(_ names: [String]) throws {
+    if names.isEmpty || names.contains(where: \.isEmpty) {
+        throw ValidationError("name at least one process or glob (a fault never hits every process by default)")
+    }
+}
+
+struct KillRandom: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kill-random",
+        abstract: "Kill verified processes of a deployment chosen at random (one unless --limit).",
+        discussion: """
+        Candidates: the processes with a PID file that match --target (default: every process but the server;
+        --include-server adds it; the governor never is one), minus --exclude. Each is verified before any
+        signal (alive, same start time and executable as its PID file, started by this deployment's governor);
+        stale or forged PID files are reported and skipped. The draw is seeded: same seed, same victims.
+        Exit 0 done, 1 nothing could be killed, 2 usage.
+        """
+    )
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Option(help: "Processes to choose from: names or globs such as 'h-*' (repeatable).") var target: [String] = []
+    @Option(help: "The signal (default SIGKILL).") var signal: String = "SIGKILL"
+
+    func validate() throws { _ = try signalNumber(signal) }
+
+    func run() throws {
+        let outcome = SingleFaults.signal(command: "kill-random", try signalNumber(signal),
+                                          query: fault.query(target.isEmpty ? ["*"] : target, random: true),
+                                          paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun)
+        try fault.finish(outcome)
+    }
+}
+
+struct Kill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Kill named processes of a deployment (names or globs; verified first).",
+        discussion: "Exit 0 done, 1 the fault could not be applied (no verified match, signal refused), 2 usage."
+    )
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Process names or globs (h-1, 'h-*').") var names: [String] = []
+    @Option(help: "The signal (default SIGKILL).") var signal: String = "SIGKILL"
+
+    func validate() throws {
+        try requireNames(names)
+        _ = try signalNumber(signal)
+    }
+
+    func run() throws {
+        try fault.finish(SingleFaults.signal(command: "kill", try signalNumber(signal), query: fault.query(names),
+                                             paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun))
+    }
+}
+
+struct SignalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "signal",
+        abstract: "Send a signal to named processes of a deployment (verified first)."
+    )
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Process names or globs.") var names: [String] = []
+    @Option(help: "The signal, e.g. SIGUSR1, HUP, 10.") var signal: String
+
+    func validate() throws {
+        try requireNames(names)
+        _ = try signalNumber(signal)
+    }
+
+    func run() throws {
+        try fault.finish(SingleFaults.signal(command: "signal", try signalNumber(signal), query: fault.query(names),
+                                             paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun))
+    }
+}
+
+struct Pause: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "SIGSTOP named processes, then SIGCONT after --for; resumed at once if szchaos gets SIGINT or SIGTERM.",
+        discussion: "Exit 0 paused and resumed, 1 not applied or interrupted (the processes were resumed early), 2 usage."
+    )
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Process names or globs.") var names: [String] = []
+    @Option(name: .customLong("for"), help: "How long to pause (500ms, 2s, 1m).") var duration: String
+
+    func validate() throws {
+        try requireNames(names)
+        guard let d = parseDuration(duration), d > .zero else { throw ValidationError("--for takes a duration like 500ms, 2s or 1m, not '\(duration)'") }
+    }
+
+    func run() throws {
+        // SIGINT/SIGTERM are blocked before anything is stopped, and taken with sigtimedwait: whatever
+        // happens, SIGCONT is sent before szchaos exits.
+        let sigs = Signals.block()
+        let d = parseDuration(duration)!
+        var (outcome, handles) = SingleFaults.pause(query: fault.query(names), paths: try deployment.paths(),
+                                                    seed: try fault.resolvedSeed(), dryRun: fault.dryRun, for: d)
+        if !fault.json {
+            print("seed: \(outcome.seed)")
+            for l in outcome.lines { print(l) }
+            fflush(nil)
+        }
+        if !handles.isEmpty {
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            let sig = Signals.wait(sigs, timeout: d)
+            let why = sig.map { "interrupted by \(SignalName.name($0)) after \((clock.now - t0).millisText)" } ?? "after \(d.millisText)"
+            let resumed = SingleFaults.resume(handles, why: why)
+            handles = []
+            outcome.actions += resumed
+            if let sig { outcome.error = "interrupted by \(SignalName.name(sig)): the paused processes were resumed early" }
+            if !fault.json {
+                for a in resumed { print(a.line) }
+                fflush(nil)
+            }
+        }
+        if fault.json {
+            print(JSON.string(outcome.json))
+            fflush(nil)
+        } else if let e = outcome.error {
+            FileHandle.standardError.write(Data("szchaos pause: \(e)\n".utf8))
+        }
+        if !outcome.succeeded { throw ExitCode(1) }
+    }
+}
+
+/// The shape of every control-channel command: names, options, one `fault.set` (or clear/status).
+protocol ControlCommand: ParsableCommand {
+    var deployment: DeploymentOptions { get }
+    var fault: FaultOptions { get }
+    var names: [String] { get }
+    var timeoutMs: Int { get }
+}
+
+extension ControlCommand {
+    func apply(_ command: String, method: String = "fault.set", params: [String: JSONValue] = [:], crashNow: Bool = false) throws {
+        try fault.finish(SingleFaults.control(command: command, method: method, params: params, query: fault.query(names),
+                                              paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun,
+                                              timeout: .milliseconds(timeoutMs), crashNow: crashNow))
+    }
+}
+
+struct DropReplies: ControlCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drop-replies",
+        abstract: "Mock handler: execute requests but send no reply (the next --count, or each with --probability)."
+    )
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Handler names or globs.") var names: [String] = []
+    @Option(help: "Drop the next N replies.") var count: Int?
+    @Option(help: "Drop each reply with this probability (seeded by the handler).") var probability: Double?
+    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+
+    func validate() throws {
+        try requireNames(names)
+        guard (count == nil) != (probability == nil) else { throw ValidationError("give exactly one of --count N and --probability p") }
+        if let count, count < 1 { throw ValidationError("--count takes at least 1, not \(count)") }
+        if let p = probability, !(0...1).contains(p) { throw ValidationError("--probability takes a probability from 0 to 1, not \(p)") }
+    }
+
+    func run() throws {
+        try apply("drop-replies", params: count.map { ["drop_next": .int(Int64($0))] } ?? ["drop_probability": .double(probability!)])
+    }
+}
+
+struct Delay: ControlCommand {
+    static let configuration = CommandConfiguration(abstract: "Mock handler: delay every reply by --ms +- --jitter milliseconds.")
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Handler names or globs.") var names: [String] = []
+    @Option(help: "Delay in milliseconds.") var ms: Int
+    @Option(help: "+- jitter in milliseconds.") var jitter: Int = 0
+    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+
+    func validate() throws {
+        try requireNames(names)
+        if ms < 0 || jitter < 0 { throw ValidationError("--ms and --jitter must not be negative") }
+    }
+
+    func run() throws { try apply("delay", params: ["delay_ms": .int(Int64(ms)), "jitter_ms": .int(Int64(jitter))]) }
+}
+
+struct ForceEFSM: ControlCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "force-efsm",
+        abstract: "Mock handler: swallow the next request and reset its socket, leaving the caller's REQ socket in EFSM."
+    )
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Handler names or globs.") var names: [String] = []
+    @Option(help: "How many requests to swallow.") var count: Int = 1
+    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+
+    func validate() throws {
+        try requireNames(names)
+        if count < 1 { throw ValidationError("--count takes at least 1") }
+    }
+
+    func run() throws { try apply("force-efsm", params: ["swallow_next": .int(Int64(count))]) }
+}
+
+struct Crash: ControlCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mock handler: end the process abruptly (exit code or signal); set off at once by one request.",
+        discussion: "With --on-next-request the crash is only armed: the handler's next request sets it off."
+    )
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Handler names or globs.") var names: [String] = []
+    @Option(name: .customLong("exit-code"), help: "Exit with this code (default 3).") var exitCode: Int?
+    @Option(help: "Crash by this signal instead: SIGABRT, SIGSEGV, SIGBUS, SIGKILL.") var signal: String?
+    @Flag(name: .customLong("on-next-request"), help: "Only arm the crash.") var onNextRequest = false
+    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+
+    func validate() throws {
+        try requireNames(names)
+        if exitCode != nil && signal != nil { throw ValidationError("give --exit-code or --signal, not both") }
+        if let exitCode, !(0...255).contains(exitCode) { throw ValidationError("--exit-code takes 0...255") }
+        if let signal { _ = try signalNumber(signal) }
+    }
+
+    func run() throws {
+        var p: [String: JSONValue] = ["crash_after": .int(0)]
+        if let exitCode { p["crash_exit_code"] = .int(Int64(exitCode)) }
+        if let signal { p["crash_signal"] = .string(SignalName.name(try signalNumber(signal))) }
+        try apply("crash", params: p, crashNow: !onNextRequest)
+    }
+}
+
+struct Garbage: ControlCommand {
+    static let configuration = CommandConfiguration(abstract: "Mock handler: answer every request with bytes that are not a reply.")
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Handler names or globs.") var names: [String] = []
+    @Option(help: "bytes (not JSON) or wrong_shape (a JSON array).") var kind: String = "bytes"
+    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+
+    func validate() throws {
+        try requireNames(names)
+        if kind != "bytes" && kind != "wrong_shape" { throw ValidationError("--kind takes bytes or wrong_shape, not '\(kind)'") }
+    }
+
+    func run() throws { try apply("garbage", params: ["garbage": .string(kind)]) }
+}
+
+struct Clear: ControlCommand {
+    static let configuration = CommandConfiguration(abstract: "Mock handler: switch every fault off.")
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Handler names or globs.") var names: [String] = []
+    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+
+    func validate() throws { try requireNames(names) }
+    func run() throws { try apply("clear", method: "fault.clear") }
+}
+
+struct Status: ControlCommand {
+    static let configuration = CommandConfiguration(abstract: "Mock handler: counters and active faults.")
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var fault: FaultOptions
+    @Argument(help: "Handler names or globs.") var names: [String] = []
+    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+
+    func validate() throws { try requireNames(names) }
+    func run() throws { try apply("status", method: "status") }
+}
