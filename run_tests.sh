@@ -63,14 +63,15 @@ case "$mode" in
 esac
 
 build_flags=()
-[ "$coverage" = 1 ] && build_flags+=(--enable-code-coverage)
+# Coverage builds go to a scratch folder of their own, so switching coverage on and off rebuilds nothing.
+[ "$coverage" = 1 ] && build_flags+=(--enable-code-coverage --scratch-path .build-coverage)
 
 echo "==> building (swift build --build-tests ${build_flags[*]:-})"
 if ! swift build --build-tests "${build_flags[@]}" 2>&1 | grep -vE '^warning: prohibited flag' ; then :; fi
 if [ "${PIPESTATUS[0]}" != 0 ]; then echo "run_tests.sh: build failed" >&2; exit 1; fi
 
 if [ "$list" = 1 ]; then
-  all_tests=$(swift test list --skip-build 2>/dev/null | grep -E '^[A-Za-z]')
+  all_tests=$(swift test list --skip-build "${build_flags[@]}" 2>/dev/null | grep -E '^[A-Za-z]')
   ere=$(tag_regex "$mode" | sed 's/\[\.\/\]/[.\/]/')
   case "$mode" in
     all) selected="$all_tests" ;;
@@ -125,7 +126,7 @@ for ((i = 1; i <= repeat; i++)); do
 done
 secs_all=$(awk -v a="$start_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
-if [ "$coverage" = 1 ]; then scripts/coverage-summary.sh || true; fi
+if [ "$coverage" = 1 ]; then scripts/coverage-summary.sh --scratch-path .build-coverage || true; fi
 [ -n "$xunit" ] && [ "$repeat" = 1 ] && [ -f "$xunit" ] && echo "run_tests: JUnit XML written to $xunit"
 [ "$repeat" -gt 1 ] && echo "run_tests: $mode: $runs_ok of $repeat runs passed in ${secs_all}s"
 echo "$total_pass passed, $total_fail failed"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prints line coverage per library (Sources/<Library>) from the last `swift test --enable-code-coverage`.
-# run_tests.sh --coverage calls it. Reads the JSON export SwiftPM writes (llvm-cov export format).
+# run_tests.sh --coverage calls it (with --scratch-path .build-coverage). Reads the JSON export SwiftPM writes (llvm-cov export format).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-json=$(swift test --show-codecov-path 2>/dev/null | tail -1)
+json=$(swift test --show-codecov-path "$@" 2>/dev/null | tail -1)
 if [ ! -f "$json" ]; then echo "coverage: no data at $json (run ./run_tests.sh MODE --coverage)" >&2; exit 1; fi
 /usr/bin/python3 - "$json" "$PWD" <<'PY'
 import json, sys, collections
