@@ -87,6 +87,10 @@ if [ "$list" = 1 ]; then
   exit 0
 fi
 
+# Seconds one run of the selection may take before the watchdog stops it (SZ_RUN_LIMIT overrides).
+case "$mode" in quick) run_limit=120 ;; ci|zmq|governor|integration|regression) run_limit=600 ;; *) run_limit=1200 ;; esac
+run_limit="${SZ_RUN_LIMIT:-$run_limit}"
+
 if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi
 xunit_flags=()
 if [ -n "$xunit" ]; then mkdir -p "$(dirname "$xunit")"; fi
@@ -105,17 +109,28 @@ for ((i = 1; i <= repeat; i++)); do
   fi
   [ "$repeat" -gt 1 ] && echo "==> run $i of $repeat"
   start=$(date +%s.%N)
+  # A watchdog over the whole run: a test that hangs despite its own deadlines fails the run with its name.
+  timeout --signal=TERM --kill-after=15 "$run_limit" \
   swift test --skip-build --disable-xctest "${build_flags[@]}" "${filter[@]}" "${skip[@]}" "${xunit_flags[@]}" "${extra[@]}" \
     2>&1 | grep -vE '^warning: prohibited flag' | tee "$log" \
     | awk '/Test run with/ { print; next } /^✘/ { print; shown = 1; next } /^↳/ { if (shown) print; next }
            /^(◇|✔|􀟈)/ { shown = 0; next } /^" to / || /^$/ || / started\.$/ || / passed after [0-9.]+ seconds?\.$/ { next } { print }'
   rc=${PIPESTATUS[0]}
+  timed_out=0
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    timed_out=1
+    echo "run_tests.sh: the run did not finish within ${run_limit}s; still running:" >&2
+    grep -E '^◇ Test [^ (]+\(' "$log" | sed -E 's/^◇ Test ([^ (]+\([^)]*\)).*/\1/' | sort -u > "$log.started"
+    grep -E '^(✔|✘) Test [^ (]+\(' "$log" | sed -E 's/^(✔|✘) Test ([^ (]+\([^)]*\)).*/\2/' | sort -u > "$log.ended"
+    comm -23 "$log.started" "$log.ended" | sed 's/^/  - /' >&2
+    rc=1
+  fi
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   ran=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
   failed=$(grep -Ec '^✘ Test [^ ]+\(.*\) .*failed' "$log" || true)
   ran=${ran:-0}
   passed=$((ran - failed))
-  if [ "$ran" = 0 ]; then
+  if [ "$ran" = 0 ] && [ "$timed_out" = 0 ]; then
     echo "run_tests.sh: mode $mode ran no test: the selection is empty or the tests did not start" >&2
     rc=1
   fi
