@@ -5,7 +5,7 @@ import ZMQClient
 import ZeroMQ
 
 /// The ZeroMQ layer against raw libzmq from C: round trip, and the cost of one recovery step.
-struct ZMQBench: ParsableCommand {
+struct ZMQBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zmq",
         abstract: "Client round trip vs raw C, and one recovery step vs a bare close+reopen+round trip."
@@ -16,7 +16,7 @@ struct ZMQBench: ParsableCommand {
     @Option(help: "Samples (interleaved; medians are reported).") var rounds = 7
     @Option(help: "Endpoint for the echo peer to bind.") var bind = "tcp://127.0.0.1:*"
 
-    func run() throws {
+    func run() async throws {
         var bound = [CChar](repeating: 0, count: 256)
         guard let server = szb_echo_start(bind, &bound, Int32(bound.count)) else {
             throw ValidationError("cannot bind the C echo peer at \(bind)")
@@ -27,7 +27,9 @@ struct ZMQBench: ParsableCommand {
         let payload = String(decoding: request.encoded(), as: UTF8.self)
 
         var cRT: [Double] = [], rawRT: [Double] = [], clientRT: [Double] = []
-        var cReopen: [Double] = [], recovery: [Double] = []
+        var cReopen: [Double] = [], recovery: [Double] = [], actorRT: [Double] = []
+        let actor = try ZMQClient(endpoint: endpoint, configuration: .init(timeout: .seconds(5)))
+        for _ in 0..<200 { _ = try await actor.call(request) }
 
         let client = try SyncClient(endpoint: endpoint, configuration: .init(timeout: .seconds(5)))
         defer { client.terminate() }
@@ -52,6 +54,12 @@ struct ZMQBench: ParsableCommand {
             let s = try Measure.ns { for _ in 0..<iterations { _ = try client.call(request) } }
             clientRT.append(Double(s) / Double(iterations) / 1000)
 
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            for _ in 0..<iterations { _ = try await actor.call(request) }
+            let a = clock.now - t0
+            actorRT.append((Double(a.components.seconds) * 1e6 + Double(a.components.attoseconds) / 1e12) / Double(iterations))
+
             let f = szb_reopen_roundtrips_ns(endpoint, payload, Int32(recoveries))
             guard f > 0 else { throw ValidationError("C reopen round trips failed") }
             cReopen.append(Double(f) / Double(recoveries) / 1000)
@@ -72,6 +80,9 @@ struct ZMQBench: ParsableCommand {
         Measure.row("raw C REQ/REP round trip (baseline)", Measure.fmt(mc), "us")
         Measure.row("Swift binding, raw frames", Measure.fmt(mr), "us  \(Measure.fmt(mr / mc, 2))x C")
         Measure.row("SyncClient.call (JSON encode+decode)", Measure.fmt(ms), "us  \(Measure.fmt(ms / mc, 2))x C  \(Measure.verdict(ms / mc, goal: 1.10))")
+        let ma = Measure.median(actorRT)
+        Measure.row("ZMQClient actor (own thread) from a task", Measure.fmt(ma), "us  \(Measure.fmt(ma / mc, 2))x C  (two thread hops per call)")
+        await actor.terminate()
         Measure.row("C close+reopen+connect+round trip (floor)", Measure.fmt(mf), "us")
         Measure.row("client recovery step from EFSM", Measure.fmt(mrec), "us  \(Measure.fmt(mrec / mf, 2))x floor  \(Measure.verdict(mrec / mf, goal: 1.5))")
         print("  recoveries counted by the client: \(stats.efsmRecoveries), failures: \(stats.failures)")
