@@ -432,14 +432,11 @@ public final class MockHandler: @unchecked Sendable {
     // MARK: Control loop
 
     private func controlLoop(_ ctx: Context, _ endpoint: String, _ bound: Latch) {
+        let service = ReplyService(pollInterval: configuration.pollInterval, maxMessageSize: 1 << 20)
         let socket: Socket
         do {
-            socket = try ctx.socket(.rep)
-            try socket.setLinger(.zero)
-            try socket.setMaxMessageSize(1 << 20)
-            try socket.setSendTimeout(.milliseconds(500))
-            try socket.bind(endpoint)
-            let ep = try socket.lastEndpoint
+            let (s, ep) = try service.bind(endpoint, in: ctx)
+            socket = s
             shared.withLock { $0.controlEndpoint = ep }
         } catch {
             shared.withLock { $0.startError = "\(error)" }
@@ -447,26 +444,7 @@ public final class MockHandler: @unchecked Sendable {
             return
         }
         bound.open()
-        defer { socket.close(linger: .zero) }
-        while !stopLatch.isOpen {
-            guard let ev = try? socket.poll(.pollIn, timeout: configuration.pollInterval), ev.contains(.pollIn) else {
-                if ctx.isTerminated { return }
-                continue
-            }
-            guard let frames = try? socket.receiveMultipart(flags: .dontWait) else { continue }
-            let reply: Reply
-            if frames.count != 1 {
-                reply = .failure(Wire.multipartRejected)
-            } else {
-                do {
-                    let req = try Request.decode(frames[0])
-                    reply = control(req)
-                } catch {
-                    reply = .failure(error.replyText)
-                }
-            }
-            _ = try? socket.send(reply.encoded())
-        }
+        service.serve(socket, in: ctx, shouldStop: { stopLatch.isOpen }, handle: control)
     }
 
     /// Answers one control request (the same as over the control socket).

@@ -119,14 +119,11 @@ public final class MockServer: @unchecked Sendable {
     // MARK: Registration socket
 
     private func repLoop(_ ctx: Context) {
+        let service = ReplyService(pollInterval: configuration.pollInterval, maxMessageSize: 16 << 20)
         let socket: Socket
         do {
-            socket = try ctx.socket(.rep)
-            try socket.setLinger(.zero)
-            try socket.setMaxMessageSize(16 << 20)
-            try socket.setSendTimeout(.milliseconds(500))
-            try socket.bind(configuration.bind)
-            let ep = try socket.lastEndpoint
+            let (s, ep) = try service.bind(configuration.bind, in: ctx)
+            socket = s
             state.withLock { $0.endpoint = ep }
         } catch {
             state.withLock { $0.error = "\(error)" }
@@ -134,21 +131,7 @@ public final class MockServer: @unchecked Sendable {
             return
         }
         readyLatch.open()
-        defer { socket.close(linger: .zero) }
-        while !stopLatch.isOpen {
-            guard let ev = try? socket.poll(.pollIn, timeout: configuration.pollInterval), ev.contains(.pollIn) else {
-                if ctx.isTerminated { return }
-                continue
-            }
-            guard let frames = try? socket.receiveMultipart(flags: .dontWait) else { continue }
-            let reply: Reply
-            if frames.count != 1 {
-                reply = .failure(Wire.multipartRejected)
-            } else {
-                do { reply = handle(try Request.decode(frames[0])) } catch { reply = .failure(error.replyText) }
-            }
-            _ = try? socket.send(reply.encoded())
-        }
+        service.serve(socket, in: ctx, shouldStop: { stopLatch.isOpen }, handle: handle)
     }
 
     /// Answers one registration-socket request exactly as upstream's server.

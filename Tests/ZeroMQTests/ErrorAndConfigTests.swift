@@ -48,3 +48,14 @@ struct unit_zmq_ErrorsAndConfiguration {
         #expect(Duration.zero.wholeMilliseconds == 0)
     }
 }
+
+@Suite(.tags(.unit, .zmq))
+struct unit_zmq_ReplyService {
+    @Test func protocolErrorsComeBeforeTheHandler() {
+        let echo: (Request) -> Reply = { .wrapping(.object($0.params)) }
+        #expect(ReplyService.reply(to: [Request(method: "m", params: ["a": 1]).encoded()], echo).fields == ["a": 1, "success": true])
+        #expect(ReplyService.reply(to: [Array("nope".utf8)], echo) == .failure("Invalid JSON"))
+        #expect(ReplyService.reply(to: [Array("[1]".utf8)], echo) == .failure("Invalid request: expected a JSON object"))
+        #expect(ReplyService.reply(to: [Array("{}".utf8), Array("{}".utf8)], echo) == .failure(Wire.multipartRejected))
+    }
+}
