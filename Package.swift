@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "ScheduleZeroWire", targets: ["ScheduleZeroWire"]),
         .library(name: "ZMQClient", targets: ["ZMQClient"]),
         .library(name: "Governor", targets: ["Governor"]),
+        .library(name: "GovernorHTTP", targets: ["GovernorHTTP"]),
+        .executable(name: "szgovernor", targets: ["szgovernor"]),
         .library(name: "MockPeers", targets: ["MockPeers"]),
         .executable(name: "szmock", targets: ["szmock"]),
         .library(name: "Chaos", targets: ["Chaos"]),
@@ -18,6 +20,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -28,7 +32,18 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "ScheduleZeroWire"),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
-        .target(name: "Governor", dependencies: ["ScheduleZeroWire", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Governor", dependencies: [
+            "ScheduleZeroWire", "ZMQClient", "ZeroMQ", .product(name: "Yams", package: "Yams"),
+        ]),
+        // The governor's HTTP face: /healthz (JSON) and /metrics (Prometheus text).
+        .target(name: "GovernorHTTP", dependencies: [
+            "Governor", .product(name: "FlyingFox", package: "FlyingFox"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        .executableTarget(name: "szgovernor", dependencies: [
+            "Governor", "GovernorHTTP", "ScheduleZeroWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // Fault injection: the message-level proxy, fault schedules, experiments, their runner and reports.
         // Targets come from the governor's deployment folders; message-level faults go through MockPeers' control channel.
         .target(name: "Chaos", dependencies: [
@@ -42,7 +57,7 @@ let package = Package(
         // Benchmarks: raw libzmq from C as the baseline, and the executable that prints ratios against it.
         .target(name: "CZMQBaseline", dependencies: ["CZeroMQ"], linkerSettings: [.linkedLibrary("zmq")]),
         .executableTarget(name: "szbench", dependencies: [
-            "CZMQBaseline", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers",
+            "CZMQBaseline", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "Governor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -53,6 +68,10 @@ let package = Package(
         // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.
         .testTarget(name: "ChaosTests", dependencies: [
             "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport", "Governor", "MockPeers", "szmock", "szchaos",
+        ]),
+        // szgovernor end to end: the built szgovernor and szmock executables, real processes.
+        .testTarget(name: "GovernorCLITests", dependencies: [
+            "Governor", "ScheduleZeroWire", "ZMQClient", "TestSupport", "szgovernor", "szmock",
         ]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "TestSupport"]),

@@ -14,6 +14,9 @@ public struct Deployment: Sendable, Hashable {
     public var baseDirectory: String?
     /// The file it came from, if any.
     public var sourcePath: String?
+    /// Handler specs of the file by id, with their replica count (0: a spec without `replicas`, one process
+    /// named by the id itself). `szgovernor scale` works on these.
+    public var handlerSpecs: [String: Int] = [:]
 
     public static let defaultInherited = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"]
 

@@ -7,7 +7,8 @@
 //     stop_timeout: 5s
 //     restart: {policy: on-failure, max_restarts: 5, window: 60s, reset_after: 10s,
 //               backoff: {initial: 100ms, multiplier: 2, max: 30s, jitter: 0.2, immediate: 1}}
-//     readiness: none | {ready_file: PATH, timeout: 10s} | {kind: zmq-ping, timeout: 5s, ...settings}
+//     readiness: none | ping | {ping: ENDPOINT, within: 50ms, timeout: 10s} | {ready_file: PATH, timeout: 10s}
+//                | {kind: zmq-ping, timeout: 5s, ...settings}
 //   server:   {command: [EXE, ARG...], endpoint, environment, restart, stop_timeout, readiness, settings}
 //   handlers:
 //     - id: h
@@ -31,21 +32,22 @@ public enum DeploymentFile {
     static let backoffKeys = ["initial", "multiplier", "max", "jitter", "immediate"]
 
     /// Loads a deployment file. `deploymentsRoot` is where `<name>/` folders live (for DEPLOYMENT_DIR).
+    /// `replicas` overrides the replica count of handler specs by id (what `szgovernor scale` does).
     public static func load(path: String, variables: [String: String] = [:],
-                            deploymentsRoot: String) throws(DeploymentFileError) -> Deployment {
+                            deploymentsRoot: String, replicas: [String: Int] = [:]) throws(DeploymentFileError) -> Deployment {
         let display = (path as NSString).lastPathComponent
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw DeploymentFileError(file: path, line: 0, column: 0, field: "", message: "cannot read the file")
         }
         var deployment = try parse(yaml: text, file: display, defaultName: String(display.split(separator: ".").first ?? ""),
-                                   variables: variables, deploymentsRoot: deploymentsRoot)
+                                   variables: variables, deploymentsRoot: deploymentsRoot, replicas: replicas)
         deployment.baseDirectory = (path as NSString).deletingLastPathComponent
         deployment.sourcePath = path
         return deployment
     }
 
     public static func parse(yaml: String, file: String, defaultName: String, variables: [String: String] = [:],
-                             deploymentsRoot: String) throws(DeploymentFileError) -> Deployment {
+                             deploymentsRoot: String, replicas replicaOverrides: [String: Int] = [:]) throws(DeploymentFileError) -> Deployment {
         let node: Node?
         do {
             node = try Yams.compose(yaml: yaml)
@@ -100,14 +102,18 @@ public enum DeploymentFile {
         }
 
         var handlers: [HandlerConfig] = []
+        var specs: [String: Int?] = [:]
         var seen: [String: YAMLField] = server != nil ? ["server": fields["server"]!] : [:]
         if let f = fields["handlers"] {
             for entry in try f.sequence() {
                 let h = try entry.mapping(allowed: handlerKeys)
                 guard let idField = h["id"] else { throw entry.error("needs an id") }
                 let baseID = try idField.string()
-                let replicas = try h["replicas"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
+                var replicas = try h["replicas"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
+                if let n = replicaOverrides[baseID] { replicas = n }
+                specs[baseID] = replicas
                 let portBase = try h["port_base"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
+                if replicas == 0 { continue }
                 for index in 1...(replicas ?? 1) {
                     let id = replicas == nil ? baseID : "\(baseID)-\(index)"
                     do { try Names.validateProcess(id) } catch { throw idField.error(error.description) }
@@ -126,8 +132,10 @@ public enum DeploymentFile {
                 }
             }
         }
-        return Deployment(name: name, server: server, handlers: handlers, environment: environment,
-                          inheritEnvironment: inherit)
+        var deployment = Deployment(name: name, server: server, handlers: handlers, environment: environment,
+                                    inheritEnvironment: inherit)
+        deployment.handlerSpecs = specs.mapValues { $0 ?? 0 }
+        return deployment
     }
 
     struct ProcessDefaults {
@@ -184,8 +192,9 @@ public enum DeploymentFile {
 
     static func readinessSpec(_ field: YAMLField, _ vars: [String: String]) throws(DeploymentFileError) -> ReadinessSpec {
         if case .scalar(let s) = field.node {
+            if s.string == "ping" { return .custom(kind: "ping", settings: [:], timeout: .seconds(10)) }
             guard s.string == "none" else {
-                throw field.error("must be none, {ready_file: PATH, timeout: 10s} or {kind: NAME, timeout: 5s, ...} (got \"\(s.string)\")")
+                throw field.error("must be none, ping, {ping: ENDPOINT, within: 50ms, timeout: 10s}, {ready_file: PATH, timeout: 10s} or {kind: NAME, timeout: 5s, ...} (got \"\(s.string)\")")
             }
             return .none
         }
@@ -198,7 +207,18 @@ public enum DeploymentFile {
             }
             return .readyFile(path: try substitute(try path.string(), vars, path), timeout: timeout)
         }
-        guard let kind = all["kind"] else { throw field.error("needs ready_file or kind") }
+        if let ping = all["ping"] {
+            var settings: [String: String] = ["ping": try substitute(try ping.string(), vars, ping)]
+            for (k, v) in all where k != "ping" && k != "timeout" {
+                guard k == "within" else { throw v.error("unknown field (allowed with ping: ping, within, timeout)") }
+                guard parseDuration(try v.string()) != nil else {
+                    throw v.error("must be a duration like 50ms (got \"\(try v.string())\")")
+                }
+                settings[k] = try v.string()
+            }
+            return .custom(kind: "ping", settings: settings, timeout: timeout)
+        }
+        guard let kind = all["kind"] else { throw field.error("needs ping, ready_file or kind") }
         var settings: [String: String] = [:]
         for (k, v) in all where k != "kind" && k != "timeout" { settings[k] = try substitute(try v.string(), vars, v) }
         return .custom(kind: try kind.string(), settings: settings, timeout: timeout)

@@ -267,6 +267,8 @@ public actor ProcessGovernor: GovernorBase {
         env[Reconciler.markerVariable] = directory.path
         env["SZGOVERNOR_DEPLOYMENT"] = deploymentName
         env["SZGOVERNOR_NAME"] = config.id
+        // Children of ours that can watch their parent (szmock) exit when this governor disappears.
+        env["SZGOVERNOR_PID"] = "\(getpid())"
         let executable = try ExecutableResolver.resolve(config.executable, relativeTo: deployment.baseDirectory,
                                                         searchPath: env["PATH"])
         let spawn = SpawnRequest(executable: executable, arguments: config.arguments, environment: env,

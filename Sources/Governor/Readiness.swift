@@ -2,8 +2,8 @@
 // deadline is a failed start. The governor races every probe against the child's exit, so a probe need
 // not watch for death itself.
 //
-// Seam for phase 2: a ZeroMQ `ping` probe is a `ReadinessProbe` registered under a kind name (e.g.
-// "zmq-ping") in `ReadinessProbes`; deployment files select it with `readiness: {kind: zmq-ping, ...}`.
+// The ZeroMQ `ping` probe (PingProbe.swift) is registered by default under `ping` and `zmq-ping`;
+// deployment files select it with `readiness: ping` or `readiness: {ping: ENDPOINT, within: 50ms}`.
 import Foundation
 
 /// What a deployment asks for.
@@ -98,7 +98,10 @@ public struct ReadinessProbes: Sendable {
     public typealias Factory = @Sendable (_ settings: [String: String], _ config: HandlerConfig) throws -> any ReadinessProbe
     private var factories: [String: Factory] = [:]
 
-    public init() {}
+    /// The built-in kinds: none, ready-file, and the ZeroMQ `ping` (also `zmq-ping`).
+    public init() {
+        for kind in PingProbe.kinds { factories[kind] = { settings, _ in try PingProbe(settings: settings) } }
+    }
 
     public mutating func register(kind: String, _ factory: @escaping Factory) { factories[kind] = factory }
 

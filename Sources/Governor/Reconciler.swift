@@ -53,6 +53,12 @@ public enum Reconciler {
         return report
     }
 
+    /// Stops a verified live process (and its group when it leads one): SIGTERM, SIGKILL after `timeout`.
+    /// Returns false when it could not be pinned down (nothing was signalled).
+    public static func stopOrphanProcess(_ identity: ProcessIdentity, timeout: Duration) async -> Bool {
+        await stopOrphan(identity, timeout: timeout)
+    }
+
     /// Stops a verified orphan and its group. Returns false if it could not be pinned down (then nothing
     /// was signalled).
     static func stopOrphan(_ identity: ProcessIdentity, timeout: Duration) async -> Bool {

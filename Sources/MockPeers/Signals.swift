@@ -18,6 +18,27 @@ public enum ProcessSignals {
         signal(SIGPIPE, SIG_IGN)
     }
 
+    /// When started by szgovernor (`SZGOVERNOR_PID` in the environment): stop gracefully, by SIGINT to
+    /// ourselves (SIGINT stops even with --ignore-sigterm), as soon as that governor is no longer our parent
+    /// (it died, even by SIGKILL, and we were reparented). A thread checks getppid() every 50 ms.
+    /// Not prctl(PR_SET_PDEATHSIG): Linux sends it when the parent *thread* that spawned us exits, and the
+    /// governor spawns from Swift's cooperative pool, whose idle threads may exit at any time.
+    public static func watchParent(environment: [String: String]) {
+        guard let text = environment["SZGOVERNOR_PID"], let governor = pid_t(text), governor > 1 else { return }
+        if getppid() != governor {
+            kill(getpid(), SIGINT)
+            return
+        }
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { arg in
+            let governor = pid_t(Int(bitPattern: arg))
+            while getppid() == governor { usleep(50_000) }
+            kill(getpid(), SIGINT)
+            return nil
+        }, UnsafeMutableRawPointer(bitPattern: Int(governor)))
+        if rc == 0 { pthread_detach(thread) }
+    }
+
     /// The next pending handled signal, or nil after `timeout`.
     public static func next(timeout: Duration) -> Int32? {
         var set = sigset_t()

@@ -146,6 +146,7 @@ struct HandlerCommand: ParsableCommand {
 
     func run() throws {
         ProcessSignals.install()  // before any thread exists, so every thread inherits the mask
+        ProcessSignals.watchParent(environment: ProcessInfo.processInfo.environment)
         let cfg = try makeConfiguration()
         let log = EventLog([EventLog.fileDescriptor(STDOUT_FILENO)])
         let handler = MockHandler(configuration: cfg, log: log, onCrash: { ProcessSignals.crash($0) })
@@ -220,6 +221,7 @@ struct ServerCommand: ParsableCommand {
 
     func run() throws {
         ProcessSignals.install()
+        ProcessSignals.watchParent(environment: ProcessInfo.processInfo.environment)
         let cfg = try makeConfiguration()
         var sinks: [EventLog.Sink] = []
         let stdout = EventLog.fileDescriptor(STDOUT_FILENO)

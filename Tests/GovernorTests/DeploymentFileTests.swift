@@ -15,14 +15,17 @@ struct unit_governor_DeploymentFile {
         let d = try load(FixturePaths.deployment("demo"))
         #expect(d.name == "demo")
         #expect(d.server?.executable == "/opt/build/szmock")
-        #expect(d.server?.arguments == ["server", "--bind", "tcp://127.0.0.1:4242"])
+        #expect(d.server?.arguments.prefix(3) == ["server", "--bind", "tcp://127.0.0.1:4242"])
+        #expect(d.server?.arguments.filter { $0 == "--job" }.count == 3, "the demo server dispatches jobs")
+        #expect(d.server?.readiness == .custom(kind: "ping", settings: ["ping": "tcp://127.0.0.1:4242", "within": "50ms"],
+                                               timeout: .seconds(10)))
         #expect(d.handlers.map(\.id) == ["h-1", "h-2", "h-3"])
         let h2 = d.handlers[1]
         #expect(h2.endpoint == "tcp://127.0.0.1:4246")
         #expect(h2.arguments == ["handler", "--id", "h-2", "--bind", "tcp://127.0.0.1:4246",
                                  "--server", "tcp://127.0.0.1:4242", "--ready-file", "/srv/deployments/demo/run/h-2.ready",
                                  "--control", "ipc:///srv/deployments/demo/run/h-2.control"])
-        #expect(h2.readiness == .readyFile(path: "/srv/deployments/demo/run/h-2.ready", timeout: .seconds(10)))
+        #expect(h2.readiness == .custom(kind: "ping", settings: [:], timeout: .seconds(10)))
         #expect(h2.restart.mode == .always)
         #expect(h2.restart.maxRestarts == 5, "fields not overridden come from defaults")
         #expect(h2.stopTimeout == .seconds(3))

@@ -1,0 +1,139 @@
+// Where a deployment's files are, and the variables that name "this build's" executables. Shared by
+// `szgovernor`, the tests and the chaos tool, so all of them find the same deployment the same way.
+//
+//   deployments root:  --root DIR, else $SZ_DEPLOYMENTS_ROOT, else ./deployments
+//   deployment file:   --file PATH, else Fixtures/deployments/<name>.yaml relative to the current
+//                      directory, else relative to the package root of the running executable
+//                      (.build/<triple>/debug/szgovernor -> the folder holding Package.swift)
+//   ${SZMOCK}:         $SZMOCK when set, else `szmock` next to the running executable (this build)
+//   ${BIN_DIR}:        the running executable's folder
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+public enum LocatorError: Error, Equatable, CustomStringConvertible {
+    case fileNotFound(deployment: String, searched: [String])
+
+    public var description: String {
+        switch self {
+        case .fileNotFound(let d, let searched):
+            return "no deployment file for \"\(d)\" (looked for \(searched.joined(separator: ", "))); pass --file PATH"
+        }
+    }
+}
+
+public struct DeploymentLocator: Sendable {
+    public var deploymentName: String
+    /// The deployments root (holding `<name>/`), absolute.
+    public var root: String
+    /// The deployment file, absolute.
+    public var file: String
+
+    /// Validates the name and resolves the root and the file. Throws `NameError` or `LocatorError`.
+    public init(deployment: String, root: String? = nil, file: String? = nil,
+                environment: [String: String] = Foundation.ProcessInfo.processInfo.environment,
+                currentDirectory: String = FileManager.default.currentDirectoryPath,
+                executableDirectory: String = BuildVariables.executableDirectory()) throws {
+        try Names.validateDeployment(deployment)
+        deploymentName = deployment
+        self.root = Self.absolute(Self.deploymentsRoot(option: root, environment: environment), in: currentDirectory)
+        if let file {
+            self.file = Self.absolute(file, in: currentDirectory)
+        } else {
+            let candidates = Self.defaultFileCandidates(deployment: deployment, currentDirectory: currentDirectory,
+                                                        executableDirectory: executableDirectory)
+            guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+                throw LocatorError.fileNotFound(deployment: deployment, searched: candidates)
+            }
+            self.file = found
+        }
+    }
+
+    /// Only the folder (no file needed): for `down`, `status`, `logs`.
+    public init(deployment: String, root: String?, environment: [String: String] = Foundation.ProcessInfo.processInfo.environment,
+                currentDirectory: String = FileManager.default.currentDirectoryPath) throws {
+        try Names.validateDeployment(deployment)
+        deploymentName = deployment
+        self.root = Self.absolute(Self.deploymentsRoot(option: root, environment: environment), in: currentDirectory)
+        file = ""
+    }
+
+    /// `<root>/<deployment>`.
+    public var directory: URL { URL(fileURLWithPath: root).appendingPathComponent(deploymentName) }
+    public func path(_ component: String) -> String { directory.appendingPathComponent(component).path }
+    /// The governor's control endpoint: `ipc://<root>/<d>/run/governor.control`.
+    public var controlEndpoint: String { "ipc://" + path("run/governor.control") }
+    public var governorPidFile: String { path("pids/governor.pid") }
+
+    public static func deploymentsRoot(option: String?, environment: [String: String]) -> String {
+        if let option, !option.isEmpty { return option }
+        if let env = environment["SZ_DEPLOYMENTS_ROOT"], !env.isEmpty { return env }
+        return "deployments"
+    }
+
+    public static func defaultFileCandidates(deployment: String, currentDirectory: String,
+                                             executableDirectory: String) -> [String] {
+        let relative = "Fixtures/deployments/\(deployment).yaml"
+        var out = [URL(fileURLWithPath: currentDirectory).appendingPathComponent(relative).path]
+        if let package = packageRoot(from: executableDirectory) {
+            let p = URL(fileURLWithPath: package).appendingPathComponent(relative).path
+            if !out.contains(p) { out.append(p) }
+        }
+        return out
+    }
+
+    /// The nearest folder at or above `directory` that holds Package.swift.
+    public static func packageRoot(from directory: String) -> String? {
+        var url = URL(fileURLWithPath: directory).standardized
+        while url.path != "/" {
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+            url.deleteLastPathComponent()
+        }
+        return nil
+    }
+
+    static func absolute(_ path: String, in directory: String) -> String {
+        path.hasPrefix("/") ? URL(fileURLWithPath: path).standardized.path
+            : URL(fileURLWithPath: directory).appendingPathComponent(path).standardized.path
+    }
+}
+
+public enum BuildVariables {
+    /// The running executable's folder (readlink /proc/self/exe).
+    public static func executableDirectory() -> String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+    }
+
+    /// `SZMOCK` (env override, else `<executableDirectory>/szmock`) and `BIN_DIR`.
+    public static func variables(executableDirectory: String = executableDirectory(),
+                                 environment: [String: String] = Foundation.ProcessInfo.processInfo.environment) -> [String: String] {
+        var vars = ["BIN_DIR": executableDirectory]
+        if let s = environment["SZMOCK"], !s.isEmpty {
+            vars["SZMOCK"] = s
+        } else {
+            vars["SZMOCK"] = URL(fileURLWithPath: executableDirectory).appendingPathComponent("szmock").path
+        }
+        return vars
+    }
+
+    /// Replaces `${NAME}` from `vars`; an unknown name throws naming the known ones.
+    public static func expand(_ text: String, _ vars: [String: String]) throws -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            out += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                throw GovernorError.invalidConfig("unterminated ${ in \"\(text)\"")
+            }
+            let name = String(rest[start.upperBound..<end])
+            guard let value = vars[name] else {
+                throw GovernorError.invalidConfig("unknown variable ${\(name)} in \"\(text)\" (known: \(vars.keys.sorted().joined(separator: ", ")))")
+            }
+            out += value
+            rest = rest[rest.index(after: end)...]
+        }
+        return out + rest
+    }
+}

@@ -1,0 +1,86 @@
+// What `szgovernor down` and `status` do when no governor answers on the control endpoint: work from the
+// PID files alone. Nothing is signalled unless its identity (PID + start time + executable) verifies AND it
+// carries this deployment's marker in its environment.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+public enum GovernorOffline {
+    public struct DownReport: Sendable {
+        /// Orphans stopped (their groups SIGTERM, SIGKILL after the timeout).
+        public var stopped: [String] = []
+        /// PID files removed without signalling anything, with the reason.
+        public var removed: [String: String] = [:]
+        /// A governor that held the lock without answering, stopped by signal.
+        public var unresponsiveGovernor: Int32?
+    }
+
+    /// The governor recorded in `pids/governor.pid` when it is alive (verified identity), else nil.
+    public static func liveGovernor(_ locator: DeploymentLocator) -> ProcessIdentity? {
+        if case .alive(let identity) = PidFile.verify(locator.governorPidFile) { return identity }
+        return nil
+    }
+
+    /// Stops everything the deployment's PID files name (orphans included), removes the files and the
+    /// leftover socket and ready files in run/, under the deployment lock. A governor that holds the lock
+    /// but did not answer is sent SIGTERM (then SIGKILL after `governorTimeout`) first.
+    public static func down(_ locator: DeploymentLocator, stopTimeout: Duration = .seconds(5),
+                            governorTimeout: Duration = .seconds(15)) async throws -> DownReport {
+        var report = DownReport()
+        let directory = locator.directory
+        guard FileManager.default.fileExists(atPath: directory.path) else { return report }
+        var lock: DeploymentLock
+        do {
+            lock = try DeploymentLock.acquire(deployment: locator.deploymentName, directory: directory)
+        } catch {
+            guard case .deploymentLocked = error, let holder = liveGovernor(locator) else { throw error }
+            report.unresponsiveGovernor = holder.pid
+            _ = await Reconciler.stopOrphanProcess(holder, timeout: governorTimeout)
+            lock = try DeploymentLock.acquire(deployment: locator.deploymentName, directory: directory)
+        }
+        defer { lock.release() }
+        let events = EventLog(path: locator.path("events.jsonl"))
+        let r = await Reconciler.reconcile(pidsDirectory: locator.path("pids"), deploymentDirectory: directory.path,
+                                           stopTimeout: stopTimeout, events: events)
+        report.stopped = r.stopped
+        report.removed = r.removed
+        cleanRunDirectory(locator)
+        events.record("governor", .governorStopped, pid: getpid(), detail: "down without a running governor")
+        return report
+    }
+
+    /// Removes sockets, ready files and the control endpoint left in `run/` (a governor owns that folder).
+    public static func cleanRunDirectory(_ locator: DeploymentLocator, keeping: Set<String> = []) {
+        let run = locator.path("run")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? [] where !keeping.contains(name) {
+            let path = (run as NSString).appendingPathComponent(name)
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFSOCK || name.hasSuffix(".ready") { unlink(path) }
+        }
+    }
+
+    /// Status rows from PID files (no governor running).
+    public static func statusRows(_ locator: DeploymentLocator) -> [StatusRow] {
+        let pids = locator.path("pids")
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: pids)) ?? [])
+            .filter { $0.hasSuffix(".pid") && $0 != "governor.pid" }.sorted()
+        return files.map { file in
+            let name = String(file.dropLast(4))
+            let path = (pids as NSString).appendingPathComponent(file)
+            let record = try? PidFile.read(path)
+            switch PidFile.verify(path) {
+            case .alive(let id):
+                let ours = processEnvironmentValue(pid: id.pid, name: Reconciler.markerVariable) == locator.directory.path
+                return StatusRow(name: name, role: name == "server" ? "server" : "handler",
+                                 status: ours ? "orphan" : "foreign", pid: id.pid, restarts: nil, endpoint: nil,
+                                 note: ours ? "alive without a governor: `szgovernor down` stops it, `up` adopts or stops it"
+                                            : "the PID now names another process: not ours")
+            case let verdict:
+                return StatusRow(name: name, role: name == "server" ? "server" : "handler", status: "stale",
+                                 pid: record?.pid, restarts: nil, endpoint: nil, note: verdict.description)
+            }
+        }
+    }
+}

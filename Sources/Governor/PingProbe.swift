@@ -1,0 +1,94 @@
+// The ZeroMQ readiness probe: a process is ready when it answers ScheduleZero `ping` ({"method":"ping"} ->
+// {"success":true,...}) at its endpoint.
+//
+// Deployment files: `readiness: ping` (the process's own `endpoint`), or
+// `readiness: {ping: ENDPOINT, within: 50ms, timeout: 10s}` (`within`: how long one ping waits for its
+// reply before the probe closes the socket and sends a fresh one; `timeout`: the whole readiness deadline).
+// `{kind: zmq-ping, endpoint: ..., within: ...}` is the same probe in the generic form.
+//
+// Every ping runs on a thread of its own through the blocking `SyncClient` (never on Swift's cooperative
+// pool, which has two threads here); the task awaiting it only suspends. Cancellation (a stop that
+// overtakes a start) is seen by the thread between two pings, so it returns within one `within`.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import ScheduleZeroWire
+import Synchronization
+import ZMQClient
+
+public struct PingProbe: ReadinessProbe {
+    /// Where to ping; nil: the process's own endpoint.
+    public let endpoint: String?
+    /// The reply timeout of one ping.
+    public let within: Duration
+
+    public static let kinds = ["ping", "zmq-ping"]
+
+    public init(endpoint: String? = nil, within: Duration = .milliseconds(50)) {
+        self.endpoint = endpoint
+        self.within = within
+    }
+
+    /// From deployment settings: `ping` or `endpoint` (the address), `within` (a duration).
+    public init(settings: [String: String]) throws {
+        let address = settings["ping"] ?? settings["endpoint"]
+        var within = Duration.milliseconds(50)
+        if let w = settings["within"] {
+            guard let d = parseDuration(w), d > .zero else {
+                throw GovernorError.invalidConfig("readiness within \"\(w)\" is not a duration like 50ms")
+            }
+            within = d
+        }
+        if let extra = settings.keys.sorted().first(where: { !["ping", "endpoint", "within"].contains($0) }) {
+            throw GovernorError.invalidConfig("readiness ping: unknown setting \"\(extra)\" (allowed: ping, endpoint, within, timeout)")
+        }
+        self.init(endpoint: address.flatMap { $0.isEmpty ? nil : $0 }, within: within)
+    }
+
+    public func waitUntilReady(_ target: ReadinessTarget, deadline: ContinuousClock.Instant) async throws {
+        guard let address = endpoint ?? target.endpoint else {
+            throw GovernorError.invalidConfig("\(target.name): readiness ping needs an endpoint (set `endpoint` or `ping:`)")
+        }
+        let cancelled = CancelFlag()
+        let within = self.within
+        let started = ContinuousClock.now
+        let answered: Bool = try await withTaskCancellationHandler {
+            try Task.checkCancellation()
+            return await runOnDedicatedThread(name: "ping-\(target.name)") {
+                Self.pingUntilAnswered(address, within: within, deadline: deadline, cancelled: cancelled)
+            }
+        } onCancel: {
+            cancelled.set()
+        }
+        if cancelled.isSet { throw CancellationError() }
+        if !answered {
+            throw ReadinessError.timedOut(name: target.name, waitingFor: "a ping reply from \(address)",
+                                          after: ContinuousClock.now - started)
+        }
+    }
+
+    /// Blocking: pings `address` until a `success: true` reply, the deadline, or cancellation.
+    public static func pingUntilAnswered(_ address: String, within: Duration, deadline: ContinuousClock.Instant,
+                                         cancelled: CancelFlag = CancelFlag()) -> Bool {
+        let config = ClientConfiguration(timeout: within, attempts: 1, reconnectInterval: .milliseconds(5))
+        guard let client = try? SyncClient(endpoint: address, configuration: config) else { return false }
+        defer { client.terminate() }
+        while !cancelled.isSet && ContinuousClock.now < deadline {
+            let attemptStart = ContinuousClock.now
+            if let reply = try? client.ping(), reply.success { return true }
+            // A refused ipc connect fails at once: do not spin.
+            let spent = ContinuousClock.now - attemptStart
+            if spent < .milliseconds(2) { usleep(2_000) }
+        }
+        return false
+    }
+}
+
+/// A flag set once from any thread (a cancellation handler) and read by a blocking loop.
+public final class CancelFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public func set() { flag.store(true, ordering: .releasing) }
+    public var isSet: Bool { flag.load(ordering: .acquiring) }
+}

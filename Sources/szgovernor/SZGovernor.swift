@@ -1,0 +1,372 @@
+// `szgovernor`: parses the command line and wires the Governor library (docs/GOVERNOR.md).
+// Exit codes: 0 done, 1 a failure (named on stderr), 2 a usage error.
+import ArgumentParser
+import Foundation
+import Governor
+import GovernorHTTP
+import ScheduleZeroWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct SZGovernor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "szgovernor",
+        abstract: "Run a ScheduleZero deployment (a server and its handlers): start, watch, restart, stop.",
+        discussion: "Exit codes: 0 done, 1 failure, 2 usage error. See docs/GOVERNOR.md.",
+        subcommands: [Up.self, Down.self, Status.self, Restart.self, Add.self, Remove.self, Scale.self, Logs.self],
+        defaultSubcommand: Up.self
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let failure as Failure {
+            FileHandle.standardError.write(Data("szgovernor: \(failure.message)\n".utf8))
+            Glibc.exit(1)
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Glibc.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// A failure: exit 1 with this message.
+struct Failure: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+    init(_ error: any Error) { message = "\(error)" }
+}
+
+struct DeploymentOptions: ParsableArguments {
+    @Option(help: "Deployment name (a folder name: no '/', no '..').") var deployment = "demo"
+    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else ./deployments).") var root: String?
+    @Option(help: "Deployment file (default: Fixtures/deployments/<deployment>.yaml here, else in this build's package).")
+    var file: String?
+
+    /// Root and folder only.
+    func folder() throws -> DeploymentLocator {
+        do { return try DeploymentLocator(deployment: deployment, root: root) } catch { throw Failure(error) }
+    }
+
+    /// Root, folder and file.
+    func full() throws -> DeploymentLocator {
+        do { return try DeploymentLocator(deployment: deployment, root: root, file: file) } catch { throw Failure(error) }
+    }
+}
+
+/// Runs async work from a synchronous command: the main thread waits, the work runs on the pool.
+func runAsync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    nonisolated(unsafe) var result: Result<T, any Error>?
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try result!.get()
+}
+
+func printErr(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+
+/// Calls the running governor; nil when none answers.
+func control(_ locator: DeploymentLocator, _ method: String, _ params: [String: JSONValue] = [:],
+             timeout: Duration = .seconds(2)) -> Reply? {
+    ControlClient.call(locator.controlEndpoint, method, params: params, timeout: timeout)
+}
+
+/// Calls the running governor and fails clearly when none runs or it answers an error.
+func requireControl(_ locator: DeploymentLocator, _ method: String, _ params: [String: JSONValue] = [:],
+                    timeout: Duration = .seconds(60)) throws -> Reply {
+    guard control(locator, "ping", timeout: .milliseconds(1500)) != nil else {
+        throw Failure("no governor is running deployment \"\(locator.deploymentName)\" (start it with `szgovernor up --deployment \(locator.deploymentName)`)")
+    }
+    guard let reply = control(locator, method, params, timeout: timeout) else {
+        throw Failure("the governor of deployment \"\(locator.deploymentName)\" did not answer \(method)")
+    }
+    guard reply.success else { throw Failure(reply.error ?? "\(method) failed") }
+    return reply
+}
+
+func rows(from reply: Reply) -> [StatusRow] {
+    (reply["processes"]?.arrayValue ?? []).compactMap { StatusRow(json: $0) }
+}
+
+// MARK: up
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start the deployment and govern it (foreground; --detach to run in the background).")
+    @OptionGroup var options: DeploymentOptions
+    @Flag(help: "Run in the background (own session, output to <root>/<d>/logs/governor.log); return once every process is ready.")
+    var detach = false
+    @Option(help: "Serve GET /healthz and GET /metrics on 127.0.0.1:PORT (0: a free port, printed).") var httpPort: Int?
+    @Option(help: "With --detach: how long to wait for every process to be ready, seconds.") var readyTimeout = 120
+
+    func validate() throws {
+        if let p = httpPort, !(0...65535).contains(p) { throw ValidationError("--http-port must be 0...65535") }
+        guard readyTimeout > 0 else { throw ValidationError("--ready-timeout must be > 0") }
+    }
+
+    func run() throws {
+        let locator = try options.full()
+        if let holder = GovernorOffline.liveGovernor(locator), control(locator, "ping") != nil {
+            throw Failure("deployment \"\(locator.deploymentName)\" is already governed by governor pid \(holder.pid) (`szgovernor down --deployment \(locator.deploymentName)` stops it)")
+        }
+        if detach { return try runDetached(locator) }
+        GovernorSignals.block()  // before any thread starts
+        let service: GovernorService
+        do { service = try GovernorService(locator: locator) } catch { throw Failure(error) }
+        GovernorSignals.watch(onFirst: { sig in
+            print("szgovernor: \(signalName(sig)): stopping handlers, then the server (again to force)")
+            Task { await service.shutdown() }
+        }, onForce: { sig in
+            let killed = service.forceKill()
+            print("szgovernor: \(signalName(sig)) again: SIGKILL to every process group now (\(killed.joined(separator: ", ")))")
+        })
+        let httpPort = self.httpPort
+        defer { try? runAsync { await service.controlServer }?.join() }
+        try runAsync {
+            do { try await service.start() } catch { throw Failure(error) }
+            var http: GovernorHTTPServer?
+            if let port = httpPort {
+                do {
+                    http = try await GovernorHTTPServer(governor: service.governor, port: UInt16(port))
+                    await service.setHTTPPort(Int(http!.port))
+                } catch {
+                    await service.shutdown()
+                    throw Failure("cannot serve HTTP on 127.0.0.1:\(port): \(error)")
+                }
+            }
+            let status = await service.statusJSON()
+            let rows = (status.objectValue?["processes"]?.arrayValue ?? []).compactMap { StatusRow(json: $0) }
+            print("szgovernor: deployment \"\(locator.deploymentName)\" is up (governor pid \(getpid()), control \(locator.controlEndpoint))")
+            if let http { print("szgovernor: http://127.0.0.1:\(http.port)/healthz and /metrics") }
+            print(StatusRow.table(rows))
+            fflush(nil)
+            await service.waitUntilStopped()
+            await http?.stop()
+            print("szgovernor: deployment \"\(locator.deploymentName)\" stopped")
+            fflush(nil)
+        }
+    }
+
+    /// Re-executes this program as `up` in a session of its own with output to governor.log, then waits
+    /// until it answers and every process is running (or it exits: then its log tail is the error).
+    func runDetached(_ locator: DeploymentLocator) throws {
+        do {
+            _ = try DeploymentFile.load(path: locator.file, variables: BuildVariables.variables(), deploymentsRoot: locator.root)
+        } catch {
+            throw Failure(error)
+        }
+        let log = locator.path("logs/governor.log")
+        var args = ["up", "--deployment", locator.deploymentName, "--root", locator.root, "--file", locator.file]
+        if let p = httpPort { args += ["--http-port", "\(p)"] }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let child: ChildProcess
+        do {
+            child = try Spawner.spawn(SpawnRequest(executable: exe, arguments: args,
+                                                   environment: Foundation.ProcessInfo.processInfo.environment,
+                                                   logPath: log, killGroupOnExit: false))
+        } catch {
+            throw Failure("cannot start the governor: \(error)")
+        }
+        let deadline = ContinuousClock.now + .seconds(readyTimeout)
+        while ContinuousClock.now < deadline {
+            if let exit = child.exitStatus {
+                let tail = GovernorService.tail(of: log, lines: 15).joined(separator: "\n  ")
+                throw Failure("the governor exited (\(exit)) before the deployment was ready; \(log):\n  \(tail)")
+            }
+            if let reply = control(locator, "status", timeout: .milliseconds(500)), reply.success {
+                let rows = rows(from: reply)
+                if !rows.isEmpty, rows.allSatisfy({ $0.status == "running" }) {
+                    print("szgovernor: deployment \"\(locator.deploymentName)\" is up in the background (governor pid \(child.pid), log \(log))")
+                    if let port = reply["http_port"]?.intValue { print("szgovernor: http://127.0.0.1:\(port)/healthz and /metrics") }
+                    print(StatusRow.table(rows))
+                    return
+                }
+            }
+            usleep(20_000)
+        }
+        throw Failure("the deployment was not ready within \(readyTimeout) s; the governor (pid \(child.pid)) keeps trying: see \(log), `szgovernor status`, `szgovernor down`")
+    }
+}
+
+// MARK: down
+
+struct Down: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop the deployment: through its governor, or from the PID files when none runs (orphans included).")
+    @OptionGroup var options: DeploymentOptions
+
+    func run() throws {
+        let locator = try options.folder()
+        if let pong = control(locator, "ping", timeout: .milliseconds(1500)) {
+            let governorPid = pong["governor_pid"]?.intValue.map { pid_t($0) }
+            guard let reply = control(locator, "down", timeout: .seconds(300)), reply.success else {
+                throw Failure("the governor of deployment \"\(locator.deploymentName)\" did not confirm the stop")
+            }
+            if let pid = governorPid {
+                let deadline = ContinuousClock.now + .seconds(30)
+                while ProcessIdentity.of(pid: pid) != nil && ContinuousClock.now < deadline { usleep(10_000) }
+            }
+            print("szgovernor: deployment \"\(locator.deploymentName)\" stopped by its governor (pid \(governorPid.map(String.init) ?? "?"))")
+            return
+        }
+        let report: GovernorOffline.DownReport
+        do { report = try runAsync { try await GovernorOffline.down(locator) } } catch { throw Failure(error) }
+        var text = "szgovernor: no governor was answering for deployment \"\(locator.deploymentName)\""
+        if let g = report.unresponsiveGovernor { text += "; stopped its unresponsive governor pid \(g)" }
+        text += report.stopped.isEmpty ? "; no orphan was running" : "; stopped orphans: \(report.stopped.joined(separator: ", "))"
+        if !report.removed.isEmpty {
+            text += "; removed stale PID files: " + report.removed.keys.sorted().joined(separator: ", ")
+        }
+        print(text)
+    }
+}
+
+// MARK: status
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show every process of the deployment.")
+    @OptionGroup var options: DeploymentOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let locator = try options.folder()
+        if let reply = control(locator, "status"), reply.success {
+            if json {
+                var o = reply.fields
+                o["success"] = nil
+                o["governor_running"] = true
+                print(JSON.string(.object(o)))
+            } else {
+                print("deployment \"\(locator.deploymentName)\": governor pid \(reply["governor_pid"]?.intValue.map(String.init) ?? "?")")
+                print(StatusRow.table(rows(from: reply)))
+            }
+            return
+        }
+        let rows = GovernorOffline.statusRows(locator)
+        let note = "no governor is running deployment \"\(locator.deploymentName)\"" + (rows.isEmpty ? "" : " (from PID files)")
+        if json {
+            let processes: [JSONValue] = rows.map { r in
+                .object(["name": .string(r.name), "role": .string(r.role), "status": .string(r.status),
+                         "pid": r.pid.map { .int(Int64($0)) } ?? .null, "note": r.note.map { .string($0) } ?? .null])
+            }
+            print(JSON.string(.object(["deployment": .string(locator.deploymentName), "governor_running": false,
+                                       "note": .string(note), "processes": .array(processes)])))
+        } else {
+            print(note)
+            if !rows.isEmpty { print(StatusRow.table(rows)) }
+        }
+    }
+}
+
+// MARK: restart, add, remove, scale
+
+struct Restart: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Restart the processes named by NAME or a glob (h-*).")
+    @OptionGroup var options: DeploymentOptions
+    @Argument(help: "A process name or a glob such as 'h-*'.") var pattern: String
+
+    func run() throws {
+        let reply = try requireControl(try options.folder(), "restart", ["pattern": .string(pattern)])
+        let names = (reply["restarted"]?.arrayValue ?? []).compactMap(\.stringValue)
+        print("szgovernor: restarted \(names.joined(separator: ", "))")
+    }
+}
+
+struct Add: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add a handler to the running deployment.",
+        discussion: "Without a command: a szmock handler on ipc://<run>/<ID>.sock registered with the server. Variables: ${SZMOCK}, ${NAME}, ${ENDPOINT}, ${SERVER_ENDPOINT}, ${RUN_DIR}, ${LOG_DIR}, ${READY_FILE}.")
+    @OptionGroup var options: DeploymentOptions
+    @Argument(help: "Handler id.") var id: String
+    @Option(help: "Endpoint the handler serves (default ipc://${RUN_DIR}/${NAME}.sock).") var endpoint: String?
+    @Option(help: "Readiness: ping | none | ready-file.") var readiness = "ping"
+    @Option(help: "Restart policy: always | on-failure | never.") var restart: String?
+    @Option(help: "SIGTERM -> SIGKILL timeout, e.g. 2s.") var stopTimeout: String?
+    @Option(name: .customLong("env"), help: "KEY=VALUE for the handler's environment (repeatable).") var env: [String] = []
+    @Argument(parsing: .postTerminator, help: "-- EXECUTABLE ARGS...") var command: [String] = []
+
+    func validate() throws {
+        guard ["ping", "none", "ready-file"].contains(readiness) else { throw ValidationError("--readiness must be ping, none or ready-file") }
+        if let r = restart, !["always", "on-failure", "never"].contains(r) { throw ValidationError("--restart must be always, on-failure or never") }
+        for e in env where !e.contains("=") { throw ValidationError("--env takes KEY=VALUE, got \"\(e)\"") }
+    }
+
+    func run() throws {
+        var params: [String: JSONValue] = ["id": .string(id), "readiness": .string(readiness)]
+        if let endpoint { params["endpoint"] = .string(endpoint) }
+        if let restart { params["restart"] = .string(restart) }
+        if let stopTimeout { params["stop_timeout"] = .string(stopTimeout) }
+        if !command.isEmpty { params["command"] = .array(command.map { .string($0) }) }
+        if !env.isEmpty {
+            var e: [String: JSONValue] = [:]
+            for kv in env {
+                let parts = kv.split(separator: "=", maxSplits: 1)
+                e[String(parts[0])] = .string(parts.count > 1 ? String(parts[1]) : "")
+            }
+            params["environment"] = .object(e)
+        }
+        let reply = try requireControl(try options.folder(), "add", params)
+        let row = reply["added"].flatMap { StatusRow(json: $0) }
+        print("szgovernor: added \(id) (\(row?.status ?? "?"), pid \(row?.pid.map(String.init) ?? "-"))")
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop a handler and remove it from the running deployment.")
+    @OptionGroup var options: DeploymentOptions
+    @Argument(help: "Handler name.") var name: String
+
+    func run() throws {
+        _ = try requireControl(try options.folder(), "remove", ["name": .string(name)])
+        print("szgovernor: removed \(name)")
+    }
+}
+
+struct Scale: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set the number of replicas of a handler spec (h -> h-1..h-N).")
+    @OptionGroup var options: DeploymentOptions
+    @Argument(help: "Handler spec id from the deployment file (e.g. h).") var name: String
+    @Argument(help: "Replicas.") var replicas: Int
+
+    func validate() throws { guard replicas >= 0 else { throw ValidationError("replicas must be >= 0") } }
+
+    func run() throws {
+        let reply = try requireControl(try options.folder(), "scale", ["name": .string(name), "replicas": .int(Int64(replicas))])
+        let added = (reply["added"]?.arrayValue ?? []).compactMap(\.stringValue)
+        let removed = (reply["removed"]?.arrayValue ?? []).compactMap(\.stringValue)
+        print("szgovernor: \(name) scaled to \(replicas)" + (added.isEmpty ? "" : "; started \(added.joined(separator: ", "))")
+              + (removed.isEmpty ? "" : "; stopped \(removed.joined(separator: ", "))"))
+    }
+}
+
+// MARK: logs
+
+struct Logs: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the last lines of a process's log (or `governor`).")
+    @OptionGroup var options: DeploymentOptions
+    @Argument(help: "Process name, or governor.") var name: String
+    @Option(help: "How many lines.") var lines = 20
+
+    func validate() throws { guard lines > 0 else { throw ValidationError("--lines must be > 0") } }
+
+    func run() throws {
+        let locator = try options.folder()
+        do { try Names.validateProcess(name) } catch { throw Failure(error) }
+        let path = locator.path("logs/\(name).log")
+        guard FileManager.default.fileExists(atPath: path) else {
+            let known = ((try? FileManager.default.contentsOfDirectory(atPath: locator.path("logs"))) ?? [])
+                .filter { $0.hasSuffix(".log") }.map { String($0.dropLast(4)) }.sorted()
+            throw Failure("deployment \"\(locator.deploymentName)\" has no log for \"\(name)\" (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+        }
+        for line in GovernorService.tail(of: path, lines: lines) { print(line) }
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import Governor
+import ScheduleZeroWire
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built `szgovernor` (next to the test bundle) against a deployments root inside a fresh short
+/// /tmp folder, tracks every process the governors start (through their PID files) and kills whatever is
+/// left in `cleanup()` (call it from `defer`).
+final class CLIHarness: Sendable {
+    let dir = TemporaryDirectory(prefix: "szg")
+    let tracker = ProcessTracker()
+    let szgovernor = builtExecutable("szgovernor")
+    let szmock = builtExecutable("szmock")
+
+    var root: String { dir.file("d") }
+
+    static let fixtures = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+    static func fixture(_ name: String) -> String { fixtures.appendingPathComponent("deployments/\(name).yaml").path }
+    static func bad(_ name: String) -> String { fixtures.appendingPathComponent("bad/deployments/\(name)").path }
+
+    struct Run: CustomStringConvertible {
+        var status: TestSupport.ExitStatus
+        var stdout: String
+        var stderr: String
+        var ok: Bool { status == .exited(0) }
+        var description: String { "\(status); stdout: \(stdout); stderr: \(stderr)" }
+    }
+
+    /// Runs `szgovernor ARGS --root ROOT` to its end (deadline `timeout`).
+    @discardableResult
+    func run(_ args: [String], root: Bool = true, timeout: Duration = .seconds(90)) async throws -> Run {
+        let p = try TestProcess(szgovernor, args + (root ? ["--root", self.root] : []))
+        defer { p.stop() }
+        let status = try await p.waitExit(timeout: timeout)
+        // The pipes' reader threads finish just after the exit: wait until the output stops growing.
+        var last = -1
+        try await waitUntil("the output of szgovernor \(args.first ?? "")", timeout: .seconds(5), pollEvery: .milliseconds(30)) {
+            let n = p.lines.count + p.stderrText.count
+            defer { last = n }
+            return n == last
+        }
+        track()
+        return Run(status: status, stdout: p.lines.joined(separator: "\n"), stderr: p.stderrText)
+    }
+
+    /// A foreground `szgovernor up` (the caller signals and reaps it).
+    func foreground(_ args: [String]) throws -> TestProcess {
+        let p = try TestProcess(szgovernor, ["up"] + args + ["--root", root])
+        tracker.track(p.pid)
+        return p
+    }
+
+    /// `up --detach` of `deployment` (file: a fixture by default); records an issue unless it succeeds.
+    @discardableResult
+    func up(_ deployment: String = "ci", file: String? = nil, extra: [String] = []) async throws -> Run {
+        let r = try await run(["up", "--detach", "--deployment", deployment, "--file", file ?? Self.fixture("ci")] + extra)
+        #expect(r.ok, "up \(deployment): \(r)")
+        return r
+    }
+
+    func writeDeployment(_ name: String, _ yaml: String) throws -> String {
+        try dir.write(yaml, to: "files/\(name).yaml").path
+    }
+
+    func deploymentDir(_ d: String) -> String { root + "/" + d }
+
+    /// PIDs named by the PID files of deployment `d` (governor.pid as "governor").
+    func pids(_ d: String = "ci") -> [String: pid_t] {
+        let folder = deploymentDir(d) + "/pids"
+        var out: [String: pid_t] = [:]
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where f.hasSuffix(".pid") {
+            if let r = try? PidFile.read(folder + "/" + f) { out[String(f.dropLast(4))] = r.pid }
+        }
+        return out
+    }
+
+    /// Tracks every live process named by any PID file under the root.
+    func track() {
+        for d in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            for (_, pid) in pids(d) { tracker.track(pid) }
+        }
+    }
+
+    /// `status --json` of `d`, parsed.
+    func status(_ d: String = "ci") async throws -> [String: JSONValue] {
+        let r = try await run(["status", "--json", "--deployment", d])
+        guard r.ok, let o = try? JSON.parse(Array(r.stdout.utf8)).objectValue else {
+            Issue.record("status --json: \(r)")
+            return [:]
+        }
+        return o
+    }
+
+    /// name -> (status, pid) from `status --json`.
+    func processes(_ d: String = "ci") async throws -> [String: (status: String, pid: pid_t?)] {
+        var out: [String: (String, pid_t?)] = [:]
+        for p in try await status(d)["processes"]?.arrayValue ?? [] {
+            guard let o = p.objectValue, let name = o["name"]?.stringValue else { continue }
+            out[name] = (o["status"]?.stringValue ?? "?", o["pid"]?.intValue.map { pid_t($0) })
+        }
+        return out
+    }
+
+    /// Pings a ScheduleZero endpoint from a thread of its own.
+    func ping(_ endpoint: String, timeout: Duration = .seconds(10)) async throws -> Bool {
+        try await onThread("ping \(endpoint)", timeout: timeout + .seconds(5)) {
+            PingProbe.pingUntilAnswered(endpoint, within: .milliseconds(200), deadline: .now + timeout)
+        }
+    }
+
+    /// Sockets left anywhere under the root.
+    func socketFiles() -> [String] {
+        var out: [String] = []
+        let e = FileManager.default.enumerator(atPath: root)
+        while let rel = e?.nextObject() as? String {
+            var st = stat()
+            if lstat(root + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK { out.append(rel) }
+        }
+        return out
+    }
+
+    func pidFiles(_ d: String = "ci") -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: deploymentDir(d) + "/pids")) ?? []).sorted()
+    }
+
+    func events(_ d: String = "ci") -> [[String: JSONValue]] {
+        let text = (try? String(contentsOfFile: deploymentDir(d) + "/events.jsonl", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { (try? JSON.parse(Array($0.utf8)))?.objectValue }
+    }
+
+    /// Kills everything still alive (governors first are in the same list) and returns what it had to kill.
+    @discardableResult
+    func cleanup() -> [pid_t] {
+        track()
+        return tracker.killAll()
+    }
+}
+
+/// A blocking HTTP/1.1 GET on 127.0.0.1 (status code, body). Run it with `onThread`.
+func httpGet(port: Int, path: String) throws -> (Int, String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = UInt16(port).bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var data: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        data += buf[0..<n]
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+    let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+    return (status, body)
+}

@@ -1,0 +1,159 @@
+import Foundation
+import Governor
+import ScheduleZeroWire
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Governor entries of the regression catalogue that need the real `szgovernor` executable. Each name says
+/// what broke (upstream's ProcessGovernor, or this governor on its way).
+@Suite(.tags(.regression, .integration, .governor))
+struct regression_integration_governor_CLICatalogue {
+    /// Upstream: `stop` from a second process killed the handlers but orphaned the server.
+    @Test func secondProcessDownLeavesNoOrphan() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        try await h.up()
+        #expect(Set(h.tracker.alive).count == 5)
+        let down = try await h.run(["down", "--deployment", "ci"])
+        #expect(down.ok, "\(down)")
+        try await waitUntil("the governor and all its children to be gone") { h.tracker.alive.isEmpty }
+        #expect(h.pidFiles().isEmpty, "\(h.pidFiles())")
+        #expect(h.socketFiles().isEmpty, "\(h.socketFiles())")
+        #expect(h.cleanup().isEmpty)
+    }
+
+    /// Upstream: a handler that ignores SIGTERM (its offline report hanging on a server that is gone) was
+    /// waited for forever.
+    @Test func handlerIgnoringSigtermWithServerGoneIsKilledAtTimeout() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        let file = try h.writeDeployment("gone", """
+            deployment: gone
+            defaults: {stop_timeout: 1s, restart: {policy: never}}
+            server:
+              command: ["${SZMOCK}", "server", "--bind", "${ENDPOINT}"]
+              endpoint: "ipc://${RUN_DIR}/server.sock"
+              readiness: ping
+            handlers:
+              - id: h
+                endpoint: "ipc://${RUN_DIR}/h.sock"
+                command: ["${SZMOCK}", "handler", "--id", "h", "--bind", "${ENDPOINT}", "--server", "${SERVER_ENDPOINT}",
+                          "--ignore-sigterm"]
+                readiness: ping
+            """)
+        try await h.up("gone", file: file)
+        let pids = h.pids("gone")
+        kill(try #require(pids["server"]), SIGKILL)  // policy never: the server stays gone
+        try await waitUntil("the server to be down") { try await h.processes("gone")["server"]?.status == "crashed" }
+        let handler = try #require(pids["h"])
+        let down = try await h.run(["down", "--deployment", "gone"])
+        #expect(down.ok, "\(down)")
+        #expect(!LiveProcess.isAlive(handler))
+        #expect(h.events("gone").contains { $0["process"] == "h" && $0["event"] == "escalated" },
+                "the handler was SIGKILLed at its stop timeout")
+        try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
+    }
+
+    /// The server really started is the one of the deployment asked for (its file, its endpoint), found
+    /// by name from the current directory when no --file is given.
+    @Test func deploymentOptionReachesTheStartedServer() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        let file = try h.writeDeployment("alpha", """
+            deployment: alpha
+            server:
+              command: ["${SZMOCK}", "server", "--bind", "${ENDPOINT}"]
+              endpoint: "ipc://${RUN_DIR}/alpha-server.sock"
+              readiness: ping
+            """)
+        try await h.up("alpha", file: file)
+        let r = try await h.run(["up", "--detach", "--deployment", "ci"])  // file found as Fixtures/deployments/ci.yaml
+        #expect(r.ok, "\(r)")
+        for (d, endpoint) in [("alpha", "ipc://\(h.root)/alpha/run/alpha-server.sock"), ("ci", "ipc://\(h.root)/ci/run/server.sock")] {
+            let server = try #require(h.pids(d)["server"])
+            let cmdline = try String(contentsOfFile: "/proc/\(server)/cmdline", encoding: .utf8).split(separator: "\0").map(String.init)
+            #expect(cmdline.first == h.szmock, "this build's szmock: \(cmdline)")
+            #expect(cmdline.contains(endpoint), "\(d): \(cmdline)")
+            #expect(try await h.ping(endpoint))
+        }
+        try await h.run(["down", "--deployment", "alpha"])
+        try await h.run(["down", "--deployment", "ci"])
+        try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
+    }
+
+    /// Two deployments at once: ipc endpoints live in each deployment's folder, so both are healthy; a
+    /// fixed TCP port held by one is reported at the other's `up`, naming the port, not crash-looped.
+    @Test func fixedPortsDoNotCollideBetweenDeployments() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        try await h.up("ci")
+        try await h.up("ci2", file: try h.writeDeployment("ci2", try String(contentsOfFile: CLIHarness.fixture("ci"), encoding: .utf8)
+            .replacingOccurrences(of: "deployment: ci", with: "deployment: ci2")))
+        for d in ["ci", "ci2"] {
+            let procs = try await h.processes(d)
+            #expect(procs.count == 4 && procs.values.allSatisfy { $0.status == "running" }, "\(d): \(procs)")
+        }
+        let port = freeTCPPort()
+        func tcp(_ name: String) throws -> String {
+            try h.writeDeployment(name, """
+                deployment: \(name)
+                handlers:
+                  - id: h
+                    endpoint: "tcp://127.0.0.1:\(port)"
+                    command: ["${SZMOCK}", "handler", "--id", "h", "--bind", "${ENDPOINT}"]
+                    readiness: ping
+                """)
+        }
+        try await h.up("p1", file: try tcp("p1"))
+        let clash = try await h.run(["up", "--detach", "--deployment", "p2", "--file", try tcp("p2")])
+        #expect(clash.status == .exited(1))
+        #expect(clash.stderr.contains("h's endpoint tcp://127.0.0.1:\(port) is already in use"), "\(clash)")
+        #expect(h.pids("p2").isEmpty, "nothing of p2 runs")
+        #expect(try await h.processes("p1")["h"]?.status == "running")
+        for d in ["ci", "ci2", "p1"] { try await h.run(["down", "--deployment", d]) }
+        try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
+    }
+
+    /// Upstream: a governor killed with SIGKILL left its children running, unnoticed by anyone.
+    @Test func governorKilledWithSigkillLeavesNoUnnoticedChildren() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        // szmock children notice by themselves (they watch their parent governor) ...
+        try await h.up()
+        let pids = h.pids()
+        kill(try #require(pids["governor"]), SIGKILL)
+        try await waitUntil("every szmock child to stop on its own") { pids.values.allSatisfy { !LiveProcess.isAlive($0) } }
+        let down = try await h.run(["down", "--deployment", "ci"])
+        #expect(down.ok && down.stdout.contains("removed stale PID files"), "\(down)")
+        #expect(h.pidFiles().isEmpty && h.socketFiles().isEmpty)
+
+        // ... and a child that cannot notice (sleep) is found through its PID file by the next up and down.
+        let file = try h.writeDeployment("plain", """
+            deployment: plain
+            handlers:
+              - id: s
+                command: ["/bin/sleep", "300"]
+                stop_timeout: 1s
+            """)
+        try await h.up("plain", file: file)
+        let first = h.pids("plain")
+        let sleeper = try #require(first["s"])
+        kill(try #require(first["governor"]), SIGKILL)
+        try await waitUntil("the governor to be gone") { !LiveProcess.isAlive(first["governor"]!) }
+        #expect(LiveProcess.isAlive(sleeper))
+        try await h.up("plain", file: file)
+        #expect(!LiveProcess.isAlive(sleeper), "the next up stopped the orphan")
+        #expect(h.events("plain").contains { $0["event"] == "orphan_stopped" && $0["pid"]?.intValue == Int64(sleeper) })
+        let second = h.pids("plain")
+        kill(try #require(second["governor"]), SIGKILL)
+        try await waitUntil("the governor to be gone") { !LiveProcess.isAlive(second["governor"]!) }
+        let offline = try await h.run(["down", "--deployment", "plain"])
+        #expect(offline.ok && offline.stdout.contains("stopped orphans: s"), "\(offline)")
+        #expect(!LiveProcess.isAlive(second["s"]!))
+        #expect(h.pidFiles("plain").isEmpty)
+        try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
+    }
+}
