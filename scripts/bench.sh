@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 what="${1:-all}"; shift || true
+swift build -c release --product szmock 2>&1 | grep -vE "^warning: prohibited flag" | tail -1
 swift build -c release --product szbench 2>&1 | grep -vE '^warning: prohibited flag' | tail -1
 bin="$(swift build -c release --show-bin-path)/szbench"
 case "$what" in
