@@ -1,27 +1,7 @@
 // Spawning children with glibc posix_spawn.
 //
-// ## Why posix_spawn (text for docs/ARCHITECTURE.md)
-// The governor starts every child with glibc `posix_spawn` and watches it through a pidfd, instead of
-// Foundation.Process or swift-subprocess:
-// - Foundation.Process on Linux loses exit detection when the child forks (swift-corelibs-foundation
-//   #4795), gives no process group or session, and its termination handler runs on its own schedule.
-// - swift-subprocess 1.0.2 has the right ideas (pidfd, groups, teardown), but its forked child calls
-//   `signal()` before exec, which is not async-signal-safe and was reported to deadlock on Linux (its open
-//   issue #374; 1.0.2 still does it); and a child lives only as long as the Swift task that runs it, while
-//   a governor's children must outlive any one request and be adopted or stopped across governor restarts.
-// - glibc's posix_spawn runs the child on a CLONE_VFORK stack and does in the child only what the
-//   attributes and file actions ask (setsid, signal mask, default dispositions, open/dup2/closefrom) before
-//   exec: no user code between fork and exec, so no async-signal-safety hazard; the parent resumes only
-//   after exec succeeded or failed, so /proc/PID/exe already names the new program when we record it.
-// - Exit is noticed at once by a dedicated thread blocked in waitid(P_PIDFD) per child (ChildProcess.swift),
-//   never by polling and never on Swift's cooperative pool (two threads on this machine).
-// The slow stress test (`slow_thousandSpawnWaitCyclesLeakNothingAndNeverDeadlock`) spawns and reaps 1000
-// children (/bin/true) in a fresh process and fails on an fd or thread leak or a wait past 10 s. Measured
-// here (2 cores, debug build, other tests running in parallel), spawn -> exit seen -> reaped, per cycle:
-// median 0.79-1.03 ms, p99 2.5-15 ms, max 3.8-21.5 ms, 1000 cycles in 0.89-3.2 s (with both cores
-// busy in other processes: median 3.8-5.3 ms, p99 23-47 ms, 1000 cycles in 5.8-7.9 s); fds 21 -> 21,
-// threads back to their starting count. 50 start/stop cycles of a two-process deployment: 4.2-5.6 ms
-// per cycle, fds unchanged. A SIGKILLed child is respawned from its exit notification, not a poll.
+// Why posix_spawn rather than swift-subprocess or Foundation.Process, with the stress figures:
+// docs/ARCHITECTURE.md, "Spawning children".
 //
 // Every child: own session (POSIX_SPAWN_SETSID, so its group id is its PID and a group signal reaches its
 // descendants), empty signal mask and default dispositions, stdin from /dev/null, stdout and stderr

@@ -114,12 +114,14 @@ struct Up: ParsableCommand {
     }
 
     func run() throws {
+        // Before anything can start a thread (libzmq's I/O threads included), so every thread inherits the
+        // mask and a SIGTERM can only be taken by the signal thread. Children get an empty mask.
+        if !detach { GovernorSignals.block() }
         let locator = try options.full()
         if let holder = GovernorOffline.liveGovernor(locator), control(locator, "ping") != nil {
             throw Failure("deployment \"\(locator.deploymentName)\" is already governed by governor pid \(holder.pid) (`szgovernor down --deployment \(locator.deploymentName)` stops it)")
         }
         if detach { return try runDetached(locator) }
-        GovernorSignals.block()  // before any thread starts
         let service: GovernorService
         do { service = try GovernorService(locator: locator) } catch { throw Failure(error) }
         GovernorSignals.watch(onFirst: { sig in
@@ -252,7 +254,11 @@ struct Status: ParsableCommand {
             return
         }
         let rows = GovernorOffline.statusRows(locator)
-        let note = "no governor is running deployment \"\(locator.deploymentName)\"" + (rows.isEmpty ? "" : " (from PID files)")
+        var note = "no governor is running deployment \"\(locator.deploymentName)\"" + (rows.isEmpty ? "" : " (from PID files)")
+        if let holder = GovernorOffline.liveGovernor(locator) {
+            note = "governor pid \(holder.pid) holds deployment \"\(locator.deploymentName)\" but does not answer yet (starting?)"
+                + (rows.isEmpty ? "" : "; from PID files")
+        }
         if json {
             let processes: [JSONValue] = rows.map { r in
                 .object(["name": .string(r.name), "role": .string(r.role), "status": .string(r.status),
