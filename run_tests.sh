@@ -95,6 +95,35 @@ if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi
 xunit_flags=()
 if [ -n "$xunit" ]; then mkdir -p "$(dirname "$xunit")"; fi
 
+# After a run: no process that inherited this run's SZ_TEST_TMPDIR may still live (even if the test process
+# itself crashed), and nothing may be left in that folder (temporary folders, PID files, ipc socket files).
+# What is found is named, removed, and fails the run.
+check_leftovers() {
+  local ok=0 pids=() p
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$p" = "$$" ] && continue
+    if { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qx "SZ_TEST_TMPDIR=$SZ_TEST_TMPDIR"; then
+      pids+=("$p")
+    fi
+  done
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo "run_tests.sh: LEAK: processes of the test run still alive:" >&2
+    for p in "${pids[@]}"; do echo "  - $p $({ tr '\0' ' ' < "/proc/$p/cmdline"; } 2>/dev/null | cut -c1-160)" >&2; done
+    kill -9 "${pids[@]}" 2>/dev/null
+    ok=1
+  fi
+  local left
+  left=$(find "$SZ_TEST_TMPDIR" -mindepth 1 -maxdepth 1 2>/dev/null)
+  if [ -n "$left" ]; then
+    echo "run_tests.sh: LEAK: left in the run's temporary folder:" >&2
+    find "$SZ_TEST_TMPDIR" -mindepth 1 -maxdepth 3 | sed 's/^/  - /' | head -20 >&2
+    ok=1
+  fi
+  rm -rf "$SZ_TEST_TMPDIR"
+  return $ok
+}
+
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/sz-run-tests.XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT
 total_pass=0
@@ -108,6 +137,10 @@ for ((i = 1; i <= repeat; i++)); do
     if [ "$repeat" = 1 ]; then xunit_flags=(--xunit-output "$xunit"); else xunit_flags=(--xunit-output "${xunit%.xml}-$i.xml"); fi
   fi
   [ "$repeat" -gt 1 ] && echo "==> run $i of $repeat"
+  # Everything a test makes goes below this run's own folder; every process a test starts inherits the
+  # variable. Both are checked after the run (see check_leftovers).
+  SZ_TEST_TMPDIR=$(mktemp -d /tmp/szr.XXXXXX)
+  export SZ_TEST_TMPDIR
   start=$(date +%s.%N)
   # A watchdog over the whole run: a test that hangs despite its own deadlines fails the run with its name.
   timeout --signal=TERM --kill-after=15 "$run_limit" \
@@ -125,6 +158,7 @@ for ((i = 1; i <= repeat; i++)); do
     comm -23 "$log.started" "$log.ended" | sed 's/^/  - /' >&2
     rc=1
   fi
+  check_leftovers || rc=1
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   ran=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
   failed=$(grep -Ec '^✘ Test [^ ]+\(.*\) .*failed' "$log" || true)

@@ -7,7 +7,10 @@ public final class TemporaryDirectory: @unchecked Sendable {
     public var path: String { url.path }
 
     public init(prefix: String = "sz-test") {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        // run_tests.sh gives each run a folder of its own (SZ_TEST_TMPDIR) and fails the run when anything is
+        // left in it; the path stays short for ipc endpoints.
+        let base = ProcessInfo.processInfo.environment["SZ_TEST_TMPDIR"] ?? "/tmp"
+        var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed: \(String(cString: strerror(errno)))")
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
