@@ -18,7 +18,9 @@ public struct Deployment: Sendable, Hashable {
     /// named by the id itself). `szgovernor scale` works on these.
     public var handlerSpecs: [String: Int] = [:]
 
-    public static let defaultInherited = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"]
+    /// `SZ_TEST_TMPDIR` is run_tests.sh's per-run marker: passing it on lets the runner find every process a
+    /// test run started, governed children included, and fail the run if one outlives it.
+    public static let defaultInherited = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SZ_TEST_TMPDIR"]
 
     public init(name: String, server: HandlerConfig? = nil, handlers: [HandlerConfig] = [],
                 environment: [String: String] = [:], inheritEnvironment: [String] = Deployment.defaultInherited,

@@ -89,7 +89,9 @@ public struct ProcStat: Sendable, Equatable {
 /// Reads one variable from /proc/PID/environ (the environment the process was started with).
 /// nil when unreadable or absent.
 public func processEnvironmentValue(pid: pid_t, name: String) -> String? {
-    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return nil }
+    // procfs files report size 0, and a reader that trusts the size (or reads one page) can miss variables
+    // past the first 4 KiB of a large environment: read until end of file.
+    guard let data = readWholeProcFile("/proc/\(pid)/environ") else { return nil }
     let prefix = Array((name + "=").utf8)
     for entry in data.split(separator: 0) {
         let bytes = Array(entry)
@@ -98,4 +100,22 @@ public func processEnvironmentValue(pid: pid_t, name: String) -> String? {
         }
     }
     return nil
+}
+
+/// Reads a /proc file to its end with plain read(2) calls.
+func readWholeProcFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 16384)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
+        if n == 0 { return out }
+        out.append(contentsOf: buf[0..<n])
+    }
 }

@@ -33,18 +33,25 @@ public enum Reconciler {
             let path = (pidsDirectory as NSString).appendingPathComponent(file)
             let name = String(file.dropLast(4))
             let verdict = PidFile.verify(path)
-            if case .alive(let identity) = verdict,
-               processEnvironmentValue(pid: identity.pid, name: markerVariable) == deploymentDirectory,
-               await stopOrphan(identity, timeout: stopTimeout) {
-                report.stopped.append(name)
-                events.record(name, .orphanStopped, pid: identity.pid, detail: "orphan of an earlier governor")
-            } else {
-                let reason: String
-                if case .alive(let identity) = verdict {
-                    reason = "\(identity) is alive but not a child of this deployment: not signalled"
+            if case .alive(let identity) = verdict {
+                let marker = processEnvironmentValue(pid: identity.pid, name: markerVariable)
+                if marker == deploymentDirectory {
+                    if await stopOrphan(identity, timeout: stopTimeout) {
+                        report.stopped.append(name)
+                        events.record(name, .orphanStopped, pid: identity.pid, detail: "orphan of an earlier governor")
+                    } else {
+                        let reason = "\(identity) could not be pinned down (it exited or changed while checked): not signalled"
+                        report.removed[name] = reason
+                        events.record(name, .staleRemoved, detail: reason)
+                    }
                 } else {
-                    reason = verdict.description
+                    let seen = marker.map { "\(markerVariable)=\($0)" } ?? "no \(markerVariable)"
+                    let reason = "\(identity) is alive but not a child of this deployment (\(seen)): not signalled"
+                    report.removed[name] = reason
+                    events.record(name, .staleRemoved, detail: reason)
                 }
+            } else {
+                let reason = verdict.description
                 report.removed[name] = reason
                 events.record(name, .staleRemoved, detail: reason)
             }

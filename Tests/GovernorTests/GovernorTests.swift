@@ -128,7 +128,7 @@ struct integration_governor_Reconcile {
         let report = await gov.lastReconcile
         #expect(report.stopped.isEmpty)
         #expect(Set(report.removed.keys) == ["h-1", "upstream", "dead", "reused"])
-        #expect(report.removed["h-1"]?.contains("not a child of this deployment: not signalled") == true)
+        #expect(report.removed["h-1"]?.contains("not a child of this deployment (no SZGOVERNOR_DIR): not signalled") == true)
         #expect(report.removed["dead"] == "pid 2000000000 is dead")
         #expect(report.removed["reused"]?.contains("now belongs to another process") == true)
         #expect(bystander.exitStatus == nil, "the bystander must not have been signalled")
