@@ -38,8 +38,9 @@ public final class ControlServer: Sendable {
         let stopFlag = self.stopFlag
         let finished = self.finished
         let thread = Thread {
-            Self.serve(owned, stop: stopFlag, handler: handler)
-            owned.close(linger: .seconds(1))  // the last reply (to `down`) still goes out
+            // The last reply (to `down`) must still go out: linger a second on close.
+            ReplyService(pollInterval: .milliseconds(50)).serve(owned, in: context, lingerOnClose: .seconds(1),
+                                                               shouldStop: { stopFlag.isSet }) { Self.answer($0, handler) }
             finished.signal()
         }
         thread.name = "governor-control"
@@ -66,26 +67,6 @@ public final class ControlServer: Sendable {
         finished.wait()
         try? context.terminate(timeout: .seconds(2))
         if endpoint.hasPrefix("ipc://") { unlink(String(endpoint.dropFirst(6))) }
-    }
-
-    private static func serve(_ socket: Socket, stop: CancelFlag, handler: @escaping Handler) {
-        while !stop.isSet {
-            guard let events = try? socket.poll(.pollIn, timeout: .milliseconds(50)) else { return }
-            guard events.contains(.pollIn) else { continue }
-            guard let frames = try? socket.receiveMultipart() else { continue }
-            let reply: Reply
-            if frames.count != 1 {
-                reply = .failure(Wire.multipartRejected)
-            } else {
-                do {
-                    let request = try Request.decode(frames[0])
-                    reply = Self.answer(request, handler)
-                } catch {
-                    reply = .failure(error.replyText)
-                }
-            }
-            _ = try? socket.send(reply.encoded())
-        }
     }
 
     /// Runs the async handler and blocks this (dedicated) thread until it answers.

