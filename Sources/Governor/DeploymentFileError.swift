@@ -1,5 +1,8 @@
-/// A deployment file problem, located: `ci.yaml:12:5: handlers[0].replicas: must be ...`.
-public struct DeploymentFileError: Error, Equatable, CustomStringConvertible {
+/// A problem in a file, located: `ci.yaml:12:5: handlers[0].replicas: must be ...`. Deployment files and
+/// chaos experiments both report their errors with it.
+public typealias DeploymentFileError = LocatedFileError
+
+public struct LocatedFileError: Error, Equatable, Sendable, CustomStringConvertible {
     public var file: String
     /// 1-based; 0 when the problem has no position (e.g. the file cannot be read).
     public var line: Int

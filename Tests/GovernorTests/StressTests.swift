@@ -20,10 +20,11 @@ struct integration_governor_Stress {
     }
 
     @Test func fiftyGovernorCyclesLeakNoFileDescriptor() async throws {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent, \.standardErrorContent]) {
             exit(await StressBodies.governorCycles(count: 50))
         }
         let output = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
+            + String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         print(output)
         #expect(output.contains("cycles=50"))
     }
@@ -88,9 +89,15 @@ enum StressBodies {
             if !tracker.alive.isEmpty { print("cycle \(i): survivors \(tracker.alive)"); return 1 }
         }
         let total = (ContinuousClock.now - started).inMilliseconds
+        // Monitor threads close a child's pidfd just after they reap it, a moment after `stop` returns:
+        // let the count settle, with a deadline, before comparing.
+        let settleBy = ContinuousClock.now + .seconds(10)
+        while LiveProcess.openFileDescriptorCount() != fdsBefore && ContinuousClock.now < settleBy { usleep(5_000) }
         let fdsAfter = LiveProcess.openFileDescriptorCount()
-        print(String(format: "cycles=%d total_ms=%.0f per_cycle_ms=%.2f fds_before=%d fds_after=%d",
-                     count, total, total / Double(count), fdsBefore, fdsAfter))
+        let line = String(format: "cycles=%d total_ms=%.0f per_cycle_ms=%.2f fds_before=%d fds_after=%d",
+                          count, total, total / Double(count), fdsBefore, fdsAfter)
+        print(line)
+        FileHandle.standardError.write(Data((line + "\n").utf8))
         return fdsAfter == fdsBefore ? 0 : 1
     }
 }

@@ -1,27 +1,11 @@
+import Governor
 import ScheduleZeroWire
 import Yams
 
 /// Why an experiment file is refused: the file, the line and column, the field (a path like
-/// `faults[1].schedule.interval`) and what is wrong with it.
-public struct ExperimentError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var file: String
-    public var line: Int
-    public var column: Int
-    public var field: String
-    public var message: String
-
-    public init(file: String, line: Int, column: Int, field: String, message: String) {
-        self.file = file
-        self.line = line
-        self.column = column
-        self.field = field
-        self.message = message
-    }
-
-    public var description: String {
-        "\(file):\(line):\(column): \(field.isEmpty ? "" : "\(field): ")\(message)"
-    }
-}
+/// `faults[1].schedule.interval`) and what is wrong with it. The same type as the governor's deployment
+/// file errors, so both read alike.
+public typealias ExperimentError = LocatedFileError
 
 /// A position in a YAML document with the path that led there, for typed reads that fail naming both.
 struct YAMLCursor {

@@ -74,6 +74,8 @@ public final class ChaosProxy: @unchecked Sendable {
         var stopping = false
         /// Messages held for delay or reorder right now.
         var holding = 0
+        /// Set by `releaseHeld()`; the proxy thread sends everything it holds on its next turn.
+        var releaseRequested = false
     }
 
     private let shared: Mutex<Shared>
@@ -138,6 +140,10 @@ public final class ChaosProxy: @unchecked Sendable {
     /// Turns every fault off.
     public func clear() { faults = .none }
 
+    /// Sends every delayed or reorder-held message now (within one poll interval), as if its time had come.
+    /// Ending a delay fault early does not otherwise shorten the holds already decided.
+    public func releaseHeld() { shared.withLock { $0.releaseRequested = true } }
+
     public var stats: ProxyStats { shared.withLock { $0.stats } }
 
     /// The decisions taken so far for one direction, in message order (at most `decisionLogLimit`).
@@ -147,6 +153,13 @@ public final class ChaosProxy: @unchecked Sendable {
 
     /// Messages held right now for a delay or a reorder.
     public var holding: Int { shared.withLock { $0.holding } }
+
+    func takeReleaseRequest() -> Bool {
+        shared.withLock { s in
+            defer { s.releaseRequested = false }
+            return s.releaseRequested
+        }
+    }
 
     public var isRunning: Bool { running.load(ordering: .acquiring) }
 
@@ -226,7 +239,8 @@ private final class ProxyEngine: @unchecked Sendable {
         }
         let maxWait = proxy.configuration.pollInterval
         while !proxy.isStopping {
-            let now = clock.now
+            var now = clock.now
+            if proxy.takeReleaseRequest() { now = now.advanced(by: .seconds(86_400 * 365)) }
             fireDue(now)
             var wait = maxWait
             if let t = timers.peek { wait = min(wait, max(.zero, t.due - now)) }
