@@ -89,18 +89,18 @@ struct integration_zmq_ChaosProxy {
     }
 
     @Test func reorderSwapsAHeldRequestWithTheNextOne() async throws {
-        let rig = try ProxyRig(faults: ProxyFaults(reorder: 1, reorderHoldMs: 5_000, direction: .requests))
+        let rig = try ProxyRig(faults: ProxyFaults(reorder: 1, reorderHoldMs: 60_000, direction: .requests))
         defer { rig.stop() }
         let first = Task.detached {
             try await onThread("client A") {
-                try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(3), attempts: 1)) {
+                try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(30), attempts: 1)) {
                     try $0.call("echo", params: ["who": "A"])["who"]
                 }
             }
         }
         try await waitUntil("A held by the proxy") { rig.proxy.holding == 1 }
         let b = try await onThread("client B") {
-            try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(3), attempts: 1)) {
+            try SyncClient.with(endpoint: rig.endpoint, configuration: .init(timeout: .seconds(30), attempts: 1)) {
                 try $0.call("echo", params: ["who": "B"])["who"]
             }
         }

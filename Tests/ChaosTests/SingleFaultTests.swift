@@ -89,7 +89,7 @@ struct integration_zmq_governor_SingleFaults {
             var r = try await rig.szchaos(["drop-replies", "h-1", "--count", "2"])
             #expect(r.code == 0, "\(r.text) \(r.stderr)")
             #expect(r.lines.contains { $0.hasPrefix("fault.set h-1") && $0.contains("drop_next") })
-            let (reply, stats) = try await clientCall(ep, "increment_counter", ["counter_name": "c"], timeout: .milliseconds(300), attempts: 3)
+            let (reply, stats) = try await clientCall(ep, "increment_counter", ["counter_name": "c"], timeout: .seconds(1), attempts: 3)
             #expect((try? reply.get())?["value"] == 3, "executed three times: the two lost replies were duplicates at the handler")
             #expect(stats.timeouts == 2 && stats.replies == 1)
             // --probability 1: every reply dropped until `clear`.

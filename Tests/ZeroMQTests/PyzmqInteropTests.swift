@@ -25,7 +25,7 @@ struct integration_zmq_ClientPyzmqInterop {
 
         let pid = py.pid
         let (replies, invalid, stalled, stats) = try await onThread("calls to the pyzmq handler", timeout: .seconds(30)) {
-            try SyncClient.with(endpoint: endpoint, configuration: .init(timeout: .milliseconds(300), attempts: 1)) { c in
+            try SyncClient.with(endpoint: endpoint, configuration: .init(timeout: .seconds(2), attempts: 1)) { c in
                 var out: [Reply] = []
                 out.append(try c.ping())
                 out.append(try c.call("increment_counter", params: ["counter_name": "jobs"]))
