@@ -30,7 +30,8 @@ let package = Package(
             providers: [.apt(["libzmq3-dev"])]
         ),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
-        .target(name: "ScheduleZeroWire"),
+        // libm for `rounded()`: a user linking only the codec must not need Foundation to pull it in.
+        .target(name: "ScheduleZeroWire", linkerSettings: [.linkedLibrary("m")]),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
         .target(name: "Governor", dependencies: [
             "ScheduleZeroWire", "ZMQClient", "ZeroMQ", .product(name: "Yams", package: "Yams"),

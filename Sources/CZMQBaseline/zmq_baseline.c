@@ -151,3 +151,36 @@ int64_t szb_parallel_roundtrips_ns(const char *endpoint, const char *payload, in
     zmq_ctx_term(ctx);
     return failed ? -1 : total;
 }
+
+struct szb_client {
+    void *ctx;
+    void *sock;
+};
+
+szb_client *szb_client_open(const char *endpoint) {
+    szb_client *c = calloc(1, sizeof *c);
+    c->ctx = zmq_ctx_new();
+    c->sock = zmq_socket(c->ctx, ZMQ_REQ);
+    int linger = 0, timeout = 5000;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_connect(c->sock, endpoint);
+    return c;
+}
+
+int64_t szb_client_roundtrips_ns(szb_client *c, const char *payload, int iterations) {
+    char buf[4096];
+    size_t n = strlen(payload);
+    int64_t t0 = now_ns();
+    for (int i = 0; i < iterations; i++) {
+        if (roundtrip(c->sock, payload, n, buf, sizeof buf) != 0) return -1;
+    }
+    return now_ns() - t0;
+}
+
+void szb_client_close(szb_client *c) {
+    if (!c) return;
+    zmq_close(c->sock);
+    zmq_ctx_term(c->ctx);
+    free(c);
+}

@@ -43,22 +43,30 @@ struct ZMQBench: AsyncParsableCommand {
         _ = szb_roundtrips_ns(endpoint, payload, 200)
         for _ in 0..<200 { _ = try client.call(request); try raw.send(frame); _ = try raw.receive() }
 
+        guard let cClient = szb_client_open(endpoint) else { throw ValidationError("cannot open the C client") }
+        defer { szb_client_close(cClient) }
+        _ = szb_client_roundtrips_ns(cClient, payload, 200)
+        let chunk = 100
         for _ in 0..<rounds {
-            let c = szb_roundtrips_ns(endpoint, payload, Int32(iterations))
-            guard c > 0 else { throw ValidationError("C round trips failed against \(endpoint)") }
-            cRT.append(Double(c) / Double(iterations) / 1000)
-
-            let r = try Measure.ns { for _ in 0..<iterations { try raw.send(frame); _ = try raw.receive() } }
-            rawRT.append(Double(r) / Double(iterations) / 1000)
-
-            let s = try Measure.ns { for _ in 0..<iterations { _ = try client.call(request) } }
-            clientRT.append(Double(s) / Double(iterations) / 1000)
-
+            // Interleave the four paths in small chunks, so a change in machine load touches them alike.
+            var cNs: Int64 = 0, rawNs: Int64 = 0, clientNs: Int64 = 0, actorNs: Int64 = 0
             let clock = ContinuousClock()
-            let t0 = clock.now
-            for _ in 0..<iterations { _ = try await actor.call(request) }
-            let a = clock.now - t0
-            actorRT.append((Double(a.components.seconds) * 1e6 + Double(a.components.attoseconds) / 1e12) / Double(iterations))
+            for _ in 0..<(iterations / chunk) {
+                let c = szb_client_roundtrips_ns(cClient, payload, Int32(chunk))
+                guard c > 0 else { throw ValidationError("C round trips failed against \(endpoint)") }
+                cNs += c
+                rawNs += try Measure.ns { for _ in 0..<chunk { try raw.send(frame); _ = try raw.receive() } }
+                clientNs += try Measure.ns { for _ in 0..<chunk { _ = try client.call(request) } }
+                let t0 = clock.now
+                for _ in 0..<chunk { _ = try await actor.call(request) }
+                let a = clock.now - t0
+                actorNs += a.components.seconds * 1_000_000_000 + a.components.attoseconds / 1_000_000_000
+            }
+            let done = Double((iterations / chunk) * chunk)
+            cRT.append(Double(cNs) / done / 1000)
+            rawRT.append(Double(rawNs) / done / 1000)
+            clientRT.append(Double(clientNs) / done / 1000)
+            actorRT.append(Double(actorNs) / done / 1000)
 
             let f = szb_reopen_roundtrips_ns(endpoint, payload, Int32(recoveries))
             guard f > 0 else { throw ValidationError("C reopen round trips failed") }

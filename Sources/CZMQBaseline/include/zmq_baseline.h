@@ -16,6 +16,13 @@ int64_t szb_roundtrips_ns(const char *endpoint, const char *payload, int iterati
 /* `iterations` times: new REQ socket, linger 0, connect, round trip, close. The floor of a recovery step.
    Returns the total nanoseconds, or -1. */
 int64_t szb_reopen_roundtrips_ns(const char *endpoint, const char *payload, int iterations);
+/* A REQ client that stays connected, so samples can be interleaved finely without reconnecting. */
+typedef struct szb_client szb_client;
+szb_client *szb_client_open(const char *endpoint);
+/* `iterations` round trips of `payload`; returns the nanoseconds they took, or -1. */
+int64_t szb_client_roundtrips_ns(szb_client *client, const char *payload, int iterations);
+void szb_client_close(szb_client *client);
+
 /* `clients` threads, each with its own REQ socket, each doing `iterations` round trips at once.
    Returns the wall-clock nanoseconds until all finished, or -1 if any round trip failed. */
 int64_t szb_parallel_roundtrips_ns(const char *endpoint, const char *payload, int iterations, int clients);
