@@ -70,22 +70,33 @@ echo "==> building (swift build --build-tests ${build_flags[*]:-})"
 if ! swift build --build-tests "${build_flags[@]}" 2>&1 | grep -vE '^warning: prohibited flag' ; then :; fi
 if [ "${PIPESTATUS[0]}" != 0 ]; then echo "run_tests.sh: build failed" >&2; exit 1; fi
 
-if [ "$list" = 1 ]; then
+# The selection, as test identifiers from `swift test list` (the same regular expressions as the run).
+select_tests() {
+  local all_tests
   all_tests=$(swift test list --skip-build "${build_flags[@]}" 2>/dev/null | grep -E '^[A-Za-z]')
-  ere=$(tag_regex "$mode" | sed 's/\[\.\/\]/[.\/]/')
   case "$mode" in
-    all) selected="$all_tests" ;;
-    ci) selected=$(printf '%s\n' "$all_tests" | grep -Ev "$(tag_regex slow)" ; printf '%s\n' "$all_tests" | grep -E "$(tag_regex slow)" | grep -E "$(tag_regex regression)") ;;
-    quick) selected=$(printf '%s\n' "$all_tests" | grep -E "$(tag_regex unit)") ;;
-    *) selected=$(printf '%s\n' "$all_tests" | grep -E "$ere") ;;
-  esac
-  selected=$(printf '%s\n' "$selected" | sed '/^$/d' | sort -u)
+    all) printf '%s\n' "$all_tests" ;;
+    ci) printf '%s\n' "$all_tests" | grep -Ev "$(tag_regex slow)"
+        printf '%s\n' "$all_tests" | grep -E "$(tag_regex slow)" | grep -E "$(tag_regex regression)" ;;
+    quick) printf '%s\n' "$all_tests" | grep -E "$(tag_regex unit)" ;;
+    *) printf '%s\n' "$all_tests" | grep -E "$(tag_regex "$mode")" ;;
+  esac | sed '/^$/d' | sort -u
+}
+selected=$(select_tests)
+n_selected=$(printf '%s\n' "$selected" | sed '/^$/d' | wc -l)
+per_tag=""
+for t in unit integration regression zmq governor slow; do
+  per_tag="$per_tag${per_tag:+, }$t $(printf '%s\n' "$selected" | grep -cE "$(tag_regex "$t")")"
+done
+
+if [ "$list" = 1 ]; then
   printf '%s\n' "$selected"
-  n=$(printf '%s\n' "$selected" | sed '/^$/d' | wc -l)
-  echo "run_tests: $mode selects $n test functions"
-  [ "$n" -gt 0 ] || { echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; }
+  echo "run_tests: $mode selects $n_selected test functions ($per_tag)"
+  [ "$n_selected" -gt 0 ] || { echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; }
   exit 0
 fi
+echo "run_tests: $mode selects $n_selected test functions ($per_tag)"
+if [ "$n_selected" = 0 ]; then echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; fi
 
 # Seconds one run of the selection may take before the watchdog stops it (SZ_RUN_LIMIT overrides).
 case "$mode" in quick) run_limit=120 ;; ci|zmq|governor|integration|regression) run_limit=600 ;; *) run_limit=1200 ;; esac

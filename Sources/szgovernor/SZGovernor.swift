@@ -186,7 +186,9 @@ struct Up: ParsableCommand {
             }
             if let reply = control(locator, "status", timeout: .milliseconds(500)), reply.success {
                 let rows = rows(from: reply)
-                if !rows.isEmpty, rows.allSatisfy({ $0.status == "running" }) {
+                // Up means every process running and, when asked for, HTTP serving (it starts right after).
+                let httpReady = httpPort == nil || reply["http_port"]?.intValue != nil
+                if !rows.isEmpty, rows.allSatisfy({ $0.status == "running" }), httpReady {
                     print("szgovernor: deployment \"\(locator.deploymentName)\" is up in the background (governor pid \(child.pid), log \(log))")
                     if let port = reply["http_port"]?.intValue { print("szgovernor: http://127.0.0.1:\(port)/healthz and /metrics") }
                     print(StatusRow.table(rows))

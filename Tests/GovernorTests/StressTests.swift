@@ -11,18 +11,18 @@ import Glibc
 @Suite(.tags(.integration, .governor))
 struct integration_governor_Stress {
     @Test(.tags(.slow)) func slow_thousandSpawnWaitCyclesLeakNothingAndNeverDeadlock() async throws {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
             exit(await StressBodies.spawnWaitCycles(count: 1000))
-        }
+        } }
         let output = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
         print(output)
         #expect(output.contains("cycles=1000"))
     }
 
     @Test func fiftyGovernorCyclesLeakNoFileDescriptor() async throws {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent, \.standardErrorContent]) {
+        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardOutputContent, \.standardErrorContent]) {
             exit(await StressBodies.governorCycles(count: 50))
-        }
+        } }
         let output = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
             + String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         print(output)

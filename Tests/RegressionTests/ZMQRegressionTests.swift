@@ -43,7 +43,7 @@ struct regression_integration_zmq_Client {
     /// Upstream: each client made a context and dropped it without `term()`; file descriptors and libzmq
     /// I/O threads piled up. Measured in a child process of its own, so parallel tests cannot blur the count.
     @Test func noContextLeakAfter200CreateTerminateCycles() async throws {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             func fail(_ why: String) -> Never {
                 FileHandle.standardError.write(Data("LEAK: \(why)\n".utf8))
                 exit(1)
@@ -78,7 +78,7 @@ struct regression_integration_zmq_Client {
             }
             if Context.liveCount != contextsBefore { fail("contexts \(contextsBefore) -> \(Context.liveCount)") }
             peer.stop()
-        }
+        } }
         let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(!stderr.contains("LEAK"), "\(stderr)")
     }
@@ -86,7 +86,7 @@ struct regression_integration_zmq_Client {
     /// Upstream: using the client as a context manager (`with ZMQClient(...)`) closed the socket but never
     /// terminated the context, also when the body raised.
     @Test func scopedClientTerminatesItsContext() async {
-        await #expect(processExitsWith: .success) {
+        await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             struct Boom: Error {}
             let before = Context.liveCount
             _ = try? SyncClient.with(endpoint: "tcp://127.0.0.1:9") { _ -> Int in throw Boom() }
@@ -96,7 +96,7 @@ struct regression_integration_zmq_Client {
                 print("LEAK: \(Context.liveCount - before) context(s) left alive by scoped use")
                 exit(1)
             }
-        }
+        } }
     }
 
     /// Upstream: after a timeout the socket was reused and the next call blocked forever.

@@ -101,3 +101,37 @@ final class ResumeOnce<R: Sendable>: @unchecked Sendable {
         c?.resume(with: r)
     }
 }
+
+/// Lets one body run at a time, suspending (never blocking) the others.
+public actor SerialGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    public init() {}
+    public func acquire() async {
+        if !busy {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+    public func release() {
+        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+    }
+}
+
+private let exitTestGate = SerialGate()
+
+/// Runs an exit test (`#expect(processExitsWith:)`) with no other exit test at the same time. Swift
+/// Testing keeps a cooperative-pool thread busy while an exit test's child runs, and the pool has two
+/// threads here: two at once would stall every other test in the process.
+public func oneExitTestAtATime<R>(_ body: () async throws -> R) async rethrows -> R {
+    await exitTestGate.acquire()
+    do {
+        let r = try await body()
+        await exitTestGate.release()
+        return r
+    } catch {
+        await exitTestGate.release()
+        throw error
+    }
+}

@@ -35,21 +35,21 @@ struct integration_zmq_Client {
         }
     }
 
-    @Test func silentPeerGivesTypedErrorAfterAllAttempts() throws {
+    @Test func silentPeerGivesTypedErrorAfterAllAttempts() async throws {
         let port = freeTCPPort()  // nobody listens
-        let client = try SyncClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: fast)
-        defer { client.terminate() }
-        let clock = ContinuousClock()
-        let t0 = clock.now
-        #expect {
-            try client.call("heartbeat")
-        } throws: { error in
-            guard case let .noReply(ep, m, attempts, elapsed, _)? = error as? ClientError else { return false }
-            return ep.hasSuffix(":\(port)") && m == "heartbeat" && attempts == 3 && elapsed >= .milliseconds(440)
+        // Blocking calls run on a thread of their own, never on the cooperative pool; results come back.
+        let (error, stats) = try await onThread("three attempts to a silent peer", timeout: .seconds(30)) {
+            try SyncClient.with(endpoint: "tcp://127.0.0.1:\(port)", configuration: fast) { c -> (ClientError?, ClientStats) in
+                do { _ = try c.call("heartbeat"); return (nil, c.stats) } catch { return (error as? ClientError, c.stats) }
+            }
         }
-        #expect(clock.now - t0 < .seconds(20), "three attempts of 150 ms must not take this long")
-        #expect(client.stats.timeouts == 3 && client.stats.retries == 2 && client.stats.recreations == 3)
-        #expect(client.stats.lastError?.contains("no reply after 3 attempts") == true)
+        guard case let .noReply(ep, m, attempts, elapsed, _)? = error else {
+            Issue.record("expected noReply, got \(String(describing: error))")
+            return
+        }
+        #expect(ep.hasSuffix(":\(port)") && m == "heartbeat" && attempts == 3 && elapsed >= .milliseconds(440))
+        #expect(stats.timeouts == 3 && stats.retries == 2 && stats.recreations == 3)
+        #expect(stats.lastError?.contains("no reply after 3 attempts") == true)
     }
 
     @Test func peerDownThenBackIsReachedAgain() async throws {
@@ -57,13 +57,17 @@ struct integration_zmq_Client {
         var peer: TestPeer? = try TestPeer(bind: "tcp://127.0.0.1:\(port)")
         let client = try SyncClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: .init(timeout: .milliseconds(500), attempts: 4))
         defer { client.terminate() }
-        #expect(try client.ping().success)
+        let box = UncheckedBox(client)
+        #expect(try await onThread("ping") { try box.value.ping().success })
         peer?.stop()
         peer = nil
-        #expect(throws: ClientError.self) { try client.call("echo") }
+        let failedWhileDown = try await onThread("a call while the peer is down", timeout: .seconds(30)) {
+            (try? box.value.call("echo")) == nil
+        }
+        #expect(failedWhileDown)
         let back = try TestPeer(bind: "tcp://127.0.0.1:\(port)")
         defer { back.stop() }
-        #expect(try client.call("echo", params: ["n": 7])["n"] == 7)
+        #expect(try await onThread("a call once it is back", timeout: .seconds(30)) { try box.value.call("echo", params: ["n": 7])["n"] } == 7)
     }
 
     @Test func swallowedRequestLeavesNoEFSMForTheCaller() throws {
@@ -128,7 +132,7 @@ struct integration_zmq_Client {
     }
 
     @Test(arguments: RecoveryStrategy.allCases)
-    func noRequestGetsAnotherRequestsReply(strategy: RecoveryStrategy) throws {
+    func noRequestGetsAnotherRequestsReply(strategy: RecoveryStrategy) async throws {
         // Delay every third reply past the timeout and drop every fifth: stale replies must never be
         // taken for the reply of a later request.
         let counter = LockedCounter()
@@ -142,13 +146,16 @@ struct integration_zmq_Client {
         // Many attempts: this test is about which reply a request gets, not about how fast; on a loaded
         // machine the delayed replies can pile up behind each other for a while.
         let config = ClientConfiguration(timeout: .milliseconds(80), attempts: 50, strategy: strategy)
-        let client = try SyncClient(endpoint: peer.endpoint, configuration: config)
-        defer { client.terminate() }
-        for seq in 1...40 {
-            let r = try client.call("echo", params: ["seq": .int(Int64(seq))])
-            #expect(r["seq"] == .int(Int64(seq)), "request \(seq) got the reply of \(String(describing: r["seq"]))")
+        let endpoint = peer.endpoint
+        let (answers, timeouts) = try await onThread("40 calls through delays and drops", timeout: .seconds(120)) {
+            try SyncClient.with(endpoint: endpoint, configuration: config) { c in
+                (try (1...40).map { seq in try c.call("echo", params: ["seq": .int(Int64(seq))])["seq"] }, c.stats.timeouts)
+            }
         }
-        #expect(client.stats.timeouts > 0)
+        for (seq, got) in zip(1...40, answers) {
+            #expect(got == .int(Int64(seq)), "request \(seq) got the reply of \(String(describing: got))")
+        }
+        #expect(timeouts > 0)
     }
 
     @Test func manyTasksCallingAtOnceEachGetTheirOwnReply() async throws {
