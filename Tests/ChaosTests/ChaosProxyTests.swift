@@ -254,7 +254,7 @@ struct integration_zmq_ChaosProxy {
         c.terminate()
         let t0 = ContinuousClock.now
         rig.proxy.stop()
-        #expect(ContinuousClock.now - t0 < .milliseconds(500))
+        #expect(ContinuousClock.now - t0 < .seconds(5), "stop must not wait for the 10 s hold")
         #expect(!rig.proxy.isRunning)
         rig.peer.stop()
     }

@@ -44,7 +44,7 @@ struct integration_zmq_governor_SingleFaults {
             let pid = try #require(rig.pid("h-2"))
             let p = try TestProcess(CIRig.szchaos, ["pause", "h-2", "--for", "1500ms", "--deployment", "ci", "--root", rig.root])
             defer { p.stop() }
-            try await waitUntil("h-2 stopped (state T)", timeout: .seconds(10)) { processState(pid) == "T" }
+            try await waitUntil("h-2 stopped (state T)", timeout: .seconds(30)) { processState(pid) == "T" }
             #expect(try await p.waitExit(timeout: .seconds(20)) == .exited(0))
             try await waitUntil("h-2 running again", timeout: .seconds(5)) { processState(pid).map { $0 != "T" } ?? false }
             #expect(rig.pid("h-2") == pid, "resumed, not restarted")
@@ -60,8 +60,8 @@ struct integration_zmq_governor_SingleFaults {
             let pid = try #require(rig.pid("h-1"))
             let p = try TestProcess(CIRig.szchaos, ["pause", "h-1", "--for", "10m", "--deployment", "ci", "--root", rig.root])
             defer { p.stop() }
-            try await waitUntil("h-1 stopped (state T)", timeout: .seconds(10)) { processState(pid) == "T" }
-            try await waitUntil("the pause line", timeout: .seconds(10)) { p.lines.contains { $0.hasPrefix("pause h-1") } }
+            try await waitUntil("h-1 stopped (state T)", timeout: .seconds(30)) { processState(pid) == "T" }
+            try await waitUntil("the pause line", timeout: .seconds(30)) { p.lines.contains { $0.hasPrefix("pause h-1") } }
             p.signal(SIGTERM)
             #expect(try await p.waitExit(timeout: .seconds(10)) == .exited(1))
             try await waitUntil("h-1 running again", timeout: .seconds(5)) { processState(pid).map { $0 != "T" } ?? false }

@@ -217,7 +217,7 @@ struct integration_governor_ProcessLifecycle {
         try await waitUntil("the trap to be set") { ProcessIdentity.readExecutable(pid: pid)?.hasSuffix("sleep") == true }
         let (_, elapsed) = await measure { await p.stop() }
         #expect(elapsed >= .milliseconds(300))
-        #expect(elapsed < .seconds(5))
+        #expect(elapsed < .seconds(60), "escalated at its timeout instead of waiting for the child")
         #expect(await p.info().lastExit == .signaled(signal: SIGKILL, coreDumped: false))
         #expect(await p.currentStatus == .stopped)
         #expect(p.context.events.events.contains { $0.event == .escalated && $0.process == "i" })

@@ -118,7 +118,7 @@ struct regression_integration_governor_Catalogue {
         let pid = try #require(try await gov.handlerStatus("h-1").pid)
         try await waitUntil("the trap to be set") { ProcessIdentity.readExecutable(pid: pid)?.hasSuffix("sleep") == true }
         let (_, elapsed) = await measure { await gov.stop() }
-        #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(5))
+        #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(60))
         #expect(!LiveProcess.isAlive(pid))
         #expect(try await gov.handlerStatus("h-1").lastExit == .signaled(signal: SIGKILL, coreDumped: false))
         #expect(try await gov.handlerStatus("h-1").status == .stopped)

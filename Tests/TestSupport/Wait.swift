@@ -75,7 +75,7 @@ public func waitUntilSync(
 /// failing with `what` if it has not finished by `timeout`. The thread is left to finish on its own then,
 /// so a hung libzmq call fails the test instead of stalling the run.
 public func onThread<R: Sendable>(
-    _ what: String, timeout: Duration = .seconds(10), _ body: @escaping @Sendable () throws -> R
+    _ what: String, timeout: Duration = .seconds(60), _ body: @escaping @Sendable () throws -> R
 ) async throws -> R {
     try await withCheckedThrowingContinuation { (cont: CheckedContinuation<R, any Error>) in
         let once = ResumeOnce(cont)

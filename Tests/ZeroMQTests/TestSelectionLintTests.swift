@@ -51,6 +51,18 @@ struct unit_TestSelectionLint {
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
     }
 
+    /// Exit tests keep a cooperative-pool thread busy while their child runs; two at once stall the process.
+    @Test func everyExitTestGoesThroughTheGate() throws {
+        var problems: [String] = []
+        for (file, _) in try TestSourceScanner.scanFiles() where !file.hasPrefix("TestSupport/") {
+            let text = TestSourceScanner.withoutStrings(try String(contentsOf: TestSourceScanner.testsRoot.appendingPathComponent(file), encoding: .utf8))
+            for line in text.split(separator: "\n") where line.contains("processExitsWith") && !line.contains("oneExitTestAtATime") {
+                problems.append("\(file): an exit test outside oneExitTestAtATime: \(line.trimmingCharacters(in: .whitespaces))")
+            }
+        }
+        #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
+    }
+
     @Test func theScannerCatchesAMismatch() {
         let bad = """
         @Suite(.tags(.unit, .zmq))
