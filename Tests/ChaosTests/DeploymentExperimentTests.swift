@@ -13,13 +13,13 @@ import Glibc
 /// fail as they should.
 @Suite(.tags(.integration, .zmq, .governor))
 struct integration_zmq_governor_DeploymentExperiments {
-    static func experiment(duration: String, faults: String, recovery: String = "5s") throws -> Experiment {
+    static func experiment(duration: String, faults: String, recovery: String = "20s") throws -> Experiment {
         try Experiment.parse("""
             title: on ci
             seed: 99
             duration: \(duration)
             deployment: {name: ci, start_if_not_running: true, stop_after: true}
-            steady_state: {probe: ping, targets: ["h-*"], within: 200ms, recovery_timeout: \(recovery), interval: 50ms}
+            steady_state: {probe: ping, targets: ["h-*"], within: 2s, recovery_timeout: \(recovery), interval: 50ms}
             load:
               clients: 3
               targets: [h-1, h-2, h-3]
@@ -28,7 +28,7 @@ struct integration_zmq_governor_DeploymentExperiments {
               client: {timeout: 300ms, attempts: 6}
             faults:
             \(faults)
-            checks: {steady_state_restored: true, max_lost_requests: 0, max_duplicates: 0, max_time_to_recovery: 5s}
+            checks: {steady_state_restored: true, max_lost_requests: 0, max_duplicates: 0, max_time_to_recovery: 20s}
             """, file: "ci-experiment.yaml")
     }
 

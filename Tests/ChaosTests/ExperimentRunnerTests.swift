@@ -94,8 +94,9 @@ struct integration_zmq_ExperimentRunner {
         let peer = try TestPeer()
         defer { peer.stop() }
         let folder = try TemporaryFolder(prefix: "chaos-runner")
-        let e = try experiment(upstream: peer.endpoint, attempts: 20, fault: Self.dropReplies,
-                               checks: "max_lost_requests: 0, max_duplicates: 0, max_time_to_recovery: 2s")
+        // Room for a saturated machine: a longer run, so the first good reply after the fault comes within it.
+        let e = try experiment(upstream: peer.endpoint, attempts: 40, duration: "3s", fault: Self.dropReplies,
+                               checks: "max_lost_requests: 0, max_duplicates: 0, max_time_to_recovery: 5s")
         let r = try await run(e, folder: folder)
         #expect(r.exitCode == 0, "\(r.summary)")
         #expect(r.load.lost == 0 && r.load.retried > 0)
@@ -212,10 +213,10 @@ struct integration_zmq_SZChaosCommand {
         let yaml = """
             title: cli
             seed: 3
-            duration: 800ms
+            duration: 2s
             proxies: [{name: front, listen: "tcp://127.0.0.1:\(freeTCPPort())", upstream: "\(peer.endpoint)"}]
-            steady_state: {targets: [front], within: 200ms, recovery_timeout: 2s}
-            load: {clients: 1, targets: [front], rate: 20, methods: [echo], client: {timeout: 200ms, attempts: 5}}
+            steady_state: {targets: [front], within: 3s, recovery_timeout: 10s}
+            load: {clients: 1, targets: [front], rate: 20, methods: [echo], client: {timeout: 1s, attempts: 5}}
             faults:
               - {name: slow, kind: proxy, targets: [front], schedule: {initial_delay: 200ms, count: 1, duration: 300ms}, params: {delay_ms: 20}}
             checks: {max_lost_requests: 0}

@@ -42,15 +42,16 @@ struct integration_zmq_governor_SingleFaults {
     @Test func pauseStopsTheProcessThenResumesIt() async throws {
         try await withCIRig { rig in
             let pid = try #require(rig.pid("h-2"))
-            let p = try TestProcess(CIRig.szchaos, ["pause", "h-2", "--for", "1500ms", "--deployment", "ci", "--root", rig.root])
+            // A pause long enough that a saturated machine still sees it (state T) before it ends.
+            let p = try TestProcess(CIRig.szchaos, ["pause", "h-2", "--for", "5s", "--deployment", "ci", "--root", rig.root])
             defer { p.stop() }
             try await waitUntil("h-2 stopped (state T)", timeout: .seconds(30)) { processState(pid) == "T" }
             #expect(try await p.waitExit(timeout: .seconds(20)) == .exited(0))
-            try await waitUntil("h-2 running again", timeout: .seconds(5)) { processState(pid).map { $0 != "T" } ?? false }
+            try await waitUntil("h-2 running again", timeout: .seconds(30)) { processState(pid).map { $0 != "T" } ?? false }
             #expect(rig.pid("h-2") == pid, "resumed, not restarted")
             #expect(p.lines.contains { $0.hasPrefix("pause h-2 (pid \(pid)): SIGSTOP sent") })
-            try await waitUntil("the resume line", timeout: .seconds(5)) { p.lines.contains { $0.hasPrefix("resume h-2 (pid \(pid)): SIGCONT sent") } }
-            let (reply, _) = try await clientCall(rig.dataEndpoint("h-2"), timeout: .seconds(2))
+            try await waitUntil("the resume line", timeout: .seconds(30)) { p.lines.contains { $0.hasPrefix("resume h-2 (pid \(pid)): SIGCONT sent") } }
+            let (reply, _) = try await clientCall(rig.dataEndpoint("h-2"), timeout: .seconds(10))
             #expect((try? reply.get())?["message"] == "pong")
         }
     }
