@@ -29,7 +29,7 @@ struct integration_zmq_ChaosProxy {
         let rig = try ProxyRig(faults: ProxyFaults(drop: 1, direction: .replies))
         defer { rig.stop() }
         try await onThread("drop then recovery") {
-            let c = try rig.client(timeout: .milliseconds(150), attempts: 1)
+            let c = try rig.client(timeout: .seconds(1), attempts: 1)
             defer { c.terminate() }
             #expect(throws: ClientError.self) { try c.call("echo", params: ["seq": 1]) }
             #expect(c.stats.timeouts == 1)
@@ -59,7 +59,7 @@ struct integration_zmq_ChaosProxy {
         defer { rig.stop() }
         let seen = Locked<[JSONValue?]>([])
         try await onThread("duplicates") {
-            let c = try rig.client(timeout: .milliseconds(500), attempts: 1)
+            let c = try rig.client(timeout: .seconds(5), attempts: 1)
             defer { c.terminate() }
             for n in 1...15 { seen.mutate { $0.append(try? c.call("echo", params: ["seq": .int(Int64(n))])["seq"]) } }
         }
@@ -79,7 +79,7 @@ struct integration_zmq_ChaosProxy {
         defer { rig.stop() }
         let seen = Locked<[Int64]>([])
         try await onThread("duplicate replies") {
-            let c = try rig.client(timeout: .milliseconds(500), attempts: 1)
+            let c = try rig.client(timeout: .seconds(5), attempts: 1)
             defer { c.terminate() }
             for n in 1...15 { seen.mutate { $0.append((try? c.call("echo", params: ["seq": .int(Int64(n))])["seq"]?.intValue) ?? -1) } }
         }
@@ -130,7 +130,7 @@ struct integration_zmq_ChaosProxy {
         let rig = try ProxyRig(faults: ProxyFaults(corrupt: 1, direction: .requests))
         defer { rig.stop() }
         try await onThread("corrupt") {
-            let c = try rig.client(timeout: .milliseconds(500), attempts: 1)
+            let c = try rig.client(timeout: .seconds(5), attempts: 1)
             defer { c.terminate() }
             let r = try c.call("echo", params: ["seq": 1])
             #expect(!r.success && r.error == Wire.invalidJSON)
@@ -184,7 +184,7 @@ struct integration_zmq_ChaosProxy {
         try await onThread("blackhole via control") {
             let ctl = try SyncClient(endpoint: control, configuration: .init(timeout: .seconds(2), attempts: 1))
             defer { ctl.terminate() }
-            let c = try rig.client(timeout: .milliseconds(150), attempts: 2)
+            let c = try rig.client(timeout: .seconds(1), attempts: 2)
             defer { c.terminate() }
             #expect(try ctl.ping()["message"] == "pong")
             let set = try ctl.call("set", params: ["blackhole": true])

@@ -23,7 +23,9 @@ final class ProxyRig: @unchecked Sendable {
         peer.stop()
     }
 
-    func client(timeout: Duration = .milliseconds(300), attempts: Int = 3) throws -> SyncClient {
+    /// A client of the proxy. The default timeout leaves room for a saturated machine: tests that expect a
+    /// timeout say so with a shorter one.
+    func client(timeout: Duration = .seconds(3), attempts: Int = 3) throws -> SyncClient {
         try SyncClient(endpoint: endpoint, configuration: ClientConfiguration(timeout: timeout, attempts: attempts, seed: 7))
     }
 }

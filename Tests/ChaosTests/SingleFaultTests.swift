@@ -45,7 +45,10 @@ struct integration_zmq_governor_SingleFaults {
             // A pause long enough that a saturated machine still sees it (state T) before it ends.
             let p = try TestProcess(CIRig.szchaos, ["pause", "h-2", "--for", "5s", "--deployment", "ci", "--root", rig.root])
             defer { p.stop() }
-            try await waitUntil("h-2 stopped (state T)", timeout: .seconds(30)) { processState(pid) == "T" }
+            try await waitUntil("h-2 stopped (state T), or szchaos ended", timeout: .seconds(30)) {
+                processState(pid) == "T" || p.exitStatus != nil
+            }
+            try #require(processState(pid) == "T", "szchaos did not pause h-2: \(p.lines) \(p.stderrText)")
             #expect(try await p.waitExit(timeout: .seconds(20)) == .exited(0))
             try await waitUntil("h-2 running again", timeout: .seconds(30)) { processState(pid).map { $0 != "T" } ?? false }
             #expect(rig.pid("h-2") == pid, "resumed, not restarted")
