@@ -137,6 +137,8 @@ check_leftovers() {
 
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/sz-run-tests.XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT
+# Interrupted (Ctrl-C, SIGTERM from CI): still stop what this run started and remove its folder.
+trap '[ -n "${SZ_TEST_TMPDIR:-}" ] && check_leftovers; exit 130' INT TERM
 total_pass=0
 total_fail=0
 runs_ok=0
