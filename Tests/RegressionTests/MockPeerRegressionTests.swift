@@ -48,12 +48,7 @@ struct regression_integration_zmq_MockPeers {
                 exit(1)
             }
             func waitFor(_ what: String, _ cond: () -> Bool) {
-                let clock = ContinuousClock()
-                let deadline = clock.now + .seconds(20)
-                while !cond() {
-                    if clock.now > deadline { fail("timed out waiting for \(what)") }
-                    usleep(5_000)
-                }
+                if (try? waitUntilSync(what, timeout: .seconds(20), cond)) == nil { fail("timed out waiting for \(what)") }
             }
             let folder = TemporaryDirectory()
             let serverEndpoint = folder.ipcEndpoint("server.sock")

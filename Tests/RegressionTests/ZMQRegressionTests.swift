@@ -68,13 +68,11 @@ struct regression_integration_zmq_Client {
             }
             // libzmq closes the peer's side of finished connections on its I/O thread, a moment later:
             // wait for the count to settle (with a deadline) instead of reading it once.
-            let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(20)
-            while DedicatedThread.liveCount != threadsBefore || openFileDescriptors().count > fdsBefore {
-                if clock.now > deadline {
-                    fail("descriptors \(fdsBefore) -> \(openFileDescriptors().count), client threads \(threadsBefore) -> \(DedicatedThread.liveCount)")
-                }
-                usleep(5_000)
+            let settled = try? waitUntilSync("descriptors and client threads back to their count", timeout: .seconds(20)) {
+                DedicatedThread.liveCount == threadsBefore && openFileDescriptors().count <= fdsBefore
+            }
+            if settled == nil {
+                fail("descriptors \(fdsBefore) -> \(openFileDescriptors().count), client threads \(threadsBefore) -> \(DedicatedThread.liveCount)")
             }
             if Context.liveCount != contextsBefore { fail("contexts \(contextsBefore) -> \(Context.liveCount)") }
             peer.stop()
