@@ -104,7 +104,16 @@ public enum Spawner {
         defer { cArgv.free(); cEnvp.free() }
 
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, request.executable, &actions, &attributes, cArgv.pointer, cEnvp.pointer)
+        var rc = posix_spawn(&pid, request.executable, &actions, &attributes, cArgv.pointer, cEnvp.pointer)
+        // ETXTBSY: an executable that was just written (a deployment's script, a fresh build) can still be
+        // open for writing in a child that another thread is forking at that moment, until that child
+        // execs. The condition lasts microseconds; try again briefly before calling it a failure.
+        var busyRetries = 0
+        while rc == ETXTBSY && busyRetries < 50 {
+            busyRetries += 1
+            usleep(2_000)
+            rc = posix_spawn(&pid, request.executable, &actions, &attributes, cArgv.pointer, cEnvp.pointer)
+        }
         guard rc == 0 else {
             throw SpawnError.spawnFailed(executable: request.executable, reason: SystemCalls.describe(rc))
         }
