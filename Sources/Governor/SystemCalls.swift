@@ -8,7 +8,7 @@
 import Glibc
 #endif
 
-enum SystemCalls {
+public enum SystemCalls {
     private typealias SyscallFn = @convention(c) (CLong, CLong, CLong, CLong, CLong) -> CLong
     private typealias CloseFromFn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt
 
@@ -42,13 +42,13 @@ enum SystemCalls {
 
     /// `pidfd_open(pid, 0)`: a file descriptor (close-on-exec) that refers to exactly this process,
     /// readable when it exits. Returns -1 and sets errno on failure.
-    static func pidfdOpen(_ pid: pid_t) -> CInt {
+    public static func pidfdOpen(_ pid: pid_t) -> CInt {
         guard let fn = syscallFn else { errno = ENOSYS; return -1 }
         return CInt(truncatingIfNeeded: fn(sysPidfdOpen, CLong(pid), 0, 0, 0))
     }
 
     /// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the very process the pidfd names (no PID reuse race).
-    static func pidfdSendSignal(_ pidfd: CInt, _ signal: CInt) -> CInt {
+    public static func pidfdSendSignal(_ pidfd: CInt, _ signal: CInt) -> CInt {
         guard let fn = syscallFn else { errno = ENOSYS; return -1 }
         return CInt(truncatingIfNeeded: fn(sysPidfdSendSignal, CLong(pidfd), CLong(signal), 0, 0))
     }

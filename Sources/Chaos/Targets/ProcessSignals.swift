@@ -46,7 +46,7 @@ public final class ProcessHandle: @unchecked Sendable {
     public init(_ target: VerifiedTarget) throws(SignalError) {
         name = target.name
         identity = target.identity
-        let fd = PidFD.open(target.identity.pid)
+        let fd = SystemCalls.pidfdOpen(target.identity.pid)
         if fd < 0 && errno != ENOSYS {
             throw SignalError("\(target.name) (pid \(target.identity.pid)): cannot open a pidfd: \(String(cString: strerror(errno)))")
         }
@@ -63,7 +63,7 @@ public final class ProcessHandle: @unchecked Sendable {
     public func send(_ sig: Int32) throws(SignalError) {
         let (rc, e): (Int32, Int32) = lock.with {
             if pidfd >= 0 {
-                let r = PidFD.sendSignal(pidfd, sig)
+                let r = SystemCalls.pidfdSendSignal(pidfd, sig)
                 return (r, errno)
             }
             // No pidfd (kernel < 5.3): check the identity right before kill(2).
@@ -85,24 +85,4 @@ public final class ProcessHandle: @unchecked Sendable {
 
     /// Whether the process is still alive (and still this one).
     public var isAlive: Bool { ProcessIdentity.of(pid: identity.pid)?.matches(identity) == true }
-}
-
-/// pidfd_open / pidfd_send_signal through syscall(2) (not in Swift's Glibc module).
-enum PidFD {
-    private typealias SyscallFn = @convention(c) (CLong, CLong, CLong, CLong, CLong) -> CLong
-    nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
-    private static let fn: SyscallFn? = {
-        guard let sym = dlsym(handle, "syscall") else { return nil }
-        return unsafeBitCast(sym, to: SyscallFn.self)
-    }()
-
-    static func open(_ pid: pid_t) -> Int32 {
-        guard let fn else { errno = ENOSYS; return -1 }
-        return Int32(truncatingIfNeeded: fn(434, CLong(pid), 0, 0, 0))
-    }
-
-    static func sendSignal(_ fd: Int32, _ sig: Int32) -> Int32 {
-        guard let fn else { errno = ENOSYS; return -1 }
-        return Int32(truncatingIfNeeded: fn(424, CLong(fd), CLong(sig), 0, 0))
-    }
 }
