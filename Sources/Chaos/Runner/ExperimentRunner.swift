@@ -258,7 +258,9 @@ public final class ExperimentRunner: @unchecked Sendable {
             for await r in group where r.fault.index >= 0 { out.append(r) }
             return out.sorted { $0.fault.index < $1.fault.index }
         }
-        load?.stop()
+        // Stopping waits for each client's current call (attempts x timeout): on a thread of its own, never
+        // on the cooperative pool, which the probes and the recovery watchers of other runs share.
+        if let load { _ = await onOwnThread("load-stop") { load.stop() } }
         progressTask?.cancel()
         environment.progress?.finish(snapshot(load: load, planned: plan.count, start: start))
 
