@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A fresh directory under /tmp (short path: ipc socket paths are limited to 107 bytes) that deletes itself,
 /// with everything in it, when released or when `remove()` is called. The leak guard reports one left behind.
@@ -62,22 +63,49 @@ public func openFileDescriptors() -> Set<Int32> {
     return Set(names.compactMap { Int32($0) })
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released, so a peer can bind it next).
+/// A free TCP port on 127.0.0.1 for a peer to bind next.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 here), never from it: the
+/// outgoing connections of every test (thousands of reconnects in a run) take their local ports from that
+/// range, and one of them took a port handed out by "bind to 0, read it, release it" before its test could
+/// bind it (seen once as EADDRINUSE in 20 busy runs). Below the range only explicit binds compete; a counter
+/// never hands the same port out twice in one process, and its start depends on the PID so that parallel
+/// test processes walk different ports. Each port is checked free by a bind before it is returned.
 public func freeTCPPort() -> Int {
+    let (low, span) = testPortRange
+    for _ in 0..<span {
+        let port = low + portCursor.withLock { c -> Int in
+            defer { c = (c + 1) % span }
+            return c
+        }
+        if tcpPortIsFree(port) { return port }
+    }
+    preconditionFailure("no free TCP port in \(low)..<\(low + span)")
+}
+
+/// The ports `freeTCPPort` walks: the 12000 ports just below the ephemeral range.
+let testPortRange: (low: Int, span: Int) = {
+    let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+    let ephemeralLow = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32768
+    let low = max(1024, ephemeralLow - 12000)
+    return (low, max(1, ephemeralLow - low))
+}()
+
+private let portCursor = Mutex<Int>(Int(getpid()) &* 7919 % testPortRange.span)
+
+/// Whether 127.0.0.1:`port` can be bound right now.
+func tcpPortIsFree(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
     defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
+    let len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    return withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
-    }
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
+    } == 0
 }
 
 /// Debian's pyzmq (python3-zmq) works only with this interpreter, not with the `python3` first on PATH.

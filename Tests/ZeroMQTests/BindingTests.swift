@@ -4,8 +4,25 @@ import TestSupport
 import Testing
 import ZeroMQ
 
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_Binding {
+    /// `freeTCPPort` hands out distinct ports below the kernel's ephemeral range, where no outgoing
+    /// connection can take them, and a REP socket binds each.
+    @Test func freeTCPPortsAreDistinctBindableAndBelowTheEphemeralRange() throws {
+        let text = try String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+        let ephemeralLow = try #require(text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) })
+        let ports = (0..<200).map { _ in freeTCPPort() }
+        #expect(Set(ports).count == ports.count, "a port handed out twice")
+        #expect(ports.allSatisfy { $0 >= 1024 && $0 < ephemeralLow }, "\(ports.filter { $0 >= ephemeralLow })")
+        let ctx = try Context()
+        defer { try? ctx.terminate(timeout: .seconds(2)) }
+        for port in ports.prefix(20) {
+            let rep = try ctx.socket(.rep)
+            try rep.bind("tcp://127.0.0.1:\(port)")
+            rep.close()
+        }
+    }
+
     @Test func reqRepRoundTripOverTCPAndIPC() throws {
         let tmp = TemporaryFolder()
         for bind in ["tcp://127.0.0.1:*", tmp.ipcEndpoint("rep.sock")] {
