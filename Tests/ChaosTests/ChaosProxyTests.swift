@@ -6,7 +6,7 @@ import Testing
 import ZMQClient
 import ZeroMQ
 
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_ChaosProxy {
     @Test func forwardsEveryReplyToItsOwnClientWithNoFaults() async throws {
         let rig = try ProxyRig()
@@ -266,7 +266,7 @@ struct integration_zmq_ChaosProxy {
     }
 }
 
-@Suite(.tags(.unit))
+@Suite(.tags(.unit), .leakChecked)
 struct unit_ProxyFaultSettings {
     @Test func sameSeedSameDecisionsAndDirectionsAreIndependent() {
         let f = ProxyFaults(drop: 0.2, delayMs: 10, jitterMs: 5, duplicate: 0.2, reorder: 0.2, corrupt: 0.2)

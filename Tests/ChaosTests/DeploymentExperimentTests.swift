@@ -11,7 +11,7 @@ import Glibc
 /// Experiments on a real deployment: the runner starts the ci deployment under an in-process governor
 /// (the Governor library, not the CLI), applies process and control-channel faults, and its checks pass or
 /// fail as they should.
-@Suite(.tags(.integration, .zmq, .governor))
+@Suite(.tags(.integration, .zmq, .governor), .leakChecked)
 struct integration_zmq_governor_DeploymentExperiments {
     static func experiment(duration: String, faults: String, recovery: String = "20s") throws -> Experiment {
         try Experiment.parse("""

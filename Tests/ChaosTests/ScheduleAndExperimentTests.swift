@@ -7,7 +7,7 @@ import ScheduleZeroWire
 import TestSupport
 import Testing
 
-@Suite(.tags(.unit))
+@Suite(.tags(.unit), .leakChecked)
 struct unit_FaultSchedule {
     let handlers = ["server", "h-1", "h-2", "h-3"]
 
@@ -85,7 +85,7 @@ struct unit_FaultSchedule {
     }
 }
 
-@Suite(.tags(.unit))
+@Suite(.tags(.unit), .leakChecked)
 struct unit_ExperimentYAML {
     @Test func smokeFixtureReads() throws {
         let e = try Experiment.load(file: Fixtures.path("experiments/smoke.yaml"))
@@ -145,7 +145,7 @@ struct unit_ExperimentYAML {
     }
 }
 
-@Suite(.tags(.unit))
+@Suite(.tags(.unit), .leakChecked)
 struct unit_ChaosReport {
     func report(_ checks: [CheckResult]) -> ExperimentReport {
         ExperimentReport(title: "t <&> \"q\"", file: "x.yaml", seed: 5, plan: [], faults: [], load: LoadCounters(),

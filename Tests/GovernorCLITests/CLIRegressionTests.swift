@@ -9,7 +9,7 @@ import Glibc
 
 /// Governor entries of the regression catalogue that need the real `szgovernor` executable. Each name says
 /// what broke (upstream's ProcessGovernor, or this governor on its way).
-@Suite(.tags(.regression, .integration, .governor))
+@Suite(.tags(.regression, .integration, .governor), .leakChecked)
 struct regression_integration_governor_CLICatalogue {
     /// Upstream: `stop` from a second process killed the handlers but orphaned the server.
     @Test func secondProcessDownLeavesNoOrphan() async throws {

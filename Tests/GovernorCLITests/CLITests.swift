@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// `szgovernor` end to end: the built executables, real processes, one temporary root per test.
-@Suite(.tags(.integration, .governor))
+@Suite(.tags(.integration, .governor), .leakChecked)
 struct integration_governor_CLI {
     @Test func upDetachStatusJsonAndDownFromASecondProcessLeaveNothing() async throws {
         let h = CLIHarness()

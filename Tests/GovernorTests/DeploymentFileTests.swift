@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 @testable import Governor
 
-@Suite(.tags(.unit, .governor))
+@Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_DeploymentFile {
     let vars = ["SZMOCK": "/opt/build/szmock"]
 
@@ -114,7 +114,7 @@ struct unit_governor_DeploymentFile {
     }
 }
 
-@Suite(.tags(.unit, .governor))
+@Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_Names {
     @Test(arguments: ["demo", "ci", "night-2", "a_b.c", "X9"])
     func goodDeploymentNamesPass(name: String) throws {

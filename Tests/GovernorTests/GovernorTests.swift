@@ -6,7 +6,7 @@ import TestSupport
 import Glibc
 #endif
 
-@Suite(.tags(.integration, .governor))
+@Suite(.tags(.integration, .governor), .leakChecked)
 struct integration_governor_Governor {
     static func readyHandler(_ id: String, _ h: Harness) -> HandlerConfig {
         let ready = h.deploymentDir.appendingPathComponent("run/\(id).ready").path
@@ -106,7 +106,7 @@ struct integration_governor_Governor {
     }
 }
 
-@Suite(.tags(.integration, .governor))
+@Suite(.tags(.integration, .governor), .leakChecked)
 struct integration_governor_Reconcile {
     @Test func aForgedPidFileNamingAnUnrelatedProcessIsRemovedWithoutSignalling() async throws {
         let h = Harness()

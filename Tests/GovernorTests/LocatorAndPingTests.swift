@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 @testable import Governor
 
-@Suite(.tags(.unit, .governor))
+@Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_LocatorAndReadiness {
     @Test func readinessPingFormsParse() throws {
         func readiness(_ text: String) throws -> ReadinessSpec? {

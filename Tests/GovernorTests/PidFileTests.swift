@@ -6,7 +6,7 @@ import TestSupport
 import Glibc
 #endif
 
-@Suite(.tags(.unit, .governor))
+@Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_PidFile {
     let dir = TemporaryDirectory()
     var path: String { dir.appending("pids/x.pid").path }
@@ -105,7 +105,7 @@ struct unit_governor_PidFile {
     }
 }
 
-@Suite(.tags(.unit, .governor))
+@Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_DeploymentLock {
     let dir = TemporaryDirectory()
 

@@ -6,7 +6,7 @@ import TestSupport
 import Glibc
 #endif
 
-@Suite(.tags(.integration, .governor))
+@Suite(.tags(.integration, .governor), .leakChecked)
 struct integration_governor_ProcessLifecycle {
     @Test func startReachesRunningAndWritesAVerifiablePidFile() async throws {
         let h = Harness()

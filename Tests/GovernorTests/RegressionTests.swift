@@ -8,7 +8,7 @@ import Glibc
 
 /// The governor entries of the regression catalogue, against the real ProcessGovernor and real processes.
 /// Each name says what broke upstream (or in other supervisors).
-@Suite(.tags(.regression, .integration, .governor))
+@Suite(.tags(.regression, .integration, .governor), .leakChecked)
 struct regression_integration_governor_Catalogue {
     @Test func cleanStopIsReportedStoppedNotCrashed() async throws {
         let h = Harness()

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 @testable import Governor
 
-@Suite(.tags(.unit, .governor))
+@Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_RestartPolicy {
     let crash = ExitStatus.signaled(signal: 9, coreDumped: false)
 
@@ -125,7 +125,7 @@ struct unit_governor_RestartPolicy {
     }
 }
 
-@Suite(.tags(.unit, .governor))
+@Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_ManualClock {
     @Test func sleepersWakeOnlyWhenTheirDeadlineIsReached() async throws {
         let clock = ManualGovernorClock()

@@ -8,7 +8,7 @@ import Glibc
 
 /// Leak checks need a process of their own: tests run in parallel, so /proc/self/fd of the test runner
 /// moves with other tests. Exit tests run their body in a fresh child process.
-@Suite(.tags(.integration, .governor))
+@Suite(.tags(.integration, .governor), .leakChecked)
 struct integration_governor_Stress {
     @Test(.tags(.slow)) func slow_thousandSpawnWaitCyclesLeakNothingAndNeverDeadlock() async throws {
         let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {

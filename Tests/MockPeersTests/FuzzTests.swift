@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 import ZeroMQ
 
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_MockHandlerFuzz {
     /// Thousands of random and malformed frames (bytes, broken JSON, wrong shapes, deep nesting, multipart,
     /// oversized): every one gets exactly one well-formed reply, and `ping` still answers correctly.

@@ -6,7 +6,7 @@ import Testing
 import ZMQClient
 import ZeroMQ
 
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_MockHandlerFaults {
     @Test func swallowLeavesTheCallersREQInEFSMAndTheClientRecoversWithANewSocket() async throws {
         let h = try InProcessHandler()

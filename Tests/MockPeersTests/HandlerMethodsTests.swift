@@ -21,7 +21,7 @@ func rawExchange(_ endpoint: String, _ frames: [[UInt8]], timeout: Duration = .s
     }
 }
 
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_MockHandlerMethods {
     @Test func everyMethodAnswersOverTheWire() async throws {
         let h = try InProcessHandler(id: "h-m") { $0.sandbox = nil }

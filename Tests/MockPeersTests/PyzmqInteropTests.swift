@@ -9,7 +9,7 @@ import Glibc
 
 private let havePyzmq = FileManager.default.isExecutableFile(atPath: python)
 
-@Suite(.tags(.integration, .zmq), .enabled(if: havePyzmq, "needs /usr/bin/python3 with python3-zmq"))
+@Suite(.tags(.integration, .zmq), .leakChecked, .enabled(if: havePyzmq, "needs /usr/bin/python3 with python3-zmq"))
 struct integration_zmq_PyzmqInterop {
     @Test func pyzmqClientWrittenLikeUpstreamCallsSzmockHandler() async throws {
         let h = try startSzmock(["handler", "--id", "h-py", "--log-requests"])

@@ -8,7 +8,7 @@ import ZMQClient
 import Glibc
 #endif
 
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_SzmockProcess {
     @Test func readyLineAndReadyFileNameTheRealEndpoints() async throws {
         let dir = try TemporaryFolder(prefix: "szp")

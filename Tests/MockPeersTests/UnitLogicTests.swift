@@ -4,7 +4,7 @@ import ScheduleZeroWire
 import TestSupport
 import Testing
 
-@Suite(.tags(.unit, .zmq))
+@Suite(.tags(.unit, .zmq), .leakChecked)
 struct unit_zmq_MockPeersLogic {
     @Test func faultSettingsApplyValidateAndReport() throws {
         var f = FaultSettings()

@@ -7,7 +7,7 @@ import ZMQClient
 import ZeroMQ
 
 /// Regression catalogue, mock peers: what upstream's Python handler got wrong, proved against ours.
-@Suite(.tags(.regression, .integration, .zmq))
+@Suite(.tags(.regression, .integration, .zmq), .leakChecked)
 struct regression_integration_zmq_MockPeers {
     /// Upstream's handler answered each frame of a multipart request as its own message, so the REQ peer
     /// got the reply to the last frame. A compatible peer rejects the message with one error reply.

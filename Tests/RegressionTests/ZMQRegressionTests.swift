@@ -6,7 +6,7 @@ import ZMQClient
 import ZeroMQ
 
 /// Regression catalogue, ZeroMQ layer: each test is named after what broke upstream (docs/TESTING.md).
-@Suite(.tags(.regression, .integration, .zmq))
+@Suite(.tags(.regression, .integration, .zmq), .leakChecked)
 struct regression_integration_zmq_Client {
     /// Upstream: after a reply went missing, the REQ socket stayed in its "sent" state and every later
     /// call failed with EFSM ("Operation cannot be accomplished in current state").

@@ -18,10 +18,18 @@ public enum LeakGuard {
     }()
 
     /// Temporary folders that exist now, by path.
-    public static func track(folder path: String) { install(); state.withLock { $0.folders.insert(path) } }
+    public static func track(folder path: String) {
+        install()
+        state.withLock { _ = $0.folders.insert(path) }
+        SuiteLeakScope.current?.track(folder: path)
+    }
     public static func untrack(folder path: String) { state.withLock { $0.folders.remove(path) } }
     /// Child processes started by tests, by PID, with a name for the report.
-    public static func track(pid: Int32, name: String) { install(); state.withLock { $0.pids[pid] = name } }
+    public static func track(pid: Int32, name: String) {
+        install()
+        state.withLock { $0.pids[pid] = name }
+        SuiteLeakScope.current?.track(pid: pid, name: name)
+    }
     public static func untrack(pid: Int32) { state.withLock { $0.pids[pid] = nil } }
 
     /// What is left right now (empty when nothing leaked).

@@ -10,7 +10,7 @@ private let fast = ClientConfiguration(timeout: .milliseconds(150), attempts: 3)
 /// For tests where no timeout is expected: long enough that a loaded machine cannot trip one.
 private let steady = ClientConfiguration(timeout: .seconds(5), attempts: 3)
 
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_Client {
     @Test func basicCallsAndPing() async throws {
         let peer = try TestPeer()

@@ -4,7 +4,7 @@ import Testing
 import ZMQClient
 import ZeroMQ
 
-@Suite(.tags(.unit, .zmq))
+@Suite(.tags(.unit, .zmq), .leakChecked)
 struct unit_zmq_ErrorsAndConfiguration {
     @Test func errorsAreNamedByErrno() {
         let efsm = ZMQError(errno: ZMQError.efsmErrno, operation: "zmq_send")
@@ -49,7 +49,7 @@ struct unit_zmq_ErrorsAndConfiguration {
     }
 }
 
-@Suite(.tags(.unit, .zmq))
+@Suite(.tags(.unit, .zmq), .leakChecked)
 struct unit_zmq_ReplyService {
     @Test func protocolErrorsComeBeforeTheHandler() {
         let echo: (Request) -> Reply = { .wrapping(.object($0.params)) }

@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// The Swift client and a Swift REP loop against real pyzmq peers written like upstream's (Fixtures/peers).
-@Suite(.tags(.integration, .zmq))
+@Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_ClientPyzmqInterop {
     @Test func swiftClientCallsAPyzmqHandler() async throws {
         try #require(pyzmqAvailable, "needs Debian's python3-zmq for /usr/bin/python3 (scripts/install-deps.sh)")

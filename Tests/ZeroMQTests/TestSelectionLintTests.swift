@@ -4,7 +4,7 @@ import Testing
 
 /// Selection that cannot lie: every suite and test name spells exactly its tags, every test has a category,
 /// and only regression tests carry the word `regression`. Reads the test sources; starts nothing.
-@Suite(.tags(.unit))
+@Suite(.tags(.unit), .leakChecked)
 struct unit_TestSelectionLint {
     static let categories: Set<String> = ["unit", "integration"]
     static let known: Set<String> = ["unit", "integration", "regression", "zmq", "governor", "slow"]
@@ -51,6 +51,15 @@ struct unit_TestSelectionLint {
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
     }
 
+    /// Every suite checks, when its last test is done, that it left no process, folder, PID file or socket
+    /// file behind (`LeakCheckedTrait`), so a leak is named with the suite that made it.
+    @Test func everySuiteIsLeakChecked() throws {
+        let suites = try TestSourceScanner.scanAll().filter { $0.kind == .suite }
+        #expect(suites.count > 20, "the scanner found almost no suites: is it broken?")
+        let unchecked = suites.filter { !$0.arguments.contains(".leakChecked") }.map { "\($0.place): suite \($0.name) lacks .leakChecked" }
+        #expect(unchecked.isEmpty, "\(unchecked.joined(separator: "\n"))")
+    }
+
     /// Exit tests keep a cooperative-pool thread busy while their child runs; two at once stall the process.
     @Test func everyExitTestGoesThroughTheGate() throws {
         var problems: [String] = []
@@ -89,6 +98,8 @@ enum TestSourceScanner {
         var suite: String?
         var suiteTags: Set<String>
         var place: String
+        /// The attribute's arguments, `(.tags(.unit), .leakChecked)`.
+        var arguments = ""
         /// The lowercase `word_` tokens that start the name.
         var tokens: Set<String> {
             var out: Set<String> = []
@@ -182,10 +193,10 @@ enum TestSourceScanner {
             let place = "\(file):\(line(start))"
             if attr == "Suite" {
                 currentSuite = (name, tags)
-                out.append(Decl(kind: .suite, name: name, tags: tags, suite: nil, suiteTags: [], place: place))
+                out.append(Decl(kind: .suite, name: name, tags: tags, suite: nil, suiteTags: [], place: place, arguments: args))
             } else {
                 out.append(Decl(kind: .test, name: name, tags: tags, suite: currentSuite?.name,
-                                suiteTags: currentSuite?.tags ?? [], place: place))
+                                suiteTags: currentSuite?.tags ?? [], place: place, arguments: args))
             }
             i = j
         }

@@ -2,7 +2,7 @@ import ScheduleZeroWire
 import TestSupport
 import Testing
 
-@Suite(.tags(.unit, .zmq))
+@Suite(.tags(.unit, .zmq), .leakChecked)
 struct unit_zmq_WireCodec {
     @Test func requestEncodesMethodAndParams() throws {
         let r = Request(method: "increment_counter", params: ["counter_name": "jobs"])
