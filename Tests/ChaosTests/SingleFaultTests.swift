@@ -225,6 +225,33 @@ struct integration_zmq_governor_SingleFaults {
 /// skipped with the reason, and nothing is signalled.
 @Suite(.tags(.integration), .leakChecked)
 struct integration_TargetVerification {
+    /// A handle whose process turned out not to be the verified one closed its pidfd in the initializer and
+    /// again in deinit (which runs when an initializer throws after setting every property): the second
+    /// close hit whatever descriptor had taken the number, in the test process an exit test's pipe. In a
+    /// child process, so other tests' handles do not move the count.
+    @Test func aHandleRefusedForAForgedIdentityClosesItsPidfdExactlyOnce() async throws {
+        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            guard var forged = ProcessIdentity.of(pid: getpid()) else { exit(3) }
+            forged.startTime += 1
+            let before = ProcessHandle.openPidfdCount
+            let fdsBefore = openFileDescriptors()
+            for _ in 0..<3 {
+                do {
+                    _ = try ProcessHandle(VerifiedTarget(name: "forged", identity: forged, pidFile: "/nonexistent"))
+                    FileHandle.standardError.write(Data("a forged identity was accepted\n".utf8)); exit(1)
+                } catch {}
+            }
+            let after = ProcessHandle.openPidfdCount
+            if after != before || openFileDescriptors() != fdsBefore {
+                FileHandle.standardError.write(Data("pidfds \(before) -> \(after), fds \(fdsBefore.sorted()) -> \(openFileDescriptors().sorted())\n".utf8))
+                exit(1)
+            }
+            exit(0)
+        } }
+        let complaint = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(complaint.isEmpty, "\(complaint)")
+    }
+
     /// A deployment folder with PID files written by the test.
     struct Folder {
         let dir = TemporaryDirectory(prefix: "szc")

@@ -71,6 +71,10 @@ enum StressBodies {
 
     /// Starts and stops a two-process deployment `count` times; checks fds before and after.
     static func governorCycles(count: Int) async -> Int32 {
+        // Progress on standard error, unbuffered: if the child ever stalls or ends early, the parent's
+        // report shows how far it got.
+        func progress(_ s: String) { FileHandle.standardError.write(Data("governor-cycles: \(s)\n".utf8)) }
+        progress("start")
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let tracker = ProcessTracker()
@@ -79,14 +83,16 @@ enum StressBodies {
         guard let gov = try? ProcessGovernor(deployment: Deployment(name: "s", handlers: [
             Harness.sleeper("h-1"), Harness.sleeper("h-2")]), directory: dir.url, options: options) else { return 3 }
         // One warm-up cycle opens what stays open (events.jsonl, lazily created runtime fds).
-        do { try await gov.start() } catch { print("\(error)"); return 3 }
+        do { try await gov.start() } catch { progress("warm-up: \(error)"); return 3 }
         await gov.stop()
+        progress("warm-up cycle done")
         let fdsBefore = LiveProcess.openFileDescriptorCount()
         let started = ContinuousClock.now
         for i in 0..<count {
-            do { try await gov.start() } catch { print("cycle \(i): \(error)"); return 3 }
+            do { try await gov.start() } catch { progress("cycle \(i): \(error)"); return 3 }
             await gov.stop()
-            if !tracker.alive.isEmpty { print("cycle \(i): survivors \(tracker.alive)"); return 1 }
+            if !tracker.alive.isEmpty { progress("cycle \(i): survivors \(tracker.alive)"); return 1 }
+            if i % 10 == 9 { progress("\(i + 1) cycles") }
         }
         let total = (ContinuousClock.now - started).inMilliseconds
         // Monitor threads close a child's pidfd just after they reap it, a moment after `stop` returns:

@@ -54,6 +54,12 @@ public struct VerifiedTarget: Sendable, Equatable {
     public var name: String
     public var identity: ProcessIdentity
     public var pidFile: String
+
+    public init(name: String, identity: ProcessIdentity, pidFile: String) {
+        self.name = name
+        self.identity = identity
+        self.pidFile = pidFile
+    }
 }
 
 /// A process that did not: why it is left alone.

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import Foundation
 import Governor
+import Synchronization
 
 /// Signal names and numbers (`SIGKILL`, `KILL`, `9`).
 public enum SignalName {
@@ -41,6 +42,10 @@ public final class ProcessHandle: @unchecked Sendable {
     public let identity: ProcessIdentity
     private let lock = NSLockLite()
     private var pidfd: Int32
+    private static let openPidfds = Atomic<Int>(0)
+    /// pidfds held by live handles: back to its value once every handle is gone, whether its initializer
+    /// threw or not (each pidfd is closed exactly once).
+    public static var openPidfdCount: Int { openPidfds.load(ordering: .relaxed) }
 
     /// Opens a pidfd on `target`'s PID and checks, while it pins the process, that the identity still matches.
     public init(_ target: VerifiedTarget) throws(SignalError) {
@@ -51,13 +56,21 @@ public final class ProcessHandle: @unchecked Sendable {
             throw SignalError("\(target.name) (pid \(target.identity.pid)): cannot open a pidfd: \(String(cString: strerror(errno)))")
         }
         pidfd = fd
+        if fd >= 0 { Self.openPidfds.add(1, ordering: .relaxed) }
         guard let now = ProcessIdentity.of(pid: target.identity.pid), now.matches(target.identity) else {
-            if fd >= 0 { close(fd) }
+            // deinit runs for an initializer that throws after every property is set: it closes the pidfd.
+            // Closing it here too closed whatever descriptor had reused the number meanwhile (in the test
+            // process: the pipe of an exit test, which then failed with no output).
             throw SignalError("\(target.name) (pid \(target.identity.pid)): no longer the verified process (it exited or the PID was reused)")
         }
     }
 
-    deinit { if pidfd >= 0 { close(pidfd) } }
+    deinit {
+        if pidfd >= 0 {
+            close(pidfd)
+            Self.openPidfds.subtract(1, ordering: .relaxed)
+        }
+    }
 
     /// Sends `sig` to exactly this process.
     public func send(_ sig: Int32) throws(SignalError) {
