@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ScheduleZeroWire
 
 /// What a fault answers instead of a proper reply.
@@ -98,7 +101,8 @@ public struct FaultSettings: Equatable, Sendable {
         self = n
     }
 
-    static let signalNames: [String: Int32] = ["SIGABRT": 6, "SIGKILL": 9, "SIGSEGV": 11, "SIGBUS": 7]
+    /// The signals a crash fault may end the handler with (a whitelist, not a name table: see Governor.SignalName).
+    static let signalNames: [String: Int32] = ["SIGABRT": SIGABRT, "SIGKILL": SIGKILL, "SIGSEGV": SIGSEGV, "SIGBUS": SIGBUS]
 
     static func signalNumber(_ name: String) -> Int32? {
         let up = name.uppercased()

@@ -53,6 +53,10 @@ public final class TestProcess: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Nothing else of the test process: without this, every child held whatever descriptor another
+        // thread had open without FD_CLOEXEC at that moment (a pipe of swift-test's, seen in every szmock
+        // and Python peer), which can hold a pipe of another test or of an exit test open past its end.
+        if let closeFrom = Self.closeFrom { _ = closeFrom(&actions, 3) }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -90,6 +94,13 @@ public final class TestProcess: @unchecked Sendable {
     }
 
     deinit { stop() }
+
+    private typealias CloseFromFn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), looked up because Swift does not import it.
+    private static let closeFrom: CloseFromFn? = {
+        guard let sym = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(sym, to: CloseFromFn.self)
+    }()
 
     private static func posix(_ what: String) -> Error {
         POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO, userInfo: [NSLocalizedDescriptionKey: what])

@@ -8,28 +8,6 @@ import Foundation
 import Governor
 import Synchronization
 
-/// Signal names and numbers (`SIGKILL`, `KILL`, `9`).
-public enum SignalName {
-    public static let table: [(String, Int32)] = [
-        ("SIGHUP", SIGHUP), ("SIGINT", SIGINT), ("SIGQUIT", SIGQUIT), ("SIGILL", SIGILL), ("SIGTRAP", SIGTRAP),
-        ("SIGABRT", SIGABRT), ("SIGBUS", SIGBUS), ("SIGFPE", SIGFPE), ("SIGKILL", SIGKILL), ("SIGUSR1", SIGUSR1),
-        ("SIGSEGV", SIGSEGV), ("SIGUSR2", SIGUSR2), ("SIGPIPE", SIGPIPE), ("SIGALRM", SIGALRM), ("SIGTERM", SIGTERM),
-        ("SIGCHLD", SIGCHLD), ("SIGCONT", SIGCONT), ("SIGSTOP", SIGSTOP), ("SIGTSTP", SIGTSTP), ("SIGWINCH", SIGWINCH),
-    ]
-
-    /// The number of `text` (`SIGKILL`, `kill`, `9`), nil when unknown.
-    public static func number(_ text: String) -> Int32? {
-        if let n = Int32(text), table.contains(where: { $0.1 == n }) { return n }
-        let up = text.uppercased()
-        let full = up.hasPrefix("SIG") ? up : "SIG" + up
-        return table.first { $0.0 == full }?.1
-    }
-
-    public static func name(_ n: Int32) -> String { table.first { $0.1 == n }?.0 ?? "signal \(n)" }
-
-    public static var known: String { table.map(\.0).joined(separator: ", ") }
-}
-
 /// Why a signal could not be sent.
 public struct SignalError: Error, CustomStringConvertible, Sendable {
     public let description: String
