@@ -29,6 +29,11 @@ public final class Context: @unchecked Sendable {
     private static let terminating = Atomic<Int>(0)
     /// Labels of the contexts still terminating, for leak reports.
     public let label: String
+    /// Set when libzmq's `zmq_ctx_term` has returned (on `terminate`'s own thread).
+    private let termination = Completion()
+    /// Whether libzmq has finished the termination. `terminate` returning normally implies it; after
+    /// `terminationTimedOut` it becomes true once the last socket's owner or lingering message lets go.
+    public var terminationFinished: Bool { termination.isDone }
 
     /// - Parameters:
     ///   - ioThreads: libzmq I/O threads for this context.
@@ -85,6 +90,10 @@ public final class Context: @unchecked Sendable {
             return (h, open)
         }
         guard let (handle, open) = taken else { return }
+        // Linger 0 before the shutdown, on every socket nobody is inside: after it, libzmq may refuse the
+        // option with ETERM, and a socket closed with infinite linger and a message pending keeps
+        // zmq_ctx_term waiting for a peer that may never come.
+        for core in open { core.setLingerZeroIfIdle() }
         zmq_ctx_shutdown(handle)
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
@@ -97,14 +106,85 @@ public final class Context: @unchecked Sendable {
             // The owners still hold those sockets inside a libzmq call that ETERM will end; finish the
             // termination on a thread of its own so this caller is not held hostage.
             let box = UnsafeSendableHandle(handle)
+            let finished = termination
             Context.terminating.add(1, ordering: .relaxed)
             Thread.detach {
-                _ = zmq_ctx_term(box.pointer)
+                while zmq_ctx_term(box.pointer) != 0 && zmq_errno() == EINTR {}
                 Context.terminating.subtract(1, ordering: .relaxed)
+                finished.complete()
             }
             throw ZMQUsageError.terminationTimedOut(openSockets: stillOpen, after: timeout)
         }
-        while zmq_ctx_term(handle) != 0 && zmq_errno() == EINTR {}
+        // Every socket is closed now. With linger 0 zmq_ctx_term only waits for libzmq's reaper, but a socket
+        // whose owner was inside a call at the shutdown kept the linger it had (libzmq refuses options with
+        // ETERM after it), and one with infinite linger and a message for an absent peer would hold
+        // zmq_ctx_term for good. So it runs on a thread of its own, awaited until the deadline: the caller (a
+        // deinit on the cooperative pool, say) is never held beyond it.
+        let box = UnsafeSendableHandle(handle)
+        let finished = termination
+        Context.terminating.add(1, ordering: .relaxed)
+        Thread.detach {
+            while zmq_ctx_term(box.pointer) != 0 && zmq_errno() == EINTR {}
+            Context.terminating.subtract(1, ordering: .relaxed)
+            finished.complete()
+        }
+        let remaining = deadline - clock.now
+        if !finished.wait(timeout: max(remaining, .milliseconds(200))) {
+            throw ZMQUsageError.terminationTimedOut(openSockets: 0, after: timeout)
+        }
+    }
+}
+
+/// A one-shot flag a thread can wait on with a timeout (pthread mutex + condition; no Foundation here).
+final class Completion: @unchecked Sendable {
+    private var done = false
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
+    }
+
+    var isDone: Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return done
+    }
+
+    func complete() {
+        pthread_mutex_lock(mutex)
+        done = true
+        pthread_cond_broadcast(cond)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// True if completed within `timeout`.
+    func wait(timeout: Duration) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let (secs, atto) = timeout.components
+        var nanos = Int(now.tv_nsec) + Int(atto / 1_000_000_000)
+        var deadline = timespec(tv_sec: now.tv_sec + Int(secs) + nanos / 1_000_000_000, tv_nsec: 0)
+        nanos %= 1_000_000_000
+        deadline.tv_nsec = nanos
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !done {
+            if pthread_cond_timedwait(cond, mutex, &deadline) == ETIMEDOUT { return done }
+        }
+        return true
     }
 }
 

@@ -101,6 +101,13 @@ final class SocketCore: @unchecked Sendable {
         ctx?.forget(self)
     }
 
+    /// Used by the context's termination, before its shutdown: linger 0 unless the owner is inside a call.
+    func setLingerZeroIfIdle() {
+        guard guardLock.tryLock() else { return }
+        if let h = raw { Self.setLinger(h, .zero) }
+        guardLock.unlock()
+    }
+
     /// Used by the context's termination: waits until the owner is out of libzmq, then closes with linger 0.
     /// Does not call back into the context (it holds the context's registry already).
     func forceClose(until deadline: ContinuousClock.Instant) -> Bool {

@@ -107,7 +107,9 @@ public enum ZMQUsageError: Error, Equatable, CustomStringConvertible, Sendable {
         case .concurrentUse(let s, let op): "\(op) on socket \(s) refused: the socket is in use by another thread"
         case .closed(let s, let op): "\(op) on socket \(s) refused: the socket is closed"
         case .contextTerminated: "the ZeroMQ context is terminated"
-        case .terminationTimedOut(let n, let d): "context termination did not finish within \(d): \(n) socket(s) still open"
+        case .terminationTimedOut(let n, let d):
+            n > 0 ? "context termination did not finish within \(d): \(n) socket(s) still open"
+                : "context termination did not finish within \(d): zmq_ctx_term still running: a socket closed with infinite linger still holds messages for an absent peer (it finishes on a thread of its own)"
         }
     }
 }

@@ -180,6 +180,44 @@ struct integration_zmq_Binding {
         #expect(rep.isClosed)
     }
 
+    /// The socket with the pending message is the one blocked in a call: its linger cannot be lowered before
+    /// the shutdown (its owner is inside libzmq) nor after it (libzmq answers ETERM), and infinite linger is
+    /// what was asked for. The caller must not wait for a peer that may never come: `terminate` returns at
+    /// its deadline saying why, and libzmq finishes on its own thread once a peer takes the message. (Before,
+    /// zmq_ctx_term held the caller for good.)
+    @Test func terminatingWhileTheSocketWithThePendingMessageIsBlockedReturnsAtItsDeadline() async throws {
+        let ctx = try Context(blocky: true)
+        let req = try ctx.socket(.req)
+        try req.setLinger(nil)
+        let port = freeTCPPort()
+        try req.connect("tcp://127.0.0.1:\(port)")  // nobody there yet
+        try req.send("never delivered")
+        let box = UncheckedBox(req)
+        let blocked = Task {
+            try await onThread("a REQ blocked waiting for its reply", timeout: .seconds(60)) { () -> ZMQError.Code? in
+                do { _ = try box.value.receive(); return nil } catch let e as ZMQError { return e.code } catch { return nil }
+            }
+        }
+        try await waitUntilInsideLibzmq(box.value)
+        let outcome = try await onThread("zmq context termination", timeout: .seconds(60)) { () -> String in
+            do { try ctx.terminate(timeout: .seconds(1)); return "terminated" } catch { return "\(error)" }
+        }
+        #expect(outcome.contains("did not finish within 1.0 seconds: zmq_ctx_term still running"), "\(outcome)")
+        #expect(try await blocked.value == .eterm)
+        #expect(req.isClosed && !ctx.terminationFinished)
+        // The lingering message reaches the first peer that comes; then libzmq's termination completes.
+        let got = try await onThread("a peer taking the lingering message") { () -> String in
+            let peerContext = try Context()
+            defer { try? peerContext.terminate(timeout: .seconds(5)) }
+            let rep = try peerContext.socket(.rep)
+            try rep.setReceiveTimeout(.seconds(20))
+            try rep.bind("tcp://127.0.0.1:\(port)")
+            return String(decoding: try rep.receive(), as: UTF8.self)
+        }
+        #expect(got == "never delivered")
+        try await waitUntil("libzmq's termination to finish", timeout: .seconds(20)) { ctx.terminationFinished }
+    }
+
     @Test func terminatingWithABlockedReceiverAndPendingMessagesDoesNotHang() async throws {
         let ctx = try Context(blocky: true)  // libzmq's own default: infinite linger
         let req = try ctx.socket(.req)
