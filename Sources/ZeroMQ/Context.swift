@@ -105,14 +105,7 @@ public final class Context: @unchecked Sendable {
         if stillOpen > 0 {
             // The owners still hold those sockets inside a libzmq call that ETERM will end; finish the
             // termination on a thread of its own so this caller is not held hostage.
-            let box = UnsafeSendableHandle(handle)
-            let finished = termination
-            Context.terminating.add(1, ordering: .relaxed)
-            Thread.detach {
-                while zmq_ctx_term(box.pointer) != 0 && zmq_errno() == EINTR {}
-                Context.terminating.subtract(1, ordering: .relaxed)
-                finished.complete()
-            }
+            finishTermination(handle)
             throw ZMQUsageError.terminationTimedOut(openSockets: stillOpen, after: timeout)
         }
         // Every socket is closed now. With linger 0 zmq_ctx_term only waits for libzmq's reaper, but a socket
@@ -120,6 +113,16 @@ public final class Context: @unchecked Sendable {
         // ETERM after it), and one with infinite linger and a message for an absent peer would hold
         // zmq_ctx_term for good. So it runs on a thread of its own, awaited until the deadline: the caller (a
         // deinit on the cooperative pool, say) is never held beyond it.
+        finishTermination(handle)
+        let remaining = deadline - clock.now
+        if !termination.wait(timeout: max(remaining, .milliseconds(200))) {
+            throw ZMQUsageError.terminationTimedOut(openSockets: 0, after: timeout)
+        }
+    }
+
+    /// Runs `zmq_ctx_term` on a thread of its own; `termination` completes when it returns. Captures no
+    /// `self`: `terminate` also runs from `deinit`.
+    private func finishTermination(_ handle: UnsafeMutableRawPointer) {
         let box = UnsafeSendableHandle(handle)
         let finished = termination
         Context.terminating.add(1, ordering: .relaxed)
@@ -127,10 +130,6 @@ public final class Context: @unchecked Sendable {
             while zmq_ctx_term(box.pointer) != 0 && zmq_errno() == EINTR {}
             Context.terminating.subtract(1, ordering: .relaxed)
             finished.complete()
-        }
-        let remaining = deadline - clock.now
-        if !finished.wait(timeout: max(remaining, .milliseconds(200))) {
-            throw ZMQUsageError.terminationTimedOut(openSockets: 0, after: timeout)
         }
     }
 }

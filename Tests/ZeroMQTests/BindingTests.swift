@@ -192,13 +192,7 @@ struct integration_zmq_Binding {
         let port = freeTCPPort()
         try req.connect("tcp://127.0.0.1:\(port)")  // nobody there yet
         try req.send("never delivered")
-        let box = UncheckedBox(req)
-        let blocked = Task {
-            try await onThread("a REQ blocked waiting for its reply", timeout: .seconds(60)) { () -> ZMQError.Code? in
-                do { _ = try box.value.receive(); return nil } catch let e as ZMQError { return e.code } catch { return nil }
-            }
-        }
-        try await waitUntilInsideLibzmq(box.value)
+        let blocked = try await receiveBlockedUntilTermination(req, "a REQ blocked waiting for its reply")
         let outcome = try await onThread("zmq context termination", timeout: .seconds(60)) { () -> String in
             do { try ctx.terminate(timeout: .seconds(1)); return "terminated" } catch { return "\(error)" }
         }
@@ -226,13 +220,7 @@ struct integration_zmq_Binding {
         try req.send("never delivered")
         let rep = try ctx.socket(.rep)
         try rep.bind("tcp://127.0.0.1:*")
-        let box = UncheckedBox(rep)
-        let blocked = Task {
-            try await onThread("a receive blocked until termination", timeout: .seconds(60)) { () -> ZMQError.Code? in
-                do { _ = try box.value.receive(); return nil } catch let e as ZMQError { return e.code } catch { return nil }
-            }
-        }
-        try await waitUntilInsideLibzmq(box.value)
+        let blocked = try await receiveBlockedUntilTermination(rep, "a receive blocked until termination")
         // Without the binding's shutdown-then-close, zmq_ctx_term would block here forever (a receive in
         // progress, a message pending with infinite linger). It must return, and without giving up on a socket
         // (`terminationTimedOut` would be thrown).
@@ -249,6 +237,19 @@ struct integration_zmq_Binding {
 }
 
 /// Waits until another thread is inside a blocking libzmq call on `socket` (the binding then refuses us).
+/// Starts a receive on `socket` on a thread of its own (no timeout: only the context's termination ends it)
+/// and returns once that thread is inside libzmq; the task gives the error code the receive ended with.
+func receiveBlockedUntilTermination(_ socket: Socket, _ what: String) async throws -> Task<ZMQError.Code?, any Error> {
+    let box = UncheckedBox(socket)
+    let blocked = Task {
+        try await onThread(what, timeout: .seconds(60)) { () -> ZMQError.Code? in
+            do { _ = try box.value.receive(); return nil } catch let e as ZMQError { return e.code } catch { return nil }
+        }
+    }
+    try await waitUntilInsideLibzmq(box.value)
+    return blocked
+}
+
 func waitUntilInsideLibzmq(_ socket: Socket) async throws {
     let box = UncheckedBox(socket)
     try await waitUntil("another thread to be inside a libzmq call on \(socket.label)") {
