@@ -83,12 +83,15 @@ public func freeTCPPort() -> Int {
     preconditionFailure("no free TCP port in \(low)..<\(low + span)")
 }
 
-/// The ports `freeTCPPort` walks: the 12000 ports just below the ephemeral range.
+/// The ports `freeTCPPort` walks: the 12000 ports just below the ephemeral range, the top 2000 of them for
+/// exit tests' child processes and the rest for the test process. A port is handed out some time before its
+/// test binds it; a child walking the same ports took one in that window (EADDRINUSE at a deployment's `up`).
 let testPortRange: (low: Int, span: Int) = {
     let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
     let ephemeralLow = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32768
     let low = max(1024, ephemeralLow - 12000)
-    return (low, max(1, ephemeralLow - low))
+    let span = max(4000, ephemeralLow - low)
+    return LeakGuard.isExitTestChild ? (low + span - 2000, 2000) : (low, span - 2000)
 }()
 
 private let portCursor = Mutex<Int>(Int(getpid()) &* 7919 % testPortRange.span)

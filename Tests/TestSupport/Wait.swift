@@ -135,9 +135,37 @@ private let exitTestGate = SerialGate()
 /// priority back to the caller's. The gate keeps to one exit test at a time.
 public func oneExitTestAtATime<R: Sendable>(_ body: @escaping @Sendable () async -> R) async -> R {
     await exitTestGate.acquire()
+    _ = ExitTestReport.take()  // nothing left over from an earlier child
     let r = await withCheckedContinuation { (c: CheckedContinuation<R, Never>) in
         Task(priority: .background) { c.resume(returning: await body()) }
     }
     await exitTestGate.release()
     return r
+}
+
+/// What an exit test's child has to say, passed through a file: Swift Testing 6.3 wraps the observed
+/// standard output and error in barrier values of its own and was seen returning them empty for a child
+/// that had written to both before exiting 1, so a failing child's reason was lost. Exit tests run one at a
+/// time per test process, so the file is named after that process (the child's parent).
+public enum ExitTestReport {
+    static func path(forTestProcess pid: pid_t) -> String {
+        let base = ProcessInfo.processInfo.environment["SZ_TEST_TMPDIR"] ?? "/tmp"
+        return "\(base)/exit-test-report-\(pid).txt"
+    }
+
+    /// In the child: appends a line (unbuffered, so it survives any way the child ends).
+    public static func line(_ text: String) {
+        let fd = open(path(forTestProcess: getppid()), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        let bytes = Array((text + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
+    /// In the test process, after the exit test: what the child wrote (and the file is gone).
+    public static func take() -> String {
+        let p = path(forTestProcess: getpid())
+        defer { unlink(p) }
+        return (try? String(contentsOfFile: p, encoding: .utf8)) ?? ""
+    }
 }
