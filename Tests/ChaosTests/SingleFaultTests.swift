@@ -230,7 +230,7 @@ struct integration_TargetVerification {
     /// close hit whatever descriptor had taken the number, in the test process an exit test's pipe. In a
     /// child process, so other tests' handles do not move the count.
     @Test func aHandleRefusedForAForgedIdentityClosesItsPidfdExactlyOnce() async throws {
-        await oneExitTestAtATime { await #expect(processExitsWith: .success) {
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             // pidfd descriptors only: the child's runtime opens others of its own at any moment.
             func pidfds() -> Int {
                 openFileDescriptors().filter {
@@ -251,7 +251,6 @@ struct integration_TargetVerification {
             ExitTestReport.line("pidfd-check: handle count \(before) -> \(after), pidfds \(pidfdsBefore) -> \(pidfdsAfter), forged accepted: \(accepted)")
             exit(after == before && pidfdsAfter == pidfdsBefore && !accepted ? 0 : 1)
         } }
-        let report = ExitTestReport.take()
         #expect(report.contains("pidfd-check: handle count 0 -> 0, pidfds 0 -> 0, forged accepted: false"), "\(report)")
     }
 

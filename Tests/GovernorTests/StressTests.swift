@@ -11,22 +11,19 @@ import Glibc
 @Suite(.tags(.integration, .governor), .leakChecked)
 struct integration_governor_Stress {
     @Test(.tags(.slow)) func slow_thousandSpawnWaitCyclesLeakNothingAndNeverDeadlock() async throws {
-        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             exit(await StressBodies.spawnWaitCycles(count: 1000))
         } }
-        let output = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
-        print(output)
-        #expect(output.contains("cycles=1000"))
+        print(report)
+        #expect(report.contains("cycles=1000"), "\(report)")
     }
 
     @Test func fiftyGovernorCyclesLeakNoFileDescriptor() async throws {
-        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             exit(await StressBodies.governorCycles(count: 50))
         } }
-        let output = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
-        let report = ExitTestReport.take()
         print(report)
-        #expect(output.contains("cycles=50") && report.contains("cycles=50"), "\(report)")
+        #expect(report.contains("cycles=50"), "\(report)")
     }
 }
 
@@ -45,10 +42,10 @@ enum StressBodies {
         for i in 0..<count {
             let t0 = ContinuousClock.now
             guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true")) else {
-                print("spawn failed at cycle \(i)"); return 3
+                ExitTestReport.line("spawn failed at cycle \(i)"); return 3
             }
             guard await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0) else {
-                print("cycle \(i): no exit within 10 s (deadlock?)"); return 2
+                ExitTestReport.line("cycle \(i): no exit within 30 s (deadlock?)"); return 2
             }
             latencies.append((ContinuousClock.now - t0).inMilliseconds)
         }
@@ -61,11 +58,11 @@ enum StressBodies {
         let fdsAfter = LiveProcess.openFileDescriptorCount()
         let threadsAfter = LiveProcess.threadCount()
         latencies.sort()
-        print(String(format: "cycles=%d total_ms=%.0f per_cycle_median_ms=%.3f p99_ms=%.3f max_ms=%.3f fds_before=%d fds_after=%d threads_before=%d threads_after=%d",
+        ExitTestReport.line(String(format: "cycles=%d total_ms=%.0f per_cycle_median_ms=%.3f p99_ms=%.3f max_ms=%.3f fds_before=%d fds_after=%d threads_before=%d threads_after=%d",
                      count, total, latencies[count / 2], latencies[count * 99 / 100], latencies.last!,
                      fdsBefore, fdsAfter, threadsBefore, threadsAfter))
-        if fdsAfter != fdsBefore { print("fd leak: \(fdsBefore) -> \(fdsAfter)"); return 1 }
-        if threadsAfter > threadsBefore + 2 { print("thread leak: \(threadsBefore) -> \(threadsAfter)"); return 1 }
+        if fdsAfter != fdsBefore { ExitTestReport.line("fd leak: \(fdsBefore) -> \(fdsAfter)"); return 1 }
+        if threadsAfter > threadsBefore + 2 { ExitTestReport.line("thread leak: \(threadsBefore) -> \(threadsAfter)"); return 1 }
         return 0
     }
 
@@ -102,7 +99,6 @@ enum StressBodies {
         let fdsAfter = LiveProcess.openFileDescriptorCount()
         let line = String(format: "cycles=%d total_ms=%.0f per_cycle_ms=%.2f fds_before=%d fds_after=%d",
                           count, total, total / Double(count), fdsBefore, fdsAfter)
-        print(line)
         progress(line)
         return fdsAfter == fdsBefore ? 0 : 1
     }

@@ -42,9 +42,9 @@ struct regression_integration_zmq_MockPeers {
     /// Upstream dropped its cached registration client on every re-registration without terminating its
     /// context: each server restart leaked a context and its I/O thread. Counted in a child process.
     @Test func reRegistrationDoesNotLeakAClient() async throws {
-        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             func fail(_ why: String) -> Never {
-                FileHandle.standardError.write(Data("LEAK: \(why)\n".utf8))
+                ExitTestReport.line("LEAK: \(why)")
                 exit(1)
             }
             func waitFor(_ what: String, _ cond: () -> Bool) {
@@ -87,7 +87,6 @@ struct regression_integration_zmq_MockPeers {
             _ = handler.stop(timeout: .seconds(5))
             _ = server.stop(timeout: .seconds(5))
         } }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(!stderr.contains("LEAK"), "\(stderr)")
+        #expect(!report.contains("LEAK"), "\(report)")
     }
 }

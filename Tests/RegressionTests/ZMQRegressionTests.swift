@@ -43,9 +43,9 @@ struct regression_integration_zmq_Client {
     /// Upstream: each client made a context and dropped it without `term()`; file descriptors and libzmq
     /// I/O threads piled up. Measured in a child process of its own, so parallel tests cannot blur the count.
     @Test func noContextLeakAfter200CreateTerminateCycles() async throws {
-        let result = await oneExitTestAtATime { await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             func fail(_ why: String) -> Never {
-                FileHandle.standardError.write(Data("LEAK: \(why)\n".utf8))
+                ExitTestReport.line("LEAK: \(why)")
                 exit(1)
             }
             let peer = try TestPeer()
@@ -77,24 +77,24 @@ struct regression_integration_zmq_Client {
             if Context.liveCount != contextsBefore { fail("contexts \(contextsBefore) -> \(Context.liveCount)") }
             peer.stop()
         } }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(!stderr.contains("LEAK"), "\(stderr)")
+        #expect(!report.contains("LEAK"), "\(report)")
     }
 
     /// Upstream: using the client as a context manager (`with ZMQClient(...)`) closed the socket but never
     /// terminated the context, also when the body raised.
     @Test func scopedClientTerminatesItsContext() async {
-        await oneExitTestAtATime { await #expect(processExitsWith: .success) {
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             struct Boom: Error {}
             let before = Context.liveCount
             _ = try? SyncClient.with(endpoint: "tcp://127.0.0.1:9") { _ -> Int in throw Boom() }
             _ = try? await ZMQClient.with(endpoint: "tcp://127.0.0.1:9") { _ -> Int in throw Boom() }
             _ = try SyncClient.with(endpoint: "tcp://127.0.0.1:9") { c in c.isTerminated }
             guard Context.liveCount == before else {
-                print("LEAK: \(Context.liveCount - before) context(s) left alive by scoped use")
+                ExitTestReport.line("LEAK: \(Context.liveCount - before) context(s) left alive by scoped use")
                 exit(1)
             }
         } }
+        #expect(!report.contains("LEAK"), "\(report)")
     }
 
     /// Upstream: after a timeout the socket was reused and the next call blocked forever.

@@ -124,7 +124,8 @@ public actor SerialGate {
 
 private let exitTestGate = SerialGate()
 
-/// Runs an exit test (`#expect(processExitsWith:)`) so that it cannot stall the other tests.
+/// Runs an exit test (`#expect(processExitsWith:)`) so that it cannot stall the other tests, and returns
+/// what its child wrote with `ExitTestReport.line`.
 ///
 /// Swift Testing 6.3 waits for an exit test's child with one blocking `readToEnd()` task per pipe (the back
 /// channel, plus standard output and error when observed), each holding a thread of the cooperative pool
@@ -133,14 +134,16 @@ private let exitTestGate = SerialGate()
 /// 10-19 s stalls in busy runs). The body therefore runs in a task of `.background` priority, whose jobs go
 /// to a queue of their own, and is awaited through a continuation, which does not escalate that task's
 /// priority back to the caller's. The gate keeps to one exit test at a time.
-public func oneExitTestAtATime<R: Sendable>(_ body: @escaping @Sendable () async -> R) async -> R {
+public func oneExitTestAtATime<R: Sendable>(_ body: @escaping @Sendable () async -> R) async -> String {
     await exitTestGate.acquire()
     _ = ExitTestReport.take()  // nothing left over from an earlier child
-    let r = await withCheckedContinuation { (c: CheckedContinuation<R, Never>) in
+    _ = await withCheckedContinuation { (c: CheckedContinuation<R, Never>) in
         Task(priority: .background) { c.resume(returning: await body()) }
     }
+    // Read inside the gate: the next exit test's child writes to the same file.
+    let report = ExitTestReport.take()
     await exitTestGate.release()
-    return r
+    return report
 }
 
 /// What an exit test's child has to say, passed through a file: Swift Testing 6.3 wraps the observed
