@@ -124,12 +124,19 @@ struct Up: ParsableCommand {
         if detach { return try runDetached(locator) }
         let service: GovernorService
         do { service = try GovernorService(locator: locator) } catch { throw Failure(error) }
+        // The forced stop kills, then says so; held under a lock the main thread takes before its last line,
+        // or the stop it causes could end the process before the line is written (seen once in a CI run).
+        let forcing = NSLock()
         GovernorSignals.watch(onFirst: { sig in
             print("szgovernor: \(signalName(sig)): stopping handlers, then the server (again to force)")
+            fflush(nil)
             Task { await service.shutdown() }
         }, onForce: { sig in
+            forcing.lock()
+            defer { forcing.unlock() }
             let killed = service.forceKill()
             print("szgovernor: \(signalName(sig)) again: SIGKILL to every process group now (\(killed.joined(separator: ", ")))")
+            fflush(nil)
         })
         let httpPort = self.httpPort
         defer { try? runAsync { await service.controlServer }?.join() }
@@ -153,6 +160,7 @@ struct Up: ParsableCommand {
             fflush(nil)
             await service.waitUntilStopped()
             await http?.stop()
+            forcing.withLock {}  // a forced stop in progress has said what it killed
             print("szgovernor: deployment \"\(locator.deploymentName)\" stopped")
             fflush(nil)
         }
