@@ -303,7 +303,10 @@ public actor GovernorService {
 
     /// The last `lines` lines of a text file (reads at most the last 64 KiB).
     public static func tail(of path: String, lines: Int) -> [String] {
-        guard lines > 0, let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        guard lines > 0 else { return [] }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)  // not FileHandle(forReadingAtPath:), which leaves CLOEXEC off
+        guard fd >= 0 else { return [] }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         defer { try? handle.close() }
         let size = (try? handle.seekToEnd()) ?? 0
         let start = size > 65_536 ? size - 65_536 : 0

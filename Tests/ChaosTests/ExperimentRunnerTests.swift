@@ -133,6 +133,23 @@ struct integration_zmq_ExperimentRunner {
         #expect(!restored.passed && restored.message.contains("not restored"))
     }
 
+    /// The journal's descriptor is close-on-exec: Foundation's `FileHandle(forWritingAtPath:)` was not, and
+    /// every process started meanwhile without closing descriptors (an exit test's child) held journals open.
+    @Test func theJournalFileIsNotInheritedByChildProcesses() throws {
+        let folder = TemporaryFolder(prefix: "journal")
+        let path = folder.file("journal.jsonl")
+        let journal = try Journal(path: path)
+        defer { journal.close() }
+        journal.record("probe")
+        let fd = try #require(openFileDescriptors().first {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == path
+        }, "no descriptor open on \(path)")
+        let info = try String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8)
+        let flags = try #require(info.split(separator: "\n").first { $0.hasPrefix("flags:") }
+            .flatMap { Int($0.dropFirst("flags:".count).trimmingCharacters(in: .whitespaces), radix: 8) })
+        #expect(flags & Int(O_CLOEXEC) != 0, "\(info)")
+    }
+
     @Test func aFaultKindWithoutActuatorIsRefusedBeforeAnythingRuns() async throws {
         let folder = try TemporaryFolder(prefix: "chaos-runner")
         let e = try experiment(upstream: "tcp://127.0.0.1:\(freeTCPPort())", attempts: 1, fault: """

@@ -227,8 +227,8 @@ struct integration_zmq_governor_SingleFaults {
 struct integration_TargetVerification {
     /// A handle whose process turned out not to be the verified one closed its pidfd in the initializer and
     /// again in deinit (which runs when an initializer throws after setting every property): the second
-    /// close hit whatever descriptor had taken the number, in the test process an exit test's pipe. In a
-    /// child process, so other tests' handles do not move the count.
+    /// close could hit whatever descriptor another thread had just opened under that number. In a child
+    /// process, so other tests' handles do not move the count.
     @Test func aHandleRefusedForAForgedIdentityClosesItsPidfdExactlyOnce() async throws {
         let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             // pidfd descriptors only: the child's runtime opens others of its own at any moment.

@@ -35,7 +35,7 @@ enum StressBodies {
             guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true")),
                   await child.waitForExit(timeout: .seconds(30)) != nil else { return 3 }
         }
-        let fdsBefore = LiveProcess.openFileDescriptorCount()
+        let fdsBefore = LiveProcess.leakableDescriptors()
         let threadsBefore = LiveProcess.threadCount()
         var latencies: [Double] = []
         let started = ContinuousClock.now
@@ -55,13 +55,15 @@ enum StressBodies {
         while LiveProcess.threadCount() > threadsBefore + 2, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(5))
         }
-        let fdsAfter = LiveProcess.openFileDescriptorCount()
+        let settleBy = ContinuousClock.now + .seconds(10)
+        while Set(LiveProcess.leakableDescriptors().keys) != Set(fdsBefore.keys) && ContinuousClock.now < settleBy { usleep(5_000) }
+        let fdsAfter = LiveProcess.leakableDescriptors()
         let threadsAfter = LiveProcess.threadCount()
         latencies.sort()
         ExitTestReport.line(String(format: "cycles=%d total_ms=%.0f per_cycle_median_ms=%.3f p99_ms=%.3f max_ms=%.3f fds_before=%d fds_after=%d threads_before=%d threads_after=%d",
                      count, total, latencies[count / 2], latencies[count * 99 / 100], latencies.last!,
-                     fdsBefore, fdsAfter, threadsBefore, threadsAfter))
-        if fdsAfter != fdsBefore { ExitTestReport.line("fd leak: \(fdsBefore) -> \(fdsAfter)"); return 1 }
+                     fdsBefore.count, fdsAfter.count, threadsBefore, threadsAfter))
+        if Set(fdsAfter.keys) != Set(fdsBefore.keys) { ExitTestReport.line("fd leak: \(LiveProcess.descriptorChange(from: fdsBefore, to: fdsAfter))"); return 1 }
         if threadsAfter > threadsBefore + 2 { ExitTestReport.line("thread leak: \(threadsBefore) -> \(threadsAfter)"); return 1 }
         return 0
     }
@@ -83,7 +85,7 @@ enum StressBodies {
         do { try await gov.start() } catch { progress("warm-up: \(error)"); return 3 }
         await gov.stop()
         progress("warm-up cycle done")
-        let fdsBefore = LiveProcess.openFileDescriptorCount()
+        let fdsBefore = LiveProcess.leakableDescriptors()
         let started = ContinuousClock.now
         for i in 0..<count {
             do { try await gov.start() } catch { progress("cycle \(i): \(error)"); return 3 }
@@ -95,11 +97,12 @@ enum StressBodies {
         // Monitor threads close a child's pidfd just after they reap it, a moment after `stop` returns:
         // let the count settle, with a deadline, before comparing.
         let settleBy = ContinuousClock.now + .seconds(10)
-        while LiveProcess.openFileDescriptorCount() != fdsBefore && ContinuousClock.now < settleBy { usleep(5_000) }
-        let fdsAfter = LiveProcess.openFileDescriptorCount()
+        while Set(LiveProcess.leakableDescriptors().keys) != Set(fdsBefore.keys) && ContinuousClock.now < settleBy { usleep(5_000) }
+        let fdsAfter = LiveProcess.leakableDescriptors()
         let line = String(format: "cycles=%d total_ms=%.0f per_cycle_ms=%.2f fds_before=%d fds_after=%d",
-                          count, total, total / Double(count), fdsBefore, fdsAfter)
+                          count, total, total / Double(count), fdsBefore.count, fdsAfter.count)
         progress(line)
-        return fdsAfter == fdsBefore ? 0 : 1
+        if Set(fdsAfter.keys) != Set(fdsBefore.keys) { progress("fd leak: \(LiveProcess.descriptorChange(from: fdsBefore, to: fdsAfter))") }
+        return Set(fdsAfter.keys) == Set(fdsBefore.keys) ? 0 : 1
     }
 }

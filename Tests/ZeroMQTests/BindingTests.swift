@@ -164,8 +164,11 @@ struct integration_zmq_Binding {
     @Test func secondThreadInsideOneSocketIsRefused() async throws {
         let ctx = try Context()
         defer { try? ctx.terminate() }
+        let tmp = TemporaryFolder()
         let rep = try ctx.socket(.rep)
-        try rep.bind("tcp://127.0.0.1:*")
+        // ipc, not a TCP port: a client of an earlier test still reconnecting to a port the kernel hands out
+        // again delivered its request here once, and the blocked receive returned before we looked.
+        try rep.bind(tmp.ipcEndpoint("rep.sock"))
         let box = UncheckedBox(rep)
         // One thread blocks inside receive (no timeout: only the context's termination ends it, so a slow
         // machine cannot let it leave before we look); a second call from here must be refused, not entered.
@@ -189,8 +192,9 @@ struct integration_zmq_Binding {
         let ctx = try Context(blocky: true)
         let req = try ctx.socket(.req)
         try req.setLinger(nil)
-        let port = freeTCPPort()
-        try req.connect("tcp://127.0.0.1:\(port)")  // nobody there yet
+        let tmp = TemporaryFolder()
+        let endpoint = tmp.ipcEndpoint("later.sock")
+        try req.connect(endpoint)  // nobody there yet
         try req.send("never delivered")
         let blocked = try await receiveBlockedUntilTermination(req, "a REQ blocked waiting for its reply")
         let outcome = try await onThread("zmq context termination", timeout: .seconds(60)) { () -> String in
@@ -205,7 +209,7 @@ struct integration_zmq_Binding {
             defer { try? peerContext.terminate(timeout: .seconds(5)) }
             let rep = try peerContext.socket(.rep)
             try rep.setReceiveTimeout(.seconds(20))
-            try rep.bind("tcp://127.0.0.1:\(port)")
+            try rep.bind(endpoint)
             return String(decoding: try rep.receive(), as: UTF8.self)
         }
         #expect(got == "never delivered")
@@ -216,10 +220,11 @@ struct integration_zmq_Binding {
         let ctx = try Context(blocky: true)  // libzmq's own default: infinite linger
         let req = try ctx.socket(.req)
         try req.setLinger(nil)
-        try req.connect("tcp://127.0.0.1:\(freeTCPPort())")  // nobody there: the message stays pending
+        let tmp = TemporaryFolder()
+        try req.connect(tmp.ipcEndpoint("nobody.sock"))  // nobody there: the message stays pending
         try req.send("never delivered")
         let rep = try ctx.socket(.rep)
-        try rep.bind("tcp://127.0.0.1:*")
+        try rep.bind(tmp.ipcEndpoint("rep.sock"))  // ipc: no stray client of another test can reach it
         let blocked = try await receiveBlockedUntilTermination(rep, "a receive blocked until termination")
         // Without the binding's shutdown-then-close, zmq_ctx_term would block here forever (a receive in
         // progress, a message pending with infinite linger). It must return, and without giving up on a socket

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import ScheduleZeroWire
 
 /// The experiment's journal: one JSON object per line (`t` = seconds since the run started, `event` = what),
@@ -16,10 +19,13 @@ public final class Journal: @unchecked Sendable {
         self.path = path
         self.start = start
         if let path {
-            guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
-                throw RunnerError.cannotWrite(path: path, reason: "cannot create the file")
+            // O_CLOEXEC: Foundation's FileHandle(forWritingAtPath:) leaves it off, and every process this one
+            // starts without closing descriptors held the journal open (an exit test's child saw them).
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                throw RunnerError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
             }
-            handle = h
+            handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         }
     }
 

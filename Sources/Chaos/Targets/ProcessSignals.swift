@@ -37,9 +37,8 @@ public final class ProcessHandle: @unchecked Sendable {
         if fd >= 0 { Self.openPidfds.add(1, ordering: .relaxed) }
         guard let now = ProcessIdentity.of(pid: target.identity.pid), now.matches(target.identity) else {
             // deinit runs for an initializer that throws after every property is set: it closes the pidfd.
-            // Closing it here too closed whatever descriptor another thread had opened under that number
-            // meanwhile (in the test process, most likely the pipe of an exit test that then "exited 1" with
-            // no output).
+            // Closing it here too would close whatever descriptor another thread had opened under that
+            // number meanwhile.
             throw SignalError("\(target.name) (pid \(target.identity.pid)): no longer the verified process (it exited or the PID was reused)")
         }
     }
