@@ -1,4 +1,5 @@
 import CZeroMQ
+import Dispatch
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -134,56 +135,21 @@ public final class Context: @unchecked Sendable {
     }
 }
 
-/// A one-shot flag a thread can wait on with a timeout (pthread mutex + condition; no Foundation here).
-final class Completion: @unchecked Sendable {
-    private var done = false
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+/// A one-shot flag another thread can wait on with a timeout.
+final class Completion: Sendable {
+    private let done = Atomic<Bool>(false)
+    private let signal = DispatchSemaphore(value: 0)
 
-    init() {
-        pthread_mutex_init(mutex, nil)
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(cond, &attr)
-        pthread_condattr_destroy(&attr)
-    }
-
-    deinit {
-        pthread_cond_destroy(cond)
-        pthread_mutex_destroy(mutex)
-        cond.deallocate()
-        mutex.deallocate()
-    }
-
-    var isDone: Bool {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return done
-    }
+    var isDone: Bool { done.load(ordering: .acquiring) }
 
     func complete() {
-        pthread_mutex_lock(mutex)
-        done = true
-        pthread_cond_broadcast(cond)
-        pthread_mutex_unlock(mutex)
+        done.store(true, ordering: .releasing)
+        signal.signal()
     }
 
     /// True if completed within `timeout`.
     func wait(timeout: Duration) -> Bool {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let (secs, atto) = timeout.components
-        var nanos = Int(now.tv_nsec) + Int(atto / 1_000_000_000)
-        var deadline = timespec(tv_sec: now.tv_sec + Int(secs) + nanos / 1_000_000_000, tv_nsec: 0)
-        nanos %= 1_000_000_000
-        deadline.tv_nsec = nanos
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        while !done {
-            if pthread_cond_timedwait(cond, mutex, &deadline) == ETIMEDOUT { return done }
-        }
-        return true
+        isDone || signal.wait(timeout: .now() + .milliseconds(Int(timeout.wholeMilliseconds))) == .success
     }
 }
 
