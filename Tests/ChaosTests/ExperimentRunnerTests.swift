@@ -141,9 +141,7 @@ struct integration_zmq_ExperimentRunner {
         let journal = try Journal(path: path)
         defer { journal.close() }
         journal.record("probe")
-        let fd = try #require(openFileDescriptors().first {
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == path
-        }, "no descriptor open on \(path)")
+        let fd = try #require(LiveProcess.leakableDescriptors().first { $0.value == path }?.key, "no descriptor open on \(path)")
         let info = try String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8)
         let flags = try #require(info.split(separator: "\n").first { $0.hasPrefix("flags:") }
             .flatMap { Int($0.dropFirst("flags:".count).trimmingCharacters(in: .whitespaces), radix: 8) })

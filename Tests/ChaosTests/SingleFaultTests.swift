@@ -232,11 +232,7 @@ struct integration_TargetVerification {
     @Test func aHandleRefusedForAForgedIdentityClosesItsPidfdExactlyOnce() async throws {
         let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             // pidfd descriptors only: the child's runtime opens others of its own at any moment.
-            func pidfds() -> Int {
-                openFileDescriptors().filter {
-                    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == "anon_inode:[pidfd]"
-                }.count
-            }
+            func pidfds() -> Int { LiveProcess.leakableDescriptors().values.filter { $0 == "anon_inode:[pidfd]" }.count }
             guard var forged = ProcessIdentity.of(pid: getpid()) else { exit(3) }
             forged.startTime += 1
             let before = ProcessHandle.openPidfdCount, pidfdsBefore = pidfds()

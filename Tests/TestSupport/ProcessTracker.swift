@@ -73,15 +73,8 @@ public enum LiveProcess {
     /// body once saw one of those appear mid-run and read it as a leak). Pidfds, sockets, pipes and files
     /// all count.
     public static func leakableDescriptors() -> [Int32: String] {
-        var out: [Int32: String] = [:]
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
-            guard let fd = Int32(name),
-                  let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)") else { continue }
-            let runtime = ["anon_inode:[eventfd]", "anon_inode:[eventpoll]", "anon_inode:[timerfd]", "anon_inode:[signalfd]"]
-            if runtime.contains(target) || target.hasPrefix("/proc/") { continue }
-            out[fd] = target
-        }
-        return out
+        let runtime: Set<String> = ["anon_inode:[eventfd]", "anon_inode:[eventpoll]", "anon_inode:[timerfd]", "anon_inode:[signalfd]"]
+        return LeakGuard.descriptorKinds().filter { !runtime.contains($0.value) && !$0.value.hasPrefix("/proc/") }
     }
 
     /// What differs between two `leakableDescriptors()` snapshots, for a report. (Compare snapshots by
