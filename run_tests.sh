@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test runner of the ScheduleZero harness. See docs/TESTING.md.
 #
-#   ./run_tests.sh [MODE] [--list] [--xunit FILE] [--coverage] [--repeat N] [--release]
+#   ./run_tests.sh [MODE] [--list] [--xunit FILE] [--coverage] [--repeat N] [-- swift test options]
 #
 # MODE (default: ci)
 #   quick        unit tests only: no process, no socket outside the test process; seconds
@@ -26,7 +26,7 @@ coverage=0
 repeat=1
 extra=()
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -114,7 +114,8 @@ check_leftovers() {
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
     [ "$p" = "$$" ] && continue
-    if { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qx "SZ_TEST_TMPDIR=$SZ_TEST_TMPDIR"; then
+    # SZ_TEST_TMPDIR itself, or a variable pointing inside it (a governor child's SZGOVERNOR_DIR).
+    if { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qE "^[A-Za-z_][A-Za-z0-9_]*=$SZ_TEST_TMPDIR(/|\$)"; then
       pids+=("$p")
     fi
   done
@@ -156,12 +157,21 @@ for ((i = 1; i <= repeat; i++)); do
   export SZ_TEST_TMPDIR
   start=$(date +%s.%N)
   # A watchdog over the whole run: a test that hangs despite its own deadlines fails the run with its name.
-  timeout --signal=TERM --kill-after=15 "$run_limit" \
-  swift test --skip-build --disable-xctest "${build_flags[@]}" "${filter[@]}" "${skip[@]}" "${xunit_flags[@]}" "${extra[@]}" \
-    2>&1 | grep -vE '^warning: prohibited flag' | tee "$log" \
+  # The output goes to a file, not a pipe: a leaked process holding a pipe would keep the reader waiting
+  # for its end (a run once waited 79 s for one); `tail --pid` shows it live and stops with the run.
+  raw="$log.raw"
+  : > "$raw"
+  ( timeout --signal=TERM --kill-after=15 "$run_limit" \
+      swift test --skip-build --disable-xctest "${build_flags[@]}" "${filter[@]}" "${skip[@]}" "${xunit_flags[@]}" "${extra[@]}" \
+      > "$raw" 2>&1 < /dev/null
+    echo $? > "$log.rc" ) &
+  runner=$!
+  tail -s 0.2 -n +1 -f --pid="$runner" "$raw" | grep --line-buffered -vE '^warning: prohibited flag' \
     | awk '/Test run with/ { print; next } /^✘/ { print; shown = 1; next } /^↳/ { if (shown) print; next }
-           /^(◇|✔|􀟈)/ { shown = 0; next } /^" to / || /^$/ || / started\.$/ || / passed after [0-9.]+ seconds?\.$/ { next } { print }'
-  rc=${PIPESTATUS[0]}
+           /^(◇|✔|􀟈)/ { shown = 0; next } /^" to / || /^$/ || / started\.$/ || / passed after [0-9.]+ seconds?\.$/ { next } { print; fflush() }'
+  wait "$runner"
+  grep -vE '^warning: prohibited flag' "$raw" > "$log"
+  rc=$(cat "$log.rc" 2>/dev/null || echo 1)
   timed_out=0
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     timed_out=1
@@ -171,15 +181,27 @@ for ((i = 1; i <= repeat; i++)); do
     comm -23 "$log.started" "$log.ended" | sed 's/^/  - /' >&2
     rc=1
   fi
-  check_leftovers || rc=1
+  why=()
+  [ "$timed_out" = 1 ] && why+=("the watchdog stopped it after ${run_limit}s")
+  grep -q '^LEAK GUARD:' "$log" && why+=("the leak guard found what the tests left behind")
+  check_leftovers || why+=("processes or files of the run were left behind")
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   ran=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
   failed=$(grep -Ec '^✘ Test [^ ]+\(.*\) .*failed' "$log" || true)
   ran=${ran:-0}
   passed=$((ran - failed))
   if [ "$ran" = 0 ] && [ "$timed_out" = 0 ]; then
-    echo "run_tests.sh: mode $mode ran no test: the selection is empty or the tests did not start" >&2
+    why+=("it ran no test: the selection is empty or the tests did not start")
+  fi
+  if [ "$rc" != 0 ] && [ "$failed" = 0 ] && [ ${#why[@]} = 0 ]; then
+    why+=("swift test exited $rc with no failed test: the test process crashed or its build is stale (see the log above)")
+  fi
+  if [ ${#why[@]} -gt 0 ]; then
     rc=1
+    # A run that failed outside any test still counts as one failure, so the closing line never reads
+    # "N passed, 0 failed" for a red run; the reason is said just before it.
+    [ "$failed" = 0 ] && failed=1
+    for w in "${why[@]}"; do echo "run_tests: FAILED (run $i): $w" >&2; done
   fi
   echo "run_tests: $mode (run $i): $passed passed, $failed failed in ${secs}s"
   total_pass=$((total_pass + passed))

@@ -89,18 +89,8 @@ public struct ProcStat: Sendable, Equatable {
 /// Reads one variable from /proc/PID/environ (the environment the process was started with).
 /// nil when unreadable or absent.
 public func processEnvironmentValue(pid: pid_t, name: String) -> String? {
-    // posix_spawn returns as soon as the child's exec has replaced its memory (the vfork parent is released
-    // in exec_mmap), before the kernel has set up the new environment: for a few microseconds
-    // /proc/PID/environ reads empty (measured here: 2475 of 3000 reads right after posix_spawn). Every
-    // process this project starts has variables, so an empty read is retried briefly, never taken as "none".
-    var data = readWholeProcFile("/proc/\(pid)/environ")
-    var tries = 0
-    while let d = data, d.isEmpty, tries < 200 {
-        usleep(500)
-        tries += 1
-        data = readWholeProcFile("/proc/\(pid)/environ")
-    }
-    guard let data else { return nil }
+    // Every process this project starts has variables, so an empty read means "not set up yet".
+    guard let data = readFreshProcFile("/proc/\(pid)/environ") else { return nil }
     let prefix = Array((name + "=").utf8)
     for entry in data.split(separator: 0) {
         let bytes = Array(entry)
@@ -109,6 +99,30 @@ public func processEnvironmentValue(pid: pid_t, name: String) -> String? {
         }
     }
     return nil
+}
+
+/// The command line of a process (`/proc/PID/cmdline`, split at NULs); nil when unreadable. Read right
+/// after `posix_spawn`, it waits until exec has set it up (see `readFreshProcFile`) instead of answering [].
+public func processCommandLine(pid: pid_t) -> [String]? {
+    guard let data = readFreshProcFile("/proc/\(pid)/cmdline") else { return nil }
+    return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// Reads /proc/PID/environ or /proc/PID/cmdline of a process that may have been spawned a moment ago.
+/// posix_spawn returns as soon as the child's exec has replaced its memory (the vfork parent is released in
+/// exec_mmap), before the kernel has set the new argument and environment areas (create_elf_tables): for a
+/// few microseconds both read empty (measured here: 2475 of 3000 environ reads right after posix_spawn; a
+/// test that read cmdline at once failed the same way). A process of ours always has both, so an empty read
+/// is retried for up to 100 ms, never taken as "none".
+func readFreshProcFile(_ path: String) -> [UInt8]? {
+    var data = readWholeProcFile(path)
+    var tries = 0
+    while let d = data, d.isEmpty, tries < 200 {
+        usleep(500)
+        tries += 1
+        data = readWholeProcFile(path)
+    }
+    return data
 }
 
 /// Reads a /proc file to its end with plain read(2) calls.

@@ -57,6 +57,9 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
 }
 
 public enum Spawner {
+    /// How long a spawn keeps trying an executable that is busy being written (ETXTBSY) before it fails.
+    public static let textBusyPatience: Duration = .seconds(1)
+
     /// Spawns the child and starts its exit monitor. `onExit` runs on the monitor thread after the reap.
     public static func spawn(_ request: SpawnRequest,
                              onExit: (@Sendable (ChildProcess, ExitStatus) -> Void)? = nil) throws -> ChildProcess {
@@ -106,13 +109,18 @@ public enum Spawner {
         var pid: pid_t = 0
         var rc = posix_spawn(&pid, request.executable, &actions, &attributes, cArgv.pointer, cEnvp.pointer)
         // ETXTBSY: an executable that was just written (a deployment's script, a fresh build) can still be
-        // open for writing in a child that another thread is forking at that moment, until that child
-        // execs. The condition lasts microseconds; try again briefly before calling it a failure.
-        var busyRetries = 0
-        while rc == ETXTBSY && busyRetries < 50 {
-            busyRetries += 1
-            usleep(2_000)
-            rc = posix_spawn(&pid, request.executable, &actions, &attributes, cArgv.pointer, cEnvp.pointer)
+        // open for writing: in the writer, or in a child another thread forked while the writer's descriptor
+        // was open, until that child execs (or, without close-on-exec, for its whole life). It usually lasts
+        // microseconds, but a child descheduled between fork and exec on a saturated machine held it past the
+        // 100 ms this loop used to allow. Try again with backoff for up to `Self.textBusyPatience`.
+        if rc == ETXTBSY {
+            let deadline = ContinuousClock.now.advanced(by: Self.textBusyPatience)
+            var pause: UInt32 = 1_000
+            while rc == ETXTBSY && ContinuousClock.now < deadline {
+                usleep(pause)
+                pause = min(pause * 2, 50_000)
+                rc = posix_spawn(&pid, request.executable, &actions, &attributes, cArgv.pointer, cEnvp.pointer)
+            }
         }
         guard rc == 0 else {
             throw SpawnError.spawnFailed(executable: request.executable, reason: SystemCalls.describe(rc))

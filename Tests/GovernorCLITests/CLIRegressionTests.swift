@@ -74,7 +74,7 @@ struct regression_integration_governor_CLICatalogue {
         #expect(r.ok, "\(r)")
         for (d, endpoint) in [("alpha", "ipc://\(h.root)/alpha/run/alpha-server.sock"), ("ci", "ipc://\(h.root)/ci/run/server.sock")] {
             let server = try #require(h.pids(d)["server"])
-            let cmdline = try String(contentsOfFile: "/proc/\(server)/cmdline", encoding: .utf8).split(separator: "\0").map(String.init)
+            let cmdline = try #require(processCommandLine(pid: server))
             #expect(cmdline.first == h.szmock, "this build's szmock: \(cmdline)")
             #expect(cmdline.contains(endpoint), "\(d): \(cmdline)")
             #expect(try await h.ping(endpoint))

@@ -70,10 +70,37 @@ public enum LeakGuard {
             left = leaks()
         }
         guard !left.isEmpty else { return }
-        let text = "LEAK GUARD: the test run left these behind:\n" + left.map { "  - \($0)" }.joined(separator: "\n") + "\n"
+        // Stop what is left before reporting it: a leaked process that holds the run's stdout would
+        // otherwise keep the runner's pipe open, and the run waited for it (79 s once, instead of failing
+        // at once). Folders are left for the runner's own check to name and remove.
+        let killed = stopLeftoverProcesses()
+        var text = "LEAK GUARD: the test run left these behind:\n" + left.map { "  - \($0)" }.joined(separator: "\n") + "\n"
+        if !killed.isEmpty { text += "LEAK GUARD: killed (SIGKILL to each and its group): \(killed.map(String.init).joined(separator: ", "))\n" }
         fflush(nil)  // every C stream, stdout included
         FileHandle.standardError.write(Data(text.utf8))
         _exit(1)
+    }
+
+    /// Kills, with SIGKILL to each and to its process group, every process this run is answerable for that
+    /// is still alive: the ones tests tracked, this process's children, and every process whose environment
+    /// points into this run's `SZ_TEST_TMPDIR` (grandchildren, detached governors and their children, which
+    /// carry `SZGOVERNOR_DIR`), never this process or its ancestors
+    /// (the runner and `swift test` carry the variable too). Returns the PIDs killed.
+    static func stopLeftoverProcesses() -> [Int32] {
+        let me = getpid()
+        var ancestors: Set<Int32> = [me]
+        var p = getppid()
+        while p > 1, ancestors.insert(p).inserted { p = LiveProcess.parent(of: p) ?? 1 }
+        var victims = Set(state.withLock { Array($0.pids.keys) }).union(LiveProcess.children(of: me))
+        if let runDir = ProcessInfo.processInfo.environment["SZ_TEST_TMPDIR"], !runDir.isEmpty {
+            victims.formUnion(LiveProcess.all().filter { LiveProcess.environmentPoints(into: runDir, pid: $0) })
+        }
+        let killed = victims.subtracting(ancestors).filter { $0 > 1 && LiveProcess.isAlive($0) }.sorted()
+        for pid in killed {
+            kill(pid, SIGKILL)
+            if getpgid(pid) == pid { kill(-pid, SIGKILL) }
+        }
+        return killed
     }
 
     static var isExitTestChild: Bool {

@@ -54,10 +54,35 @@ public enum LiveProcess {
         return pid_t(f[2])
     }
 
+    /// The parent of `pid`, nil when there is no such process.
+    public static func parent(of pid: pid_t) -> pid_t? {
+        guard let f = fields(of: pid), f.count > 1 else { return nil }
+        return pid_t(f[1])
+    }
+
+    /// Every process on the machine, by PID.
+    public static func all() -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+    }
+
+    /// True when a variable of the environment `pid` was started with has a value inside `folder`
+    /// (`SZ_TEST_TMPDIR` itself, or a governor child's `SZGOVERNOR_DIR` below it).
+    public static func environmentPoints(into folder: String, pid: pid_t) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+        let inside = Array(folder.utf8)
+        for entry in data.split(separator: 0) {
+            guard let eq = entry.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let value = entry[entry.index(after: eq)...]
+            if value.starts(with: inside) && (value.count == inside.count || value[value.startIndex + inside.count] == UInt8(ascii: "/")) {
+                return true
+            }
+        }
+        return false
+    }
+
     /// The PIDs of the live children of `parent` (state not Z).
     public static func children(of parent: pid_t) -> [pid_t] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { pid_t($0) }.filter { pid in
+        all().filter { pid in
             guard let f = fields(of: pid), f.count > 1 else { return false }
             return f[0] != "Z" && pid_t(f[1]) == parent
         }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Synchronization
 
@@ -40,8 +43,20 @@ public final class TemporaryDirectory: @unchecked Sendable {
     public func write(_ text: String, to name: String, executable: Bool = false) throws -> URL {
         let file = appending(name)
         try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try text.write(to: file, atomically: true, encoding: .utf8)
-        if executable { chmod(file.path, 0o755) }
+        // Close-on-exec, unlike Foundation's `String.write`: a process that another test starts while this
+        // descriptor is open must not take it along, or spawning the script fails with "Text file busy" for
+        // as long as that process lives.
+        let fd = open(file.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, executable ? 0o755 : 0o644)
+        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: file.path]) }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: file.path]) }
+            bytes = bytes.dropFirst(n)
+        }
+        fchmod(fd, executable ? 0o755 : 0o644)
         return file
     }
 }
