@@ -118,15 +118,16 @@ struct Proxy: ParsableCommand {
     @Option(help: "The REP handler's endpoint, e.g. tcp://127.0.0.1:4245.") var upstream: String
     @Option(help: "Control endpoint (REP) for ping/status/set/clear.") var control: String?
     @Option(help: "Seed for every random decision (default: drawn and printed).") var seed: String?
-    @Option(help: "Probability of dropping a message.") var drop: Double = 0
-    @Option(name: .customLong("delay-ms"), help: "Delay each message this many milliseconds.") var delayMs: Int = 0
+    @Option(help: "Probability of losing an exchange (with --direction requests|replies: a message of that side).") var drop: Double = 0
+    @Option(name: .customLong("delay-ms"), help: "Delay each exchange (its request) this many milliseconds.") var delayMs: Int = 0
     @Option(name: .customLong("jitter-ms"), help: "+- this many milliseconds on the delay.") var jitterMs: Int = 0
     @Option(name: .customLong("delay-probability"), help: "Probability that a message is delayed.") var delayProbability: Double = 1
     @Option(help: "Probability of forwarding a message twice.") var duplicate: Double = 0
     @Option(help: "Probability of holding a message and swapping it with the next.") var reorder: Double = 0
     @Option(help: "Probability of flipping a byte of the body.") var corrupt: Double = 0
     @Flag(help: "Swallow every message until cleared.") var blackhole = false
-    @Option(help: "Which messages faults apply to: requests, replies or both.") var direction: String = "both"
+    @Option(help: "Where faults apply: both (default: each fault once per exchange, see docs/CHAOS.md), requests or replies.")
+    var direction: String = "both"
 
     func validate() throws {
         for (v, n) in [(drop, "drop"), (duplicate, "duplicate"), (reorder, "reorder"), (corrupt, "corrupt"), (delayProbability, "delay-probability")] {

@@ -279,7 +279,7 @@ struct unit_ProxyFaultSettings {
             _ = b.decide(.reply, bodySize: 40, faults: f)
         }
         #expect(da == db)
-        let drops = da.filter(\.dropped).count
+        let drops = da.filter { $0.dropped || $0.dropsReply }.count
         #expect(drops > 20 && drops < 60)
         #expect(da.compactMap(\.delayMs).allSatisfy { (5...15).contains($0) })
     }

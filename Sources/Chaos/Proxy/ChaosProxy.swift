@@ -216,13 +216,20 @@ private final class ProxyEngine: @unchecked Sendable {
         var direction: MessageDirection
         var frames: [[UInt8]]
         var duplicateCopy: Bool
+        var dropsReply: Bool
     }
     var timers = TimerHeap<Timed>(less: { ($0.due, $0.order) < ($1.due, $1.order) })
     var timerOrder = 0
     var held: [MessageDirection: (frames: [[UInt8]], decision: ProxyDecision, deadline: ContinuousClock.Instant)] = [:]
-    /// Per client envelope: for each request sent upstream, whether its reply goes to the client (true) or
-    /// is the extra reply of a duplicate (false).
-    var expected: [[UInt8]: [Bool]] = [:]
+    /// What a reply owes to the request it answers.
+    struct Pending {
+        /// Goes to the client (false: the extra reply of a duplicate, swallowed).
+        var deliver: Bool
+        /// `both`: the exchange's drop falls on this reply.
+        var dropsReply: Bool
+    }
+    /// Per client envelope, for each request sent upstream in order: what its reply owes to it.
+    var expected: [[UInt8]: [Pending]] = [:]
 
     init(proxy: ChaosProxy, sockets: ProxySockets) {
         self.proxy = proxy
@@ -266,16 +273,18 @@ private final class ProxyEngine: @unchecked Sendable {
 
     private func handle(_ frames: [[UInt8]], _ direction: MessageDirection) {
         let envelope = envelopeKey(frames)
+        var owed = Pending(deliver: true, dropsReply: false)
         if direction == .reply, var queue = expected[envelope], !queue.isEmpty {
-            let deliver = queue.removeFirst()
+            owed = queue.removeFirst()
             expected[envelope] = queue.isEmpty ? nil : queue
-            if !deliver {
+            if !owed.deliver {
                 proxy.record { $0.stats.received[.reply, default: 0] += 1; $0.stats.duplicateRepliesSwallowed += 1 }
                 return
             }
         }
         let faults = proxy.faults
-        let d = decider.decide(direction, bodySize: frames.last?.count ?? 0, faults: faults)
+        var d = decider.decide(direction, bodySize: frames.last?.count ?? 0, faults: faults)
+        if owed.dropsReply && !d.blackholed { d = ProxyDecision(direction: d.direction, index: d.index, dropped: true) }
         let limit = proxy.configuration.decisionLogLimit
         proxy.record { s in
             s.stats.received[direction, default: 0] += 1
@@ -309,10 +318,11 @@ private final class ProxyEngine: @unchecked Sendable {
             if let ms = d.delayMs, ms > 0 {
                 timerOrder += 1
                 timers.push(Timed(due: clock.now.advanced(by: .milliseconds(ms)), order: timerOrder,
-                                  direction: d.direction, frames: frames, duplicateCopy: copy > 0))
+                                  direction: d.direction, frames: frames, duplicateCopy: copy > 0,
+                                  dropsReply: d.dropsReply && copy == 0))
                 proxy.record { $0.holding += 1 }
             } else {
-                send(frames, d.direction, duplicateCopy: copy > 0)
+                send(frames, d.direction, duplicateCopy: copy > 0, dropsReply: d.dropsReply && copy == 0)
             }
         }
     }
@@ -327,12 +337,12 @@ private final class ProxyEngine: @unchecked Sendable {
         return key
     }
 
-    private func send(_ frames: [[UInt8]], _ direction: MessageDirection, duplicateCopy: Bool) {
+    private func send(_ frames: [[UInt8]], _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool) {
         let socket = direction == .request ? sockets.back : sockets.front
         do {
             try socket.send(multipart: frames, flags: .dontWait)
             if direction == .request {
-                expected[envelopeKey(frames), default: []].append(!duplicateCopy)
+                expected[envelopeKey(frames), default: []].append(Pending(deliver: !duplicateCopy, dropsReply: dropsReply))
                 if expected.count > 100_000 { expected.removeAll() }  // clients that never got replies
             }
             proxy.record { $0.stats.forwarded[direction, default: 0] += 1 }
@@ -345,7 +355,7 @@ private final class ProxyEngine: @unchecked Sendable {
         while let t = timers.peek, t.due <= now {
             _ = timers.pop()
             proxy.record { $0.holding -= 1 }
-            send(t.frames, t.direction, duplicateCopy: t.duplicateCopy)
+            send(t.frames, t.direction, duplicateCopy: t.duplicateCopy, dropsReply: t.dropsReply)
         }
         for (dir, h) in held where h.deadline <= now {
             held[dir] = nil

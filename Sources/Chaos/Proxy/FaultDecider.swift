@@ -3,6 +3,11 @@ import ScheduleZeroWire
 /// The random part of the proxy, apart from its sockets: one seeded generator per direction, and a fixed
 /// number of draws per message whatever the settings, so the decision for "request N" depends only on the
 /// seed, N and the settings in force, never on timing or on the other direction's traffic.
+///
+/// With `direction: both` (the default) every fault applies once per exchange: the request's draws decide
+/// the whole exchange (delay, duplicate, reorder and corrupt act on the request; a drop loses the request or,
+/// half the time, the reply, marked `dropsReply`), and a reply's own draws are taken but unused (only the
+/// blackhole applies to it). So a delay of D adds D once and a drop probability p loses p of the exchanges.
 public struct FaultDecider: Sendable {
     public let seed: UInt64
     private var requestRNG: SeededGenerator
@@ -31,9 +36,17 @@ public struct FaultDecider: Sendable {
             d.blackholed = true
             return d
         }
+        // `both`: one decision per exchange, taken on its request. A reply carries only what its request's
+        // decision left for it (`dropsReply`, applied by the engine) and the blackhole.
+        if f.direction == .both && direction == .reply { return d }
         if u[0] < f.drop {
-            d.dropped = true
-            return d
+            // `both`: the exchange is lost once, before the handler (u < p/2) or after it (its reply).
+            if f.direction == .both && u[0] >= f.drop / 2 {
+                d.dropsReply = true
+            } else {
+                d.dropped = true
+                return d
+            }
         }
         if bodySize > 0 && u[5] < f.corrupt { d.corruptedByte = min(bodySize - 1, Int(u[6] * Double(bodySize))) }
         if u[3] < f.duplicate { d.duplicated = true }

@@ -1,6 +1,10 @@
 import ScheduleZeroWire
 
-/// Which way a proxy fault applies: to requests (client -> handler), replies (handler -> client), or both.
+/// Which way a proxy fault applies: to requests (client -> handler), replies (handler -> client), or
+/// `both`: once per exchange (request + its reply), the default. With `both` a delay of D adds D once (to the
+/// request), a drop with probability p loses p of the exchanges (half before the handler, half after it:
+/// the handler ran but its reply is lost), duplicate, reorder and corrupt act on the request, and the
+/// blackhole swallows both ways. `requests` / `replies` apply every fault to each message of that side only.
 public enum FaultDirection: String, Sendable, CaseIterable, Equatable {
     case requests, replies, both
 
@@ -156,11 +160,15 @@ public struct ProxyDecision: Sendable, Equatable, CustomStringConvertible {
     public var duplicated = false
     public var held = false
     public var delayMs: Int?
+    /// `both` only, on a request: the exchange is lost after the handler ran it (its reply is dropped, and
+    /// that reply's decision reads `dropped`).
+    public var dropsReply = false
 
     public var description: String {
         var p: [String] = []
         if blackholed { p.append("blackhole") }
         if dropped { p.append("drop") }
+        if dropsReply { p.append("drop reply") }
         if let c = corruptedByte { p.append("corrupt@\(c)") }
         if duplicated { p.append("duplicate") }
         if held { p.append("hold") }
