@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "MockPeers", targets: ["MockPeers"]),
         .executable(name: "szmock", targets: ["szmock"]),
         .library(name: "Chaos", targets: ["Chaos"]),
+        .library(name: "Interposer", targets: ["Interposer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,7 +35,7 @@ let package = Package(
         .target(name: "ScheduleZeroWire", linkerSettings: [.linkedLibrary("m")]),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
         .target(name: "Governor", dependencies: [
-            "ScheduleZeroWire", "ZMQClient", "ZeroMQ", .product(name: "Yams", package: "Yams"),
+            "ScheduleZeroWire", "ZMQClient", "ZeroMQ", "Interposer", .product(name: "Yams", package: "Yams"),
         ]),
         // The governor's HTTP face: /healthz (JSON) and /metrics (Prometheus text).
         .target(name: "GovernorHTTP", dependencies: [
@@ -45,13 +46,16 @@ let package = Package(
             "Governor", "GovernorHTTP", "ScheduleZeroWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The message-level proxy's engine and the link journal: what `szchaos proxy` runs and what the
+        // governor puts in front of an interposed process (docs/CHAOS.md, "Interposed links").
+        .target(name: "Interposer", dependencies: ["ZeroMQ", "ScheduleZeroWire", "MockPeers"]),
         // Fault injection: the message-level proxy, fault schedules, experiments, their runner and reports.
         // Targets come from the governor's deployment folders; message-level faults go through MockPeers' control channel.
         .target(name: "Chaos", dependencies: [
-            "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers", .product(name: "Yams", package: "Yams"),
+            "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers", "Interposer", .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "szchaos", dependencies: [
-            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers",
+            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers", "Interposer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -68,7 +72,7 @@ let package = Package(
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
         // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.
         .testTarget(name: "ChaosTests", dependencies: [
-            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport", "Governor", "MockPeers", "szmock", "szchaos",
+            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport", "Governor", "MockPeers", "Interposer", "szmock", "szchaos",
         ]),
         // szgovernor end to end: the built szgovernor and szmock executables, real processes.
         .testTarget(name: "GovernorCLITests", dependencies: [

@@ -95,6 +95,10 @@ extension Socket {
     /// `ZMQ_IMMEDIATE`: queue messages only to completed connections.
     public func setImmediate(_ on: Bool) throws { try setOption(ZMQ_IMMEDIATE, Int32(on ? 1 : 0)) }
 
+    /// `ZMQ_ROUTER_MANDATORY`: a ROUTER sending to a peer that is not (or no longer) connected fails with
+    /// EHOSTUNREACH instead of dropping the message silently.
+    public func setRouterMandatory(_ on: Bool) throws { try setOption(ZMQ_ROUTER_MANDATORY, Int32(on ? 1 : 0)) }
+
     /// `ZMQ_ROUTING_ID`.
     public func setRoutingID(_ id: [UInt8]) throws { try setOption(ZMQ_ROUTING_ID, bytes: id) }
 

@@ -3,6 +3,7 @@ import Chaos
 import Foundation
 import Governor
 import ScheduleZeroWire
+import Interposer
 
 /// `szchaos`: the fault injector. Argument parsing and wiring only; the work is in the Chaos library.
 struct SZChaos: AsyncParsableCommand {

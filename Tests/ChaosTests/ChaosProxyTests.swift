@@ -5,6 +5,7 @@ import TestSupport
 import Testing
 import ZMQClient
 import ZeroMQ
+import Interposer
 
 @Suite(.tags(.integration, .zmq), .leakChecked)
 struct integration_zmq_ChaosProxy {

@@ -3,6 +3,7 @@ import Foundation
 import ScheduleZeroWire
 import TestSupport
 import ZMQClient
+import Interposer
 
 /// A proxy in front of a `TestPeer`, both on free ports, stopped together.
 final class ProxyRig: @unchecked Sendable {

@@ -5,6 +5,7 @@ import TestSupport
 import Testing
 import ZMQClient
 import ZeroMQ
+import Interposer
 
 /// The proxy's default direction applied every fault to the request and again to the reply: a real client
 /// saw 602-604 ms for `delay_ms: 300`, and `drop: 0.5` lost about 75-80 % of the exchanges.

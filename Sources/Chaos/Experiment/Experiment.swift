@@ -2,6 +2,7 @@ import Foundation
 import ScheduleZeroWire
 import Yams
 import ZMQClient
+import Interposer
 
 /// A chaos experiment, Chaos Toolkit's shape for ZeroMQ services: a deployment, a steady-state probe, load,
 /// faults on schedules, and checks afterwards. Read from YAML with `Experiment.load(file:)`; see

@@ -1,6 +1,7 @@
 import Foundation
 import ScheduleZeroWire
 import Synchronization
+import Interposer
 
 /// What a runner works with besides the experiment: the deployment driver (governor), the steady-state
 /// probe, the fault actuators, and endpoints by name for load targets.

@@ -1,5 +1,6 @@
 import Foundation
 import ScheduleZeroWire
+import Interposer
 
 /// Applies `proxy` faults to running `ChaosProxy`s, by name: `start` sets the fault's params (the keys of
 /// the proxy's `set`) on top of the proxy's settings, `stop` puts the settings back as they were.

@@ -1,4 +1,5 @@
 import ScheduleZeroWire
+import Interposer
 
 /// The faults an experiment can schedule. Which component applies each one is up to the `FaultActuator`s
 /// the runner is given: process faults (kill, pause, signal) need the governor's verified targets,

@@ -1,8 +1,8 @@
 import Foundation
 import ScheduleZeroWire
 import Synchronization
+import MockPeers
 import ZeroMQ
-import ZMQClient
 
 /// Settings of a `ChaosProxy`. Every time is a parameter with a default.
 public struct ChaosProxyConfiguration: Sendable {
@@ -20,10 +20,20 @@ public struct ChaosProxyConfiguration: Sendable {
     public var pollInterval: Duration
     /// How many decisions per direction are kept for `decisions(_:)`.
     public var decisionLogLimit: Int
+    /// The link journal (JSON lines: every request and reply, lost requests, duplicate executions), if any.
+    public var journalPath: String?
+    /// A request forwarded and not answered within this is a lost request.
+    public var linkTimeout: Duration
+    /// Rewrites the `address` of `register` requests (the server's interposer), if any.
+    public var rewriter: AddressRewriter?
+    /// The mock handler's fault vocabulary (`fault.set` keys `drop_next`, `drop_probability`, `delay_ms`,
+    /// `jitter_ms`, `swallow_next`, `garbage`), applied on the link: see `ChaosProxy.linkFaultKeys`.
+    public var linkFaults: FaultSettings
 
     public init(listen: String, upstream: String, control: String? = nil, seed: UInt64 = SeededGenerator.randomSeed(),
                 faults: ProxyFaults = .none, name: String = "proxy", pollInterval: Duration = .milliseconds(20),
-                decisionLogLimit: Int = 100_000) {
+                decisionLogLimit: Int = 100_000, journalPath: String? = nil, linkTimeout: Duration = .seconds(10),
+                rewriter: AddressRewriter? = nil, linkFaults: FaultSettings = FaultSettings()) {
         self.listen = listen
         self.upstream = upstream
         self.control = control
@@ -32,6 +42,10 @@ public struct ChaosProxyConfiguration: Sendable {
         self.name = name
         self.pollInterval = pollInterval
         self.decisionLogLimit = decisionLogLimit
+        self.journalPath = journalPath
+        self.linkTimeout = linkTimeout
+        self.rewriter = rewriter
+        self.linkFaults = linkFaults
     }
 }
 
@@ -69,6 +83,8 @@ public final class ChaosProxy: @unchecked Sendable {
 
     struct Shared {
         var faults: ProxyFaults
+        var linkFaults: FaultSettings
+        var link = LinkCounters()
         var stats = ProxyStats()
         var decisions: [MessageDirection: [ProxyDecision]] = [:]
         var stopping = false
@@ -86,11 +102,12 @@ public final class ChaosProxy: @unchecked Sendable {
     /// Binds and connects, then starts the proxy thread. Throws naming the endpoint that failed.
     public init(_ configuration: ChaosProxyConfiguration) throws {
         self.configuration = configuration
-        shared = Mutex(Shared(faults: configuration.faults))
+        shared = Mutex(Shared(faults: configuration.faults, linkFaults: configuration.linkFaults))
         context = try Context()
         let sockets: ProxySockets
         do {
             let front = try context.socket(.router)
+            try front.setRouterMandatory(true)  // a reply to a requester that has gone is seen as late, not lost silently
             do { try front.bind(configuration.listen) } catch {
                 throw ChaosProxyError.cannotBind(what: "listen", endpoint: configuration.listen, reason: "\(error)")
             }
@@ -113,8 +130,17 @@ public final class ChaosProxy: @unchecked Sendable {
             try? context.terminate(timeout: .seconds(1))
             throw error
         }
+        let recorder: LinkRecorder
+        do {
+            recorder = try LinkRecorder(link: configuration.name, timeout: configuration.linkTimeout,
+                                        journalPath: configuration.journalPath)
+        } catch {
+            try? context.terminate(timeout: .seconds(1))
+            throw error
+        }
+        recorder.started(listen: listenEndpoint, upstream: configuration.upstream)
         running.store(true, ordering: .releasing)
-        let engine = ProxyEngine(proxy: self, sockets: sockets)
+        let engine = ProxyEngine(proxy: self, sockets: sockets, recorder: recorder)
         let t = Thread { engine.run() }
         t.name = "chaos-proxy \(configuration.name)"
         t.start()
@@ -137,8 +163,40 @@ public final class ChaosProxy: @unchecked Sendable {
         }
     }
 
-    /// Turns every fault off.
-    public func clear() { faults = .none }
+    /// Turns every fault off, the link faults too.
+    public func clear() {
+        shared.withLock { s in
+            s.faults = .none
+            s.linkFaults = FaultSettings()
+        }
+    }
+
+    /// The link faults in force (the mock handler's `fault.set` vocabulary, on the link).
+    public var linkFaults: FaultSettings {
+        get { shared.withLock { $0.linkFaults } }
+        set { shared.withLock { $0.linkFaults = newValue } }
+    }
+
+    /// The `fault.set` keys a link takes; a crash or `ignore_sigterm` is a process fault, not a link's.
+    public static let linkFaultKeys: Set<String> = ["drop_next", "drop_probability", "delay_ms", "jitter_ms", "swallow_next", "garbage"]
+
+    /// Applies `fault.set` params to the link faults, refusing keys that are not a link's (naming them).
+    @discardableResult
+    public func setLinkFaults(_ params: [String: JSONValue]) throws(PeerError) -> FaultSettings {
+        if let bad = params.keys.sorted().first(where: { !Self.linkFaultKeys.contains($0) }) {
+            let process = FaultSettings.keys.contains(bad)
+            throw .invalidFault(process
+                ? "\(bad) is a process fault, not a link fault: use `szchaos kill` or `szchaos signal` on the process (link faults: \(Self.linkFaultKeys.sorted().joined(separator: ", ")))"
+                : "unknown fault \"\(bad)\" (link faults: \(Self.linkFaultKeys.sorted().joined(separator: ", ")))")
+        }
+        return try shared.withLock { s throws(PeerError) in
+            try s.linkFaults.apply(params)
+            return s.linkFaults
+        }
+    }
+
+    /// What the link saw so far (requests, replies, lost, late, duplicate executions).
+    public var linkCounters: LinkCounters { shared.withLock { $0.link } }
 
     /// Sends every delayed or reorder-held message now (within one poll interval), as if its time had come.
     /// Ending a delay fault early does not otherwise shorten the holds already decided.
@@ -203,42 +261,59 @@ final class ProxySockets: @unchecked Sendable {
 }
 
 /// The proxy thread's state: sockets, the timer heap of delayed messages, messages held for a reorder,
-/// and which replies belong to duplicated requests.
+/// which replies belong to duplicated requests, and the link's record of every exchange.
 private final class ProxyEngine: @unchecked Sendable {
     unowned let proxy: ChaosProxy
     let sockets: ProxySockets
+    let recorder: LinkRecorder
     var decider: FaultDecider
+    /// The link faults' own draws (drop probability, delay jitter), apart from the decider's fixed draws.
+    var linkRNG: SeededGenerator
     let clock = ContinuousClock()
+    var lastFlush = ContinuousClock.now
+
+    /// One message on its way, with the exchange it belongs to and the fault that touched it (for the journal).
+    struct Outgoing {
+        var frames: [[UInt8]]
+        var exchange: Int?
+        var fault: String?
+    }
 
     struct Timed {
         var due: ContinuousClock.Instant
         var order: Int
         var direction: MessageDirection
-        var frames: [[UInt8]]
+        var message: Outgoing
         var duplicateCopy: Bool
         var dropsReply: Bool
     }
     var timers = TimerHeap<Timed>(less: { ($0.due, $0.order) < ($1.due, $1.order) })
     var timerOrder = 0
-    var held: [MessageDirection: (frames: [[UInt8]], decision: ProxyDecision, deadline: ContinuousClock.Instant)] = [:]
+    var held: [MessageDirection: (message: Outgoing, decision: ProxyDecision, deadline: ContinuousClock.Instant)] = [:]
     /// What a reply owes to the request it answers.
     struct Pending {
         /// Goes to the client (false: the extra reply of a duplicate, swallowed).
         var deliver: Bool
         /// `both`: the exchange's drop falls on this reply.
         var dropsReply: Bool
+        /// The link's exchange.
+        var exchange: Int?
     }
     /// Per client envelope, for each request sent upstream in order: what its reply owes to it.
     var expected: [[UInt8]: [Pending]] = [:]
 
-    init(proxy: ChaosProxy, sockets: ProxySockets) {
+    init(proxy: ChaosProxy, sockets: ProxySockets, recorder: LinkRecorder) {
         self.proxy = proxy
         self.sockets = sockets
+        self.recorder = recorder
         decider = FaultDecider(seed: proxy.configuration.seed)
+        linkRNG = SeededGenerator(seed: proxy.configuration.seed ^ 0x11C0_FA17)
     }
 
     func run() {
         defer {
+            recorder.stopped()
+            proxy.record { $0.link = recorder.counters }
             sockets.front.close(linger: .zero)
             sockets.back.close(linger: .zero)
             sockets.control?.close(linger: .zero)
@@ -249,6 +324,7 @@ private final class ProxyEngine: @unchecked Sendable {
             var now = clock.now
             if proxy.takeReleaseRequest() { now = now.advanced(by: .seconds(86_400 * 365)) }
             fireDue(now)
+            recorder.tick()
             var wait = maxWait
             if let t = timers.peek { wait = min(wait, max(.zero, t.due - now)) }
             for h in held.values { wait = min(wait, max(.zero, h.deadline - now)) }
@@ -258,9 +334,15 @@ private final class ProxyEngine: @unchecked Sendable {
                 if proxy.isStopping { break }
                 continue
             }
+            let idle = !ready.contains { $0.contains(.pollIn) }
             if ready[0].contains(.pollIn) { drain(sockets.front, .request) }
             if ready[1].contains(.pollIn) { drain(sockets.back, .reply) }
             if ready.count > 2 && ready[2].contains(.pollIn) { serveControl() }
+            if idle || clock.now - lastFlush > .milliseconds(100) {
+                recorder.flush()
+                lastFlush = clock.now
+                proxy.record { $0.link = recorder.counters }
+            }
         }
     }
 
@@ -272,14 +354,62 @@ private final class ProxyEngine: @unchecked Sendable {
     }
 
     private func handle(_ frames: [[UInt8]], _ direction: MessageDirection) {
+        var frames = frames
         let envelope = envelopeKey(frames)
         var owed = Pending(deliver: true, dropsReply: false)
-        if direction == .reply, var queue = expected[envelope], !queue.isEmpty {
-            owed = queue.removeFirst()
-            expected[envelope] = queue.isEmpty ? nil : queue
+        var exchange: Int?
+        var linkFault: String?
+        var linkDelayMs = 0
+        let link = proxy.linkFaults
+        if direction == .request {
+            let id = recorder.request(frames.last ?? [])
+            exchange = id
+            if let rw = proxy.configuration.rewriter, let body = frames.last, let r = rw.rewrite(body) {
+                frames[frames.count - 1] = r.body
+                recorder.rewrote(id, from: r.from, to: r.to)
+            }
+            if link.swallowNext > 0 {
+                // Never forwarded, never answered: the requester's REQ waits for good (EFSM on its next send).
+                proxy.record { s in
+                    s.stats.received[.request, default: 0] += 1
+                    s.linkFaults.swallowNext = max(0, s.linkFaults.swallowNext - 1)
+                }
+                recorder.notForwarded(id, fault: "swallow_next")
+                return
+            }
+        } else {
+            if var queue = expected[envelope], !queue.isEmpty {
+                owed = queue.removeFirst()
+                expected[envelope] = queue.isEmpty ? nil : queue
+            }
+            exchange = owed.deliver ? owed.exchange : nil
             if !owed.deliver {
                 proxy.record { $0.stats.received[.reply, default: 0] += 1; $0.stats.duplicateRepliesSwallowed += 1 }
+                if let x = owed.exchange { recorder.extraExecution(of: x, cause: "duplicate") }
                 return
+            }
+            if let x = exchange { recorder.executed(x) }
+            if link.dropNext > 0 {
+                proxy.record { s in
+                    s.stats.received[.reply, default: 0] += 1
+                    s.linkFaults.dropNext = max(0, s.linkFaults.dropNext - 1)
+                }
+                if let x = exchange { recorder.replied(x, delivered: false, fault: "drop_next") }
+                return
+            }
+            if link.dropProbability > 0, linkRNG.unit() < link.dropProbability {
+                proxy.record { $0.stats.received[.reply, default: 0] += 1 }
+                if let x = exchange { recorder.replied(x, delivered: false, fault: "drop_probability") }
+                return
+            }
+            if let g = link.garbage, !frames.isEmpty {
+                frames[frames.count - 1] = garbage(g)
+                linkFault = "garbage"
+            }
+            if link.delayMs > 0 || link.jitterMs > 0 {
+                let jitter = link.jitterMs > 0 ? Int(((2 * linkRNG.unit() - 1) * Double(link.jitterMs)).rounded()) : 0
+                linkDelayMs = max(0, link.delayMs + jitter)
+                if linkDelayMs > 0 { linkFault = linkFault ?? "delay" }
             }
         }
         let faults = proxy.faults
@@ -295,34 +425,62 @@ private final class ProxyEngine: @unchecked Sendable {
             if d.duplicated { s.stats.duplicated += 1 }
             if d.delayMs != nil { s.stats.delayed += 1 }
         }
-        if d.blackholed || d.dropped { return }
-        var frames = frames
+        if d.blackholed || d.dropped {
+            let label = d.blackholed ? "blackhole" : "drop"
+            if let x = exchange {
+                if direction == .request { recorder.notForwarded(x, fault: label) } else { recorder.replied(x, delivered: false, fault: label) }
+            }
+            return
+        }
         if let at = d.corruptedByte, !frames.isEmpty { frames[frames.count - 1][at] ^= 0xFF }
+        if linkDelayMs > 0 { d.delayMs = (d.delayMs ?? 0) + linkDelayMs }
+        let message = Outgoing(frames: frames, exchange: exchange, fault: linkFault ?? Self.label(d))
         if let h = held.removeValue(forKey: direction) {
             // Swap: the newcomer goes first, the held one right after it.
             proxy.record { $0.stats.reordered += 1; $0.holding -= 1 }
-            emit(frames, d)
-            emit(h.frames, h.decision)
+            emit(message, d)
+            emit(h.message, h.decision)
         } else if d.held {
-            held[direction] = (frames, d, clock.now.advanced(by: .milliseconds(faults.reorderHoldMs)))
+            held[direction] = (message, d, clock.now.advanced(by: .milliseconds(faults.reorderHoldMs)))
             proxy.record { $0.holding += 1 }
         } else {
-            emit(frames, d)
+            emit(message, d)
+        }
+    }
+
+    /// The fault a decision applies to a message that still goes on, for the journal.
+    private static func label(_ d: ProxyDecision) -> String? {
+        if d.corruptedByte != nil { return "corrupt" }
+        if d.duplicated { return "duplicate" }
+        if d.held { return "reorder" }
+        if let ms = d.delayMs, ms > 0 { return "delay" }
+        return nil
+    }
+
+    /// What the `garbage` link fault answers instead of the handler's reply (as the mock handler does).
+    private func garbage(_ kind: GarbageKind) -> [UInt8] {
+        switch kind {
+        case .bytes:
+            var out: [UInt8] = [0xFF, 0xFE]  // never valid UTF-8, never JSON
+            for _ in 0..<(8 + Int(linkRNG.next() % 24)) { out.append(UInt8(truncatingIfNeeded: linkRNG.next())) }
+            return out
+        case .wrongShape:
+            return Array(#"["wrong","shape"]"#.utf8)
         }
     }
 
     /// Sends now, or later when the decision says delay; twice when it says duplicate.
-    private func emit(_ frames: [[UInt8]], _ d: ProxyDecision) {
+    private func emit(_ message: Outgoing, _ d: ProxyDecision) {
         let copies = d.duplicated ? 2 : 1
         for copy in 0..<copies {
             if let ms = d.delayMs, ms > 0 {
                 timerOrder += 1
                 timers.push(Timed(due: clock.now.advanced(by: .milliseconds(ms)), order: timerOrder,
-                                  direction: d.direction, frames: frames, duplicateCopy: copy > 0,
+                                  direction: d.direction, message: message, duplicateCopy: copy > 0,
                                   dropsReply: d.dropsReply && copy == 0))
                 proxy.record { $0.holding += 1 }
             } else {
-                send(frames, d.direction, duplicateCopy: copy > 0, dropsReply: d.dropsReply && copy == 0)
+                send(message, d.direction, duplicateCopy: copy > 0, dropsReply: d.dropsReply && copy == 0)
             }
         }
     }
@@ -337,17 +495,29 @@ private final class ProxyEngine: @unchecked Sendable {
         return key
     }
 
-    private func send(_ frames: [[UInt8]], _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool) {
+    private func send(_ message: Outgoing, _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool) {
         let socket = direction == .request ? sockets.back : sockets.front
         do {
-            try socket.send(multipart: frames, flags: .dontWait)
+            try socket.send(multipart: message.frames, flags: .dontWait)
             if direction == .request {
-                expected[envelopeKey(frames), default: []].append(Pending(deliver: !duplicateCopy, dropsReply: dropsReply))
+                expected[envelopeKey(message.frames), default: []].append(
+                    Pending(deliver: !duplicateCopy, dropsReply: dropsReply, exchange: message.exchange))
                 if expected.count > 100_000 { expected.removeAll() }  // clients that never got replies
+                if !duplicateCopy, let x = message.exchange { recorder.forwarded(x, fault: message.fault) }
+            } else if let x = message.exchange {
+                recorder.replied(x, delivered: true, fault: message.fault)
             }
             proxy.record { $0.stats.forwarded[direction, default: 0] += 1 }
         } catch {
             proxy.record { $0.stats.sendFailures += 1 }
+            guard !duplicateCopy, let x = message.exchange else { return }
+            if direction == .request {
+                recorder.notForwarded(x, fault: "send_failed")
+            } else {
+                // ROUTER_MANDATORY: the requester is no longer connected (it gave up and reopened its socket).
+                let gone = (error as? ZMQError)?.code == .ehostunreach
+                recorder.replied(x, delivered: false, fault: gone ? message.fault : "send_failed", late: gone)
+            }
         }
     }
 
@@ -355,12 +525,12 @@ private final class ProxyEngine: @unchecked Sendable {
         while let t = timers.peek, t.due <= now {
             _ = timers.pop()
             proxy.record { $0.holding -= 1 }
-            send(t.frames, t.direction, duplicateCopy: t.duplicateCopy, dropsReply: t.dropsReply)
+            send(t.message, t.direction, duplicateCopy: t.duplicateCopy, dropsReply: t.dropsReply)
         }
         for (dir, h) in held where h.deadline <= now {
             held[dir] = nil
             proxy.record { $0.holding -= 1 }
-            emit(h.frames, h.decision)  // nobody came to swap with: it goes alone
+            emit(h.message, h.decision)  // nobody came to swap with: it goes alone
         }
     }
 
@@ -395,9 +565,16 @@ private final class ProxyEngine: @unchecked Sendable {
             } catch {
                 return .failure("Invalid setting \(error)")
             }
-        case "clear":
+        case "clear", "fault.clear":
             proxy.clear()
-            return .ok(["settings": ProxyFaults.none.json])
+            return .ok(["settings": ProxyFaults.none.json, "faults": FaultSettings().json])
+        case "fault.set":
+            // The mock handler's control vocabulary, so `szchaos drop-replies` & co. act the same on a link.
+            do {
+                return .ok(["faults": try proxy.setLinkFaults(req.params).json])
+            } catch {
+                return .failure(error.description)
+            }
         default:
             return .failure(Wire.unknownMethod(req.method))
         }
@@ -412,6 +589,11 @@ private final class ProxyEngine: @unchecked Sendable {
         f["holding"] = .int(Int64(holding))
         f["listen"] = .string(proxy.listenEndpoint)
         f["upstream"] = .string(proxy.configuration.upstream)
+        f["link_faults"] = proxy.linkFaults.json
+        f["link"] = recorder.counters.json
+        f["counters"] = recorder.counters.json
+        f["endpoint"] = .string(proxy.listenEndpoint)
+        if let j = proxy.configuration.journalPath { f["journal"] = .string(j) }
         return .ok(f)
     }
 }
