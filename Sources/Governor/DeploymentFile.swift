@@ -21,13 +21,16 @@
 // DEPLOYMENT_DIR, RUN_DIR, LOG_DIR, NAME, INDEX, PORT (with port_base), ENDPOINT (this process's),
 // SERVER_ENDPOINT, READY_FILE (= RUN_DIR/NAME.ready). An unknown variable is an error naming its field.
 import Foundation
+import Interposer
 import Yams
 
 public enum DeploymentFile {
     static let rootKeys = ["deployment", "environment", "inherit_environment", "defaults", "server", "handlers"]
-    static let processKeys = ["command", "endpoint", "environment", "restart", "stop_timeout", "readiness", "settings"]
+    static let processKeys = ["command", "endpoint", "environment", "restart", "stop_timeout", "readiness", "settings",
+                              "interpose"]
     static let handlerKeys = ["id", "replicas", "port_base"] + processKeys
-    static let defaultsKeys = ["stop_timeout", "restart", "readiness"]
+    static let defaultsKeys = ["stop_timeout", "restart", "readiness", "interpose"]
+    static let interposeKeys = ["timeout", "private_port_base"]
     static let restartKeys = ["policy", "max_restarts", "window", "reset_after", "backoff"]
     static let backoffKeys = ["initial", "multiplier", "max", "jitter", "immediate"]
 
@@ -85,6 +88,7 @@ public enum DeploymentFile {
             if let t = d["stop_timeout"] { defaults.stopTimeout = try t.duration() }
             if let r = d["restart"] { defaults.restart = try restartPolicy(r, base: defaults.restart) }
             if let r = d["readiness"] { defaults.readiness = r }
+            if let i = d["interpose"] { defaults.interpose = try interposeSetting(i) }
         }
 
         var server: HandlerConfig?
@@ -98,7 +102,11 @@ public enum DeploymentFile {
             if let e = s["endpoint"] { serverEndpoint = try substitute(try e.string(), vars, e) }
             vars["ENDPOINT"] = serverEndpoint ?? ""
             vars["SERVER_ENDPOINT"] = serverEndpoint ?? ""
+            let link = try interposer(s["interpose"].map { f throws(DeploymentFileError) in try interposeSetting(f) } ?? defaults.interpose,
+                                      id: "server", index: 1, publicEndpoint: serverEndpoint, runDir: globals["RUN_DIR"]!,
+                                      at: s["interpose"] ?? s["endpoint"] ?? f, vars: &vars)
             server = try process(f, s, id: "server", role: .server, vars: vars, endpoint: serverEndpoint, defaults: defaults)
+            server?.interposer = link
         }
 
         var handlers: [HandlerConfig] = []
@@ -124,11 +132,25 @@ public enum DeploymentFile {
                     vars["INDEX"] = "\(index)"
                     vars["READY_FILE"] = globals["RUN_DIR"]! + "/\(id).ready"
                     vars["SERVER_ENDPOINT"] = serverEndpoint ?? ""
+                    if let (host, port) = serverEndpoint.flatMap(tcpHostPort) {
+                        vars["SERVER_HOST"] = host
+                        vars["SERVER_PORT"] = "\(port)"
+                    }
                     if let portBase { vars["PORT"] = "\(portBase + index - 1)" }
                     var endpoint: String?
                     if let e = h["endpoint"] { endpoint = try substitute(try e.string(), vars, e) }
                     vars["ENDPOINT"] = endpoint ?? ""
-                    handlers.append(try process(entry, h, id: id, role: .handler, vars: vars, endpoint: endpoint, defaults: defaults))
+                    let setting = try h["interpose"].map { f throws(DeploymentFileError) in try interposeSetting(f) } ?? defaults.interpose
+                    let link = try interposer(setting, id: id, index: index, publicEndpoint: endpoint, runDir: globals["RUN_DIR"]!,
+                                              at: h["interpose"] ?? h["endpoint"] ?? entry, vars: &vars)
+                    if link != nil, let srv = server, srv.interposer == nil {
+                        throw (h["interpose"] ?? fields["defaults"] ?? entry).error(
+                            "an interposed handler registers its private endpoint, so the server must be interposed too "
+                            + "(its interposer rewrites the address): add `interpose: true` to the server or under defaults")
+                    }
+                    var config = try process(entry, h, id: id, role: .handler, vars: vars, endpoint: endpoint, defaults: defaults)
+                    config.interposer = link
+                    handlers.append(config)
                 }
             }
         }
@@ -142,7 +164,66 @@ public enum DeploymentFile {
         var stopTimeout: Duration = .seconds(5)
         var restart = RestartPolicy()
         var readiness: YAMLField?
+        var interpose: InterposeSetting?
     }
+
+    /// `interpose: true | false | {timeout: 10s, private_port_base: N}`.
+    struct InterposeSetting {
+        var timeout: Duration = .seconds(10)
+        var privatePortBase: Int?
+        var field: YAMLField
+    }
+
+    static func interposeSetting(_ field: YAMLField) throws(DeploymentFileError) -> InterposeSetting? {
+        if case .scalar(let s) = field.node {
+            switch s.string {
+            case "true", "yes", "on": return InterposeSetting(field: field)
+            case "false", "no", "off": return nil
+            default: throw field.error("must be true, false or {timeout: 10s, private_port_base: N} (got \"\(s.string)\")")
+            }
+        }
+        let m = try field.mapping(allowed: interposeKeys)
+        var setting = InterposeSetting(field: field)
+        if let t = m["timeout"] { setting.timeout = try t.duration() }
+        if let b = m["private_port_base"] {
+            setting.privatePortBase = try b.int(min: 1)
+            guard setting.privatePortBase! <= 65535 else { throw b.error("must be a TCP port (1...65535)") }
+        }
+        return setting
+    }
+
+    /// The link of an interposed process, and its variables: in its command and environment `${ENDPOINT}`
+    /// and `${PORT}` become the private ones, `${PUBLIC_ENDPOINT}` and `${PUBLIC_PORT}` the public ones.
+    static func interposer(_ setting: InterposeSetting?, id: String, index: Int, publicEndpoint: String?, runDir: String,
+                           at field: YAMLField, vars: inout [String: String]) throws(DeploymentFileError) -> InterposerSpec? {
+        vars["PUBLIC_ENDPOINT"] = publicEndpoint ?? ""
+        if let port = publicEndpoint.flatMap(tcpHostPort)?.1 { vars["PUBLIC_PORT"] = "\(port)" }
+        guard let setting else { return nil }
+        guard let publicEndpoint, !publicEndpoint.isEmpty else {
+            throw setting.field.error("an interposed process needs an endpoint (the public one its interposer binds)")
+        }
+        let privateEndpoint: String
+        var privatePort: Int?
+        if publicEndpoint.hasPrefix("ipc://") {
+            privateEndpoint = "ipc://\(runDir)/\(id).private"
+        } else if let (host, _) = tcpHostPort(publicEndpoint) {
+            let port = try setting.privatePortBase.map { base throws(DeploymentFileError) -> Int in
+                guard base + index - 1 <= 65535 else { throw setting.field.error("private_port_base + replicas runs past port 65535") }
+                return base + index - 1
+            } ?? PrivatePorts.reserve()
+            guard let port else { throw setting.field.error("no free TCP port for the private endpoint of \(id)") }
+            privatePort = port
+            let bindHost = ["*", "0.0.0.0", "::", ""].contains(host) ? "127.0.0.1" : host
+            privateEndpoint = "tcp://\(bindHost):\(port)"
+        } else {
+            throw field.error("interposition works on tcp:// and ipc:// endpoints, not \"\(publicEndpoint)\"")
+        }
+        vars["ENDPOINT"] = privateEndpoint
+        if let privatePort { vars["PORT"] = "\(privatePort)" }
+        return InterposerSpec(publicEndpoint: publicEndpoint, privateEndpoint: privateEndpoint, timeout: setting.timeout)
+    }
+
+    static func tcpHostPort(_ endpoint: String) -> (String, Int)? { AddressRewriter.tcpHostPort(endpoint) }
 
     static func process(_ field: YAMLField, _ f: [String: YAMLField], id: String, role: ProcessRole,
                         vars: [String: String], endpoint: String?, defaults: ProcessDefaults) throws(DeploymentFileError) -> HandlerConfig {
@@ -234,6 +315,16 @@ public enum DeploymentFile {
                 throw field.error("unterminated ${ in \"\(text)\"")
             }
             let name = String(rest[start.upperBound..<end])
+            if name.hasPrefix("env:") {
+                // A variable of the governor's own environment (a checkout path, say).
+                let envName = String(name.dropFirst(4))
+                guard let value = ProcessInfo.processInfo.environment[envName] else {
+                    throw field.error("${\(name)}: the environment variable \(envName) is not set")
+                }
+                out += value
+                rest = rest[rest.index(after: end)...]
+                continue
+            }
             guard let value = vars[name] else {
                 throw field.error("unknown variable ${\(name)} (known: \(vars.keys.sorted().joined(separator: ", ")))")
             }

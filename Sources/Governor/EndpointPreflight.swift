@@ -7,6 +7,7 @@
 import Glibc
 #endif
 import Foundation
+import Interposer
 
 public enum EndpointPreflight {
     public static func check(_ deployment: Deployment) throws {
@@ -28,10 +29,8 @@ public enum EndpointPreflight {
 
     /// `tcp://127.0.0.1:4245` -> ("127.0.0.1", 4245); nil for other transports and wildcard ports.
     static func tcpHostPort(_ endpoint: String) -> (String, UInt16)? {
-        guard endpoint.hasPrefix("tcp://") else { return nil }
-        let rest = endpoint.dropFirst(6)
-        guard let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]), port != 0 else { return nil }
-        return (String(rest[..<colon]), port)
+        guard let (host, port) = AddressRewriter.tcpHostPort(endpoint), let p = UInt16(exactly: port), p != 0 else { return nil }
+        return (host, p)
     }
 
     /// nil when `host:port` can be bound now (IPv4 hosts only; others are not checked).

@@ -17,6 +17,9 @@ public struct HandlerConfig: Sendable, Hashable {
     public var readiness: ReadinessSpec
     /// Anything else the deployment file gave (kept as text for later phases).
     public var settings: [String: String]
+    /// Set when an interposer sits on the process's link: `endpoint` is then the public endpoint (the
+    /// interposer binds it) and the process itself binds `interposer.privateEndpoint`.
+    public var interposer: InterposerSpec?
 
     public init(id: String, role: ProcessRole = .handler, executable: String, arguments: [String] = [],
                 endpoint: String? = nil, environment: [String: String] = [:],
@@ -34,10 +37,30 @@ public struct HandlerConfig: Sendable, Hashable {
         self.settings = settings
     }
 
+    /// Where the process itself answers: its private endpoint when interposed, else `endpoint`. Readiness
+    /// and liveness probes go here, so a fault on the link does not fail the process's own start.
+    public var directEndpoint: String? { interposer?.privateEndpoint ?? endpoint }
+
     /// Upstream's `auto_restart`.
     public var autoRestart: Bool { restart.mode != .never }
     /// Upstream's `max_restarts`.
     public var maxRestarts: Int { restart.maxRestarts }
     /// Upstream's `restart_delay`: the first non-immediate backoff step.
     public var restartDelay: Duration { restart.backoff.initial }
+}
+
+/// An interposed link in front of one process (`interpose:` in the deployment file; docs/GOVERNOR.md).
+public struct InterposerSpec: Sendable, Hashable {
+    /// What clients use and the interposer binds (the deployment file's `endpoint`).
+    public var publicEndpoint: String
+    /// What the process binds (`${ENDPOINT}` / `${PORT}` in its command and environment).
+    public var privateEndpoint: String
+    /// A request forwarded and not answered within this is a lost request.
+    public var timeout: Duration
+
+    public init(publicEndpoint: String, privateEndpoint: String, timeout: Duration = .seconds(10)) {
+        self.publicEndpoint = publicEndpoint
+        self.privateEndpoint = privateEndpoint
+        self.timeout = timeout
+    }
 }

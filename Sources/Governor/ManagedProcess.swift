@@ -237,7 +237,7 @@ public actor ManagedProcess {
     private func waitForReadiness(of child: ChildProcess) async throws {
         let probe = context.probe
         let deadline = ContinuousClock.now + (config.readiness.timeout ?? .seconds(30))
-        let target = ReadinessTarget(name: name, pid: child.pid, endpoint: config.endpoint, config: config)
+        let target = ReadinessTarget(name: name, pid: child.pid, endpoint: config.directEndpoint, config: config)
         let name = self.name
         let task = Task<Void, any Error> {
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -6,6 +6,7 @@
 import Glibc
 #endif
 import Foundation
+import Interposer
 
 public struct GovernorOptions: Sendable {
     /// Policy time (backoff, restart window, healthy-run reset). Tests pass a ManualGovernorClock.
@@ -45,6 +46,11 @@ public actor ProcessGovernor: GovernorBase {
     private var processes: [String: ManagedProcess] = [:]
     private var order: [String] = []
     private var lock: DeploymentLock?
+    /// The interposers of interposed processes, by process name: started before their process, kept across
+    /// its restarts, stopped after it (docs/GOVERNOR.md, "Interposed links").
+    private var links: [String: ChaosProxy] = [:]
+    /// The server interposer's map from handlers' private endpoints to their public ones.
+    private let rewriter = AddressRewriter()
     private let operations = OperationLock()
     public private(set) var lastReconcile = ReconcileReport()
 
@@ -66,7 +72,7 @@ public actor ProcessGovernor: GovernorBase {
                       options: options)
     }
 
-    public func path(_ component: String) -> String { directory.appendingPathComponent(component).path }
+    public nonisolated func path(_ component: String) -> String { directory.appendingPathComponent(component).path }
 
     // MARK: GovernorBase
 
@@ -87,7 +93,9 @@ public actor ProcessGovernor: GovernorBase {
             for config in deployment.processes where processes[config.id] == nil {
                 try register(config)
             }
+            for name in order { if let p = processes[name] { try startLink(p.config) } }
         } catch {
+            stopLinks()
             lock?.release()
             lock = nil
             throw error
@@ -117,9 +125,54 @@ public actor ProcessGovernor: GovernorBase {
 
     public func status() async -> [ManagedProcessInfo] {
         var infos: [ManagedProcessInfo] = []
-        for name in order { if let p = processes[name] { infos.append(await p.info()) } }
+        for name in order { if let p = processes[name] { infos.append(await infoWithLink(p)) } }
         return infos
     }
+
+    /// The interposer in front of `name`, if it is interposed and the governor runs.
+    public func link(_ name: String) -> ChaosProxy? { links[name] }
+
+    private func infoWithLink(_ p: ManagedProcess) async -> ManagedProcessInfo {
+        var info = await p.info()
+        if let l = links[info.name], let spec = p.config.interposer {
+            info.link = LinkInfo(publicEndpoint: spec.publicEndpoint, privateEndpoint: spec.privateEndpoint,
+                                 control: l.controlEndpoint ?? "", journal: l.configuration.journalPath ?? "",
+                                 counters: l.linkCounters, faults: l.faults.isQuiet ? l.linkFaults.json : l.faults.json)
+        }
+        return info
+    }
+
+    /// Starts the interposer of an interposed process: binds its public endpoint, connects to the private one,
+    /// serves faults on `run/<name>.link` and journals to `links/<name>.jsonl`.
+    private func startLink(_ config: HandlerConfig) throws {
+        guard let spec = config.interposer, links[config.id] == nil else { return }
+        if config.role == .handler { rewriter.set(private: spec.privateEndpoint, public: spec.publicEndpoint) }
+        let proxyConfig = ChaosProxyConfiguration(
+            listen: spec.publicEndpoint, upstream: spec.privateEndpoint, control: linkControlEndpoint(config.id),
+            seed: options.seed ^ fnv1a("link:" + config.id), name: config.id,
+            journalPath: path("links/\(config.id).jsonl"), linkTimeout: spec.timeout,
+            rewriter: config.role == .server ? rewriter : nil)
+        do {
+            links[config.id] = try ChaosProxy(proxyConfig)
+        } catch {
+            throw GovernorError.startFailed(name: config.id, reason: "its interposer: \(error)")
+        }
+        events.record(config.id, .linkStarted, pid: getpid(), detail: "\(spec.publicEndpoint) -> \(spec.privateEndpoint)")
+    }
+
+    private func stopLink(_ name: String) {
+        guard let l = links.removeValue(forKey: name) else { return }
+        if let spec = processes[name]?.config.interposer { rewriter.remove(private: spec.privateEndpoint) }
+        l.stop()
+        let c = l.linkCounters
+        events.record(name, .linkStopped, pid: getpid(),
+                      detail: "\(c.requests) requests, \(c.lost) lost, \(c.late) late, \(c.duplicateExecutions) duplicate executions")
+    }
+
+    private func stopLinks() { for name in links.keys.sorted() { stopLink(name) } }
+
+    /// `ipc://<deployment>/run/<name>.link`: the interposer's control endpoint (szchaos finds it there).
+    public nonisolated func linkControlEndpoint(_ name: String) -> String { "ipc://" + path("run/\(name).link") }
 
     @discardableResult
     public func addHandler(_ config: HandlerConfig) async throws -> ManagedProcessInfo {
@@ -130,8 +183,15 @@ public actor ProcessGovernor: GovernorBase {
             throw GovernorError.duplicateProcess(deployment: deploymentName, name: config.id)
         }
         let process = try register(config)
-        if isRunning { try await process.start() }
-        return await process.info()
+        if isRunning {
+            do { try startLink(config) } catch {
+                processes[config.id] = nil
+                order.removeAll { $0 == config.id }
+                throw error
+            }
+            try await process.start()
+        }
+        return await infoWithLink(process)
     }
 
     public func removeHandler(_ id: String) async throws {
@@ -139,6 +199,7 @@ public actor ProcessGovernor: GovernorBase {
         defer { operations.release() }
         let process = try lookup(id)
         await process.stop()
+        stopLink(id)
         processes[id] = nil
         order.removeAll { $0 == id }
     }
@@ -286,6 +347,7 @@ public actor ProcessGovernor: GovernorBase {
             for p in all where p.config.role == .handler { group.addTask { await p.stop(timeout: timeout) } }
         }
         for p in all where p.config.role == .server { await p.stop(timeout: timeout) }
+        stopLinks()
         events.record("governor", .governorStopped, pid: getpid(), detail: deploymentName)
         lock?.release()
         lock = nil

@@ -14,6 +14,7 @@ extension ManagedProcessInfo {
         o["exit_code"] = exitCode.map { .int(Int64($0)) } ?? .null
         o["exit_signal"] = exitSignal.map { .int(Int64($0)) } ?? .null
         o["start_time"] = startTime.map { .string(ISO8601DateFormatter().string(from: $0)) } ?? .null
+        if let link { o["link"] = link.json }
         return .object(o)
     }
 }
@@ -40,9 +41,17 @@ public struct StatusRow: Sendable, Hashable {
 
     public init?(json: JSONValue) {
         guard let o = json.objectValue, let name = o["name"]?.stringValue else { return nil }
+        var note = o["last_error"]?.stringValue
+        if let l = o["link"]?.objectValue {
+            let counts = ["requests", "lost", "late", "duplicate_executions"].map { k in
+                "\(l[k]?.intValue ?? 0) \(k.replacingOccurrences(of: "_", with: " "))"
+            }
+            let link = "interposed -> \(l["private"]?.stringValue ?? "?"): " + counts.joined(separator: ", ")
+            note = note.map { "\($0); \(link)" } ?? link
+        }
         self.init(name: name, role: o["role"]?.stringValue ?? "?", status: o["status"]?.stringValue ?? "?",
                   pid: o["pid"]?.intValue.map { Int32($0) }, restarts: o["restart_count"]?.intValue.map { Int($0) },
-                  endpoint: o["endpoint"]?.stringValue, note: o["last_error"]?.stringValue)
+                  endpoint: o["endpoint"]?.stringValue, note: note)
     }
 
     /// An aligned text table.

@@ -1,3 +1,5 @@
+import Interposer
+import ScheduleZeroWire
 import Foundation
 
 /// The state of one managed process.
@@ -32,6 +34,8 @@ public struct ManagedProcessInfo: Sendable, Hashable, Codable {
     /// How the last child ended, if it did.
     public var lastExit: ExitStatus?
     public var endpoint: String?
+    /// The interposed link in front of the process, if any.
+    public var link: LinkInfo?
 
     public var exitCode: Int32? { lastExit?.exitCode }
     public var exitSignal: Int32? { lastExit?.signal }
@@ -47,5 +51,43 @@ public struct ManagedProcessInfo: Sendable, Hashable, Codable {
         self.startTime = startTime
         self.lastExit = lastExit
         self.endpoint = endpoint
+    }
+}
+
+/// An interposed link as `status` shows it.
+public struct LinkInfo: Sendable, Hashable, Codable {
+    public var publicEndpoint: String
+    public var privateEndpoint: String
+    public var control: String
+    public var journal: String
+    public var requests: Int
+    public var delivered: Int
+    public var lost: Int
+    public var late: Int
+    public var duplicateExecutions: Int
+    /// The faults in force, as `fault.set` / `set` JSON text.
+    public var faults: String
+
+    public init(publicEndpoint: String, privateEndpoint: String, control: String, journal: String,
+                counters: LinkCounters, faults: JSONValue) {
+        self.publicEndpoint = publicEndpoint
+        self.privateEndpoint = privateEndpoint
+        self.control = control
+        self.journal = journal
+        requests = counters.requests
+        delivered = counters.delivered
+        lost = counters.lost
+        late = counters.late
+        duplicateExecutions = counters.duplicateExecutions
+        self.faults = JSON.string(faults)
+    }
+
+    public var json: JSONValue {
+        .object([
+            "public": .string(publicEndpoint), "private": .string(privateEndpoint), "control": .string(control),
+            "journal": .string(journal), "requests": .int(Int64(requests)), "delivered": .int(Int64(delivered)),
+            "lost": .int(Int64(lost)), "late": .int(Int64(late)), "duplicate_executions": .int(Int64(duplicateExecutions)),
+            "faults": (try? JSON.parse(faults)) ?? .null,
+        ])
     }
 }
