@@ -17,6 +17,11 @@ public struct HandlerConfig: Sendable, Hashable {
     public var readiness: ReadinessSpec
     /// Anything else the deployment file gave (kept as text for later phases).
     public var settings: [String: String]
+    /// Where the child starts (`working_dir:`; absolute, checked to be a directory at load). nil: the
+    /// governor's current directory.
+    public var workingDirectory: String?
+    /// Checks after readiness (`liveness:`); nil: none.
+    public var liveness: LivenessSpec?
 
     public init(id: String, role: ProcessRole = .handler, executable: String, arguments: [String] = [],
                 endpoint: String? = nil, environment: [String: String] = [:],
