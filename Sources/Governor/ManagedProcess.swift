@@ -91,9 +91,11 @@ public actor ManagedProcess {
     // MARK: reads
 
     public func info() -> ManagedProcessInfo {
-        ManagedProcessInfo(name: name, role: config.role, pid: child?.pid, status: status,
-                           restartCount: restartCount, lastError: lastError, startTime: startDate,
-                           lastExit: lastExit, endpoint: config.endpoint)
+        var info = ManagedProcessInfo(name: name, role: config.role, pid: child?.pid, status: status,
+                                      restartCount: restartCount, lastError: lastError, startTime: startDate,
+                                      lastExit: lastExit, endpoint: config.endpoint)
+        info.livenessFailures = liveness?.consecutiveFailures
+        return info
     }
 
     public var currentStatus: ProcessStatus { status }

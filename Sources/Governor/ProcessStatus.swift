@@ -35,6 +35,8 @@ public struct ManagedProcessInfo: Sendable, Hashable, Codable {
     /// How the last child ended, if it did.
     public var lastExit: ExitStatus?
     public var endpoint: String?
+    /// Failed liveness checks in a row of the current child; nil when it has no liveness checks running.
+    public var livenessFailures: Int?
 
     public var exitCode: Int32? { lastExit?.exitCode }
     public var exitSignal: Int32? { lastExit?.signal }

@@ -1,4 +1,5 @@
 import Foundation
+import ScheduleZeroWire
 import Testing
 import TestSupport
 @testable import Governor
@@ -112,7 +113,8 @@ struct integration_governor_RealServices {
             let (checks, failures) = (await p.livenessChecks, await p.livenessFailures)
             return checks >= 3 && failures == 0
         }
-        #expect(try await gov.handlerStatus("h").status == .running)
+        let healthy = try await gov.handlerStatus("h")
+        #expect(healthy.status == .running && healthy.livenessFailures == 0 && healthy.json["liveness_failures"] == .int(0))
         #expect(kill(old, SIGSTOP) == 0)
         try await waitUntil("h reported unhealthy", timeout: .seconds(20), pollEvery: .milliseconds(2)) {
             try await gov.handlerStatus("h").status == .unhealthy
