@@ -213,14 +213,15 @@ public struct HTTPReadinessProbe: ReadinessProbe {
         }
     }
 
-    /// Blocking: nil once a GET answered 2xx; otherwise what the last attempt gave, at the deadline.
+    /// Blocking: nil once a GET answered 2xx; otherwise what the last attempt gave, at the deadline. The
+    /// first GET is made even when this thread starts late (a loaded machine), with at least 100 ms.
     static func getUntil2xx(_ url: HTTPURL, interval: Duration, within: Duration, deadline: ContinuousClock.Instant,
                             cancelled: CancelFlag) -> String? {
-        var last = "no attempt"
+        var last: String?
         while !cancelled.isSet {
             let left = deadline - ContinuousClock.now
-            if left <= .zero { return last }
-            switch HTTPProbe.get(url, timeout: min(within, left)) {
+            if left <= .zero, let last { return last }
+            switch HTTPProbe.get(url, timeout: max(min(within, left), .milliseconds(100))) {
             case .success(let status) where (200...299).contains(status): return nil
             case .success(let status): last = "status \(status)"
             case .failure(let f): last = f.reason
@@ -228,6 +229,6 @@ public struct HTTPReadinessProbe: ReadinessProbe {
             let pause = min(interval, deadline - ContinuousClock.now)
             if pause > .zero { usleep(UInt32(min(pause.msDouble * 1000, 10_000_000))) }
         }
-        return last
+        return last ?? "cancelled"
     }
 }

@@ -60,11 +60,14 @@ struct integration_governor_CLIRealServices {
         #expect(kill(old, 0) == -1 && errno == ESRCH)
     }
 
-    @Test(arguments: [
+    /// Outside the attribute: the selection lint blanks `//` to the end of a line, URLs included.
+    static let badValues: [(String, String, String)] = [
         ("    working_dir: missing\n", "handlers[0].working_dir: directory ", "does not exist"),
         ("    liveness: {ping: \"${ENDPOINT}\", failures: 0}\n", "handlers[0].liveness.failures: must be an integer >= 1", "(got \"0\")"),
         ("    readiness: {http: \"https://127.0.0.1/\"}\n", "handlers[0].readiness.http: https is not supported", "plain http:// only"),
-    ])
+    ]
+
+    @Test(arguments: Self.badValues)
     func badNewKeysFailUpWithTheirPlaceAndStartNothing(line: String, message: String, more: String) async throws {
         let h = CLIHarness()
         defer { h.cleanup() }

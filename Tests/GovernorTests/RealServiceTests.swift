@@ -81,7 +81,7 @@ struct integration_governor_RealServices {
         deployment: t
         server:
           command: ["\(pyzmqPython)", "\(fixturePath("peers/http_health.py"))", --port, "\(port)", --fail, "1000000"]
-          readiness: {http: "http://127.0.0.1:\(port)/api/health", timeout: 1500ms, interval: 50ms}
+          readiness: {http: "http://127.0.0.1:\(port)/api/health", timeout: 3s, interval: 50ms}
           restart: {policy: never}
         """)
         let error = await #expect(throws: GovernorError.self) { try await gov.start() }
@@ -194,7 +194,9 @@ struct unit_governor_RealServiceKeys {
         #expect(off == nil)
     }
 
-    @Test(arguments: [
+    /// A bad value of each new key and its error (a table outside the attribute: the selection lint blanks
+    /// `//` to the end of a line, URLs included).
+    static let badValues: [(String, String)] = [
         ("    working_dir: /nonexistent/dir\n", "r.yaml:5:18: handlers[0].working_dir: directory /nonexistent/dir does not exist"),
         ("    working_dir: /etc/hostname\n", "r.yaml:5:18: handlers[0].working_dir: /etc/hostname is not a directory"),
         ("    working_dir: \"${NOPE}\"\n", "r.yaml:5:18: handlers[0].working_dir: unknown variable ${NOPE} (known: DEPLOYMENT, DEPLOYMENT_DIR, ENDPOINT, INDEX, LOG_DIR, NAME, READY_FILE, RUN_DIR, SERVER_ENDPOINT)"),
@@ -210,7 +212,9 @@ struct unit_governor_RealServiceKeys {
         ("    liveness: {period: 1s}\n", "r.yaml:5:15: handlers[0].liveness: needs ping: ENDPOINT or http: URL"),
         ("    liveness: {http: \"ftp://x/\"}\n", "r.yaml:5:22: handlers[0].liveness.http: expected an http:// URL like http://127.0.0.1:8888/api/health, got \"ftp://x/\""),
         ("    liveness: {ping: x, retries: 2}\n", "r.yaml:5:25: handlers[0].liveness.retries: unknown field (allowed: ping, http, period, timeout, failures)"),
-    ])
+    ]
+
+    @Test(arguments: Self.badValues)
     func badNewKeysNameFileLineAndField(lines: String, expected: String) {
         let error = #expect(throws: DeploymentFileError.self) { try parse(handler(lines)) }
         #expect(error?.description == expected)
