@@ -23,7 +23,7 @@ struct integration_governor_CLIRealServices {
                 endpoint: "ipc://${RUN_DIR}/${NAME}.sock"
                 command: ["${SZMOCK}", "handler", "--id", "${NAME}", "--bind", "${ENDPOINT}"]
                 readiness: ping
-                liveness: {ping: "${ENDPOINT}", period: 100ms, timeout: 200ms, failures: 2}
+                liveness: {ping: "${ENDPOINT}", period: 100ms, timeout: 500ms, failures: 2}
                 stop_timeout: 3s
                 restart: {policy: on-failure, backoff: {immediate: 1}}
             """)

@@ -101,7 +101,7 @@ struct integration_governor_RealServices {
             endpoint: "ipc://${RUN_DIR}/${NAME}.sock"
             command: ["${SZMOCK}", handler, --id, "${NAME}", --bind, "${ENDPOINT}"]
             readiness: ping
-            liveness: {ping: "${ENDPOINT}", period: 100ms, timeout: 200ms, failures: 2}
+            liveness: {ping: "${ENDPOINT}", period: 100ms, timeout: 500ms, failures: 2}
             stop_timeout: 1s
             restart: {policy: on-failure, backoff: {immediate: 1}}
         """)
@@ -147,7 +147,7 @@ struct integration_governor_RealServices {
         server:
           command: ["\(pyzmqPython)", "\(fixturePath("peers/http_health.py"))", --port, "\(port)"]
           readiness: {http: "\(url)", timeout: 20s, interval: 50ms}
-          liveness: {http: "\(url)", period: 100ms, timeout: 200ms, failures: 2}
+          liveness: {http: "\(url)", period: 100ms, timeout: 500ms, failures: 2}
           stop_timeout: 500ms
           restart: {policy: always, backoff: {immediate: 1}}
         """)
