@@ -141,7 +141,7 @@ struct integration_governor_RealServices {
         let h = Harness()
         defer { h.cleanup() }
         let port = freeTCPPort()
-        let url = "http://127.0.0.1:\(port)/api/health"
+        let url = "http://localhost:\(port)/api/health"  // a name, resolved by the probe
         let gov = try governor(h, """
         deployment: t
         server:
