@@ -69,7 +69,8 @@ let package = Package(
         // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
-        .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
+        // `szmock` so `swift test` builds it: the liveness tests govern a real szmock handler.
+        .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport", "szmock"]),
         // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.
         .testTarget(name: "ChaosTests", dependencies: [
             "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport", "Governor", "MockPeers", "Interposer", "szmock", "szchaos",

@@ -27,9 +27,9 @@ import Yams
 public enum DeploymentFile {
     static let rootKeys = ["deployment", "environment", "inherit_environment", "defaults", "server", "handlers"]
     static let processKeys = ["command", "endpoint", "environment", "restart", "stop_timeout", "readiness", "settings",
-                              "interpose"]
+                              "interpose"] + realServiceKeys
     static let handlerKeys = ["id", "replicas", "port_base"] + processKeys
-    static let defaultsKeys = ["stop_timeout", "restart", "readiness", "interpose"]
+    static let defaultsKeys = ["stop_timeout", "restart", "readiness", "interpose"] + realServiceKeys
     static let interposeKeys = ["timeout", "private_port_base"]
     static let restartKeys = ["policy", "max_restarts", "window", "reset_after", "backoff"]
     static let backoffKeys = ["initial", "multiplier", "max", "jitter", "immediate"]
@@ -43,14 +43,16 @@ public enum DeploymentFile {
             throw DeploymentFileError(file: path, line: 0, column: 0, field: "", message: "cannot read the file")
         }
         var deployment = try parse(yaml: text, file: display, defaultName: String(display.split(separator: ".").first ?? ""),
-                                   variables: variables, deploymentsRoot: deploymentsRoot, replicas: replicas)
+                                   variables: variables, deploymentsRoot: deploymentsRoot, replicas: replicas,
+                                   baseDirectory: (path as NSString).deletingLastPathComponent)
         deployment.baseDirectory = (path as NSString).deletingLastPathComponent
         deployment.sourcePath = path
         return deployment
     }
 
     public static func parse(yaml: String, file: String, defaultName: String, variables: [String: String] = [:],
-                             deploymentsRoot: String, replicas replicaOverrides: [String: Int] = [:]) throws(DeploymentFileError) -> Deployment {
+                             deploymentsRoot: String, replicas replicaOverrides: [String: Int] = [:],
+                             baseDirectory: String? = nil) throws(DeploymentFileError) -> Deployment {
         let node: Node?
         do {
             node = try Yams.compose(yaml: yaml)
@@ -89,7 +91,10 @@ public enum DeploymentFile {
             if let r = d["restart"] { defaults.restart = try restartPolicy(r, base: defaults.restart) }
             if let r = d["readiness"] { defaults.readiness = r }
             if let i = d["interpose"] { defaults.interpose = try interposeSetting(i) }
+            defaults.workingDir = d["working_dir"]
+            defaults.liveness = d["liveness"]
         }
+        defaults.baseDirectory = baseDirectory
 
         var server: HandlerConfig?
         var serverEndpoint: String?
@@ -165,6 +170,10 @@ public enum DeploymentFile {
         var restart = RestartPolicy()
         var readiness: YAMLField?
         var interpose: InterposeSetting?
+        var workingDir: YAMLField?
+        var liveness: YAMLField?
+        /// The deployment file's folder: relative `working_dir`s resolve against it.
+        var baseDirectory: String?
     }
 
     /// `interpose: true | false | {timeout: 10s, private_port_base: N}`.
@@ -241,9 +250,11 @@ public enum DeploymentFile {
         let restart = try f["restart"].map { r throws(DeploymentFileError) in try restartPolicy(r, base: defaults.restart) } ?? defaults.restart
         let stopTimeout = try f["stop_timeout"]?.duration() ?? defaults.stopTimeout
         let readiness = try (f["readiness"] ?? defaults.readiness).map { r throws(DeploymentFileError) in try readinessSpec(r, vars) } ?? .none
-        return HandlerConfig(id: id, role: role, executable: executable, arguments: Array(command.dropFirst()),
-                             endpoint: endpoint, environment: environment, restart: restart,
-                             stopTimeout: stopTimeout, readiness: readiness, settings: settings)
+        var config = HandlerConfig(id: id, role: role, executable: executable, arguments: Array(command.dropFirst()),
+                                   endpoint: endpoint, environment: environment, restart: restart,
+                                   stopTimeout: stopTimeout, readiness: readiness, settings: settings)
+        try applyRealServiceKeys(f, defaults: defaults, vars: vars, to: &config)
+        return config
     }
 
     static func restartPolicy(_ field: YAMLField, base: RestartPolicy) throws(DeploymentFileError) -> RestartPolicy {
@@ -275,7 +286,7 @@ public enum DeploymentFile {
         if case .scalar(let s) = field.node {
             if s.string == "ping" { return .custom(kind: "ping", settings: [:], timeout: .seconds(10)) }
             guard s.string == "none" else {
-                throw field.error("must be none, ping, {ping: ENDPOINT, within: 50ms, timeout: 10s}, {ready_file: PATH, timeout: 10s} or {kind: NAME, timeout: 5s, ...} (got \"\(s.string)\")")
+                throw field.error("must be none, ping, {ping: ENDPOINT, within: 50ms, timeout: 10s}, {http: URL, timeout: 10s}, {ready_file: PATH, timeout: 10s} or {kind: NAME, timeout: 5s, ...} (got \"\(s.string)\")")
             }
             return .none
         }
@@ -288,6 +299,7 @@ public enum DeploymentFile {
             }
             return .readyFile(path: try substitute(try path.string(), vars, path), timeout: timeout)
         }
+        if let http = all["http"] { return try httpReadinessSpec(http, all, vars, timeout: timeout) }
         if let ping = all["ping"] {
             var settings: [String: String] = ["ping": try substitute(try ping.string(), vars, ping)]
             for (k, v) in all where k != "ping" && k != "timeout" {
@@ -299,7 +311,7 @@ public enum DeploymentFile {
             }
             return .custom(kind: "ping", settings: settings, timeout: timeout)
         }
-        guard let kind = all["kind"] else { throw field.error("needs ping, ready_file or kind") }
+        guard let kind = all["kind"] else { throw field.error("needs ping, http, ready_file or kind") }
         var settings: [String: String] = [:]
         for (k, v) in all where k != "kind" && k != "timeout" { settings[k] = try substitute(try v.string(), vars, v) }
         return .custom(kind: try kind.string(), settings: settings, timeout: timeout)

@@ -13,6 +13,8 @@ public struct LifecycleEvent: Sendable, Hashable, Codable {
         case governorStarted = "governor_started", governorStopped = "governor_stopped"
         case orphanStopped = "orphan_stopped", staleRemoved = "stale_pid_file_removed"
         case linkStarted = "link_started", linkStopped = "link_stopped"
+        /// Liveness checks failed `failures` times in a row; the detail says what they saw.
+        case unhealthy
     }
     /// Wall-clock time, ISO 8601 with milliseconds.
     public var time: String

@@ -20,6 +20,11 @@ public struct HandlerConfig: Sendable, Hashable {
     /// Set when an interposer sits on the process's link: `endpoint` is then the public endpoint (the
     /// interposer binds it) and the process itself binds `interposer.privateEndpoint`.
     public var interposer: InterposerSpec?
+    /// Where the child starts (`working_dir:`; absolute, checked to be a directory at load). nil: the
+    /// governor's current directory.
+    public var workingDirectory: String?
+    /// Checks after readiness (`liveness:`); nil: none.
+    public var liveness: LivenessSpec?
 
     public init(id: String, role: ProcessRole = .handler, executable: String, arguments: [String] = [],
                 endpoint: String? = nil, environment: [String: String] = [:],

@@ -75,6 +75,8 @@ public actor ManagedProcess {
     private var backoffEpoch: UInt64 = 0
     private var probeTask: Task<Void, any Error>?
     private var pendingStops = 0
+    /// Liveness checks of the current child while it runs (Liveness.swift).
+    private var liveness: LivenessMonitor?
 
     private var operationBusy = false
     private var operationWaiters: [CheckedContinuation<Void, Never>] = []
@@ -89,9 +91,11 @@ public actor ManagedProcess {
     // MARK: reads
 
     public func info() -> ManagedProcessInfo {
-        ManagedProcessInfo(name: name, role: config.role, pid: child?.pid, status: status,
-                           restartCount: restartCount, lastError: lastError, startTime: startDate,
-                           lastExit: lastExit, endpoint: config.endpoint)
+        var info = ManagedProcessInfo(name: name, role: config.role, pid: child?.pid, status: status,
+                                      restartCount: restartCount, lastError: lastError, startTime: startDate,
+                                      lastExit: lastExit, endpoint: config.endpoint)
+        info.livenessFailures = liveness?.consecutiveFailures
+        return info
     }
 
     public var currentStatus: ProcessStatus { status }
@@ -137,6 +141,7 @@ public actor ManagedProcess {
 
     private func stopLocked(timeout: Duration) async {
         cancelBackoff()
+        stopLiveness()
         if let child {
             status = .stopping
             context.events.record(name, .stopping, pid: child.pid, detail: "SIGTERM to group, SIGKILL after \(format(timeout))")
@@ -232,6 +237,7 @@ public actor ManagedProcess {
             unexpectedExitAt = nil
         }
         context.events.record(name, .ready, pid: child.pid)
+        startLiveness(for: child)
     }
 
     private func waitForReadiness(of child: ChildProcess) async throws {
@@ -268,6 +274,7 @@ public actor ManagedProcess {
         await acquireOperation()
         defer { releaseOperation() }
         guard exited === child, status == .running else { return }  // stale, or handled by stop/launch
+        stopLiveness()
         child = nil
         lastExit = exit
         unexpectedExitAt = exited.exitedAt ?? .now
@@ -328,6 +335,56 @@ public actor ManagedProcess {
         backoffEpoch += 1
         backoffTask?.cancel()
         backoffTask = nil
+    }
+
+    // MARK: liveness (Liveness.swift)
+
+    private func startLiveness(for child: ChildProcess) {
+        stopLiveness()
+        guard let spec = config.liveness else { return }
+        liveness = LivenessMonitor(spec: spec, name: name, endpoint: config.endpoint) { [weak self, weak child] detail in
+            Task { [weak self] in
+                guard let child else { return }
+                await self?.livenessFailed(child, detail: detail)
+            }
+        }
+    }
+
+    private func stopLiveness() {
+        liveness?.stop()
+        liveness = nil
+    }
+
+    /// Failed liveness checks in a row of the current child (0 without liveness).
+    public var livenessFailures: Int { liveness?.consecutiveFailures ?? 0 }
+    /// Liveness checks made on the current child so far.
+    public var livenessChecks: Int { liveness?.checksMade ?? 0 }
+
+    /// The current child failed its liveness checks: `unhealthy`, stopped as by `stop` (SIGTERM, SIGKILL
+    /// after the stop timeout), then the restart policy decides as for a crash (whatever the exit status).
+    private func livenessFailed(_ failed: ChildProcess, detail: String) async {
+        await acquireOperation()
+        defer { releaseOperation() }
+        guard failed === child, status == .running, pendingStops == 0 else { return }
+        stopLiveness()
+        status = .unhealthy
+        lastError = "unhealthy: \(detail)"
+        context.events.record(name, .unhealthy, pid: failed.pid, detail: detail)
+        await Self.terminate(failed, timeout: config.stopTimeout, name: name, events: context.events)
+        child = nil
+        lastExit = failed.exitStatus
+        unexpectedExitAt = failed.exitedAt ?? .now
+        PidFile.remove(context.pidFilePath)
+        let ranFor = readySince.map { context.clock.now() - $0 }
+        readySince = nil
+        context.events.record(name, .exited, pid: failed.pid,
+                              detail: "\(failed.exitStatus?.description ?? "gone"), killed: liveness failed")
+        if pendingStops > 0 {
+            status = .stopped
+            return
+        }
+        // nil: counted as a failure even if the child exited 0 on SIGTERM (on-failure restarts it).
+        await applyPolicy(exit: nil, ranFor: ranFor)
     }
 
     // MARK: the operation lock (FIFO)

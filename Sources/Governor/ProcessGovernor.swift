@@ -333,7 +333,7 @@ public actor ProcessGovernor: GovernorBase {
         let executable = try ExecutableResolver.resolve(config.executable, relativeTo: deployment.baseDirectory,
                                                         searchPath: env["PATH"])
         let spawn = SpawnRequest(executable: executable, arguments: config.arguments, environment: env,
-                                 logPath: path("logs/\(config.id).log"), workingDirectory: nil)
+                                 logPath: path("logs/\(config.id).log"), workingDirectory: config.workingDirectory)
         return ProcessContext(spawn: spawn, pidFilePath: path("pids/\(config.id).pid"),
                               probe: try options.probes.probe(for: config), clock: options.clock,
                               events: events, latency: latency, seed: options.seed ^ fnv1a(config.id),

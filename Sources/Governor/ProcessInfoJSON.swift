@@ -15,6 +15,7 @@ extension ManagedProcessInfo {
         o["exit_signal"] = exitSignal.map { .int(Int64($0)) } ?? .null
         o["start_time"] = startTime.map { .string(ISO8601DateFormatter().string(from: $0)) } ?? .null
         if let link { o["link"] = link.json }
+        if let n = livenessFailures { o["liveness_failures"] = .int(Int64(n)) }
         return .object(o)
     }
 }

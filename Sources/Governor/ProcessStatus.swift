@@ -10,9 +10,12 @@ import Foundation
 ///                                 | crashed (not restarted) | stopped (clean exit, not restarted)
 ///                                 | fatal (too many restarts within the window)
 ///     backoff | crashed | fatal --stop--> stopped;  any --start--> starting
+///     running --liveness fails--> unhealthy (being stopped) --> backoff | crashed | fatal   (as a crash)
 /// A stop the governor asked for always ends in `stopped`, never `crashed`.
 public enum ProcessStatus: String, Sendable, Hashable, Codable, CaseIterable {
     case stopped, starting, running, stopping, backoff, crashed, fatal
+    /// Failed its liveness checks; being stopped, then handed to its restart policy. Not healthy.
+    case unhealthy
 }
 
 /// The role of a process in a deployment: upstream stops handlers first, then the server.
@@ -36,6 +39,8 @@ public struct ManagedProcessInfo: Sendable, Hashable, Codable {
     public var endpoint: String?
     /// The interposed link in front of the process, if any.
     public var link: LinkInfo?
+    /// Failed liveness checks in a row of the current child; nil when it has no liveness checks running.
+    public var livenessFailures: Int?
 
     public var exitCode: Int32? { lastExit?.exitCode }
     public var exitSignal: Int32? { lastExit?.signal }

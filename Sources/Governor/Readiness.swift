@@ -98,9 +98,10 @@ public struct ReadinessProbes: Sendable {
     public typealias Factory = @Sendable (_ settings: [String: String], _ config: HandlerConfig) throws -> any ReadinessProbe
     private var factories: [String: Factory] = [:]
 
-    /// The built-in kinds: none, ready-file, and the ZeroMQ `ping` (also `zmq-ping`).
+    /// The built-in kinds: none, ready-file, the ZeroMQ `ping` (also `zmq-ping`) and `http` (HTTPProbe.swift).
     public init() {
         for kind in PingProbe.kinds { factories[kind] = { settings, _ in try PingProbe(settings: settings) } }
+        factories[HTTPReadinessProbe.kind] = { settings, _ in try HTTPReadinessProbe(settings: settings) }
     }
 
     public mutating func register(kind: String, _ factory: @escaping Factory) { factories[kind] = factory }
