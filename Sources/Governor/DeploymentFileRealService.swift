@@ -15,7 +15,9 @@ extension DeploymentFile {
             config.workingDirectory = try workingDirectory(w, vars, base: defaults.baseDirectory)
         }
         if let l = f["liveness"] ?? defaults.liveness {
-            config.liveness = try livenessSpec(l, vars, endpoint: config.endpoint)
+            // `${ENDPOINT}` is where the process itself answers (the private endpoint when interposed).
+            let own = vars["ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? config.endpoint
+            config.liveness = try livenessSpec(l, vars, endpoint: own)
         }
     }
 

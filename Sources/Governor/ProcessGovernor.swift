@@ -162,11 +162,25 @@ public actor ProcessGovernor: GovernorBase {
 
     private func stopLink(_ name: String) {
         guard let l = links.removeValue(forKey: name) else { return }
-        if let spec = processes[name]?.config.interposer { rewriter.remove(private: spec.privateEndpoint) }
+        let spec = processes[name]?.config.interposer
+        if let spec { rewriter.remove(private: spec.privateEndpoint) }
         l.stop()
+        // libzmq 4.3 leaves an ipc listener's file behind on close: remove the link's own (public, control)
+        // and the private one its process bound, each only if it is a socket inside run/ (never a symlink).
+        for endpoint in [spec?.publicEndpoint, spec?.privateEndpoint, l.controlEndpoint].compactMap({ $0 }) {
+            removeRunSocket(endpoint)
+        }
         let c = l.linkCounters
         events.record(name, .linkStopped, pid: getpid(),
                       detail: "\(c.requests) requests, \(c.lost) lost, \(c.late) late, \(c.duplicateExecutions) duplicate executions")
+    }
+
+    private func removeRunSocket(_ endpoint: String) {
+        guard endpoint.hasPrefix("ipc://") else { return }
+        let file = String(endpoint.dropFirst(6))
+        guard (file as NSString).deletingLastPathComponent == path("run") else { return }
+        var st = stat()
+        if lstat(file, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK { unlink(file) }
     }
 
     private func stopLinks() { for name in links.keys.sorted() { stopLink(name) } }

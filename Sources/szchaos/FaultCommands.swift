@@ -206,7 +206,7 @@ extension ControlCommand {
 struct DropReplies: ControlCommand {
     static let configuration = CommandConfiguration(
         commandName: "drop-replies",
-        abstract: "Mock handler: execute requests but send no reply (the next --count, or each with --probability)."
+        abstract: "A handler runs requests but its replies are lost (the next --count, or each with --probability): on its interposer, or a mock handler's control channel."
     )
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
@@ -228,7 +228,7 @@ struct DropReplies: ControlCommand {
 }
 
 struct Delay: ControlCommand {
-    static let configuration = CommandConfiguration(abstract: "Mock handler: delay every reply by --ms +- --jitter milliseconds.")
+    static let configuration = CommandConfiguration(abstract: "Delay every reply of a handler by --ms +- --jitter milliseconds (interposer or mock handler).")
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
@@ -247,7 +247,7 @@ struct Delay: ControlCommand {
 struct ForceEFSM: ControlCommand {
     static let configuration = CommandConfiguration(
         commandName: "force-efsm",
-        abstract: "Mock handler: swallow the next request and reset its socket, leaving the caller's REQ socket in EFSM."
+        abstract: "Swallow the next request to a handler, leaving the caller's REQ socket in EFSM (interposer or mock handler)."
     )
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
@@ -292,7 +292,7 @@ struct Crash: ControlCommand {
 }
 
 struct Garbage: ControlCommand {
-    static let configuration = CommandConfiguration(abstract: "Mock handler: answer every request with bytes that are not a reply.")
+    static let configuration = CommandConfiguration(abstract: "Answer every request to a handler with bytes that are not a reply (interposer or mock handler).")
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
@@ -308,7 +308,7 @@ struct Garbage: ControlCommand {
 }
 
 struct Clear: ControlCommand {
-    static let configuration = CommandConfiguration(abstract: "Mock handler: switch every fault off.")
+    static let configuration = CommandConfiguration(abstract: "Switch every message fault of a handler off (its interposer and its mock control channel).")
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
@@ -319,7 +319,7 @@ struct Clear: ControlCommand {
 }
 
 struct Status: ControlCommand {
-    static let configuration = CommandConfiguration(abstract: "Mock handler: counters and active faults.")
+    static let configuration = CommandConfiguration(abstract: "Counters and active faults of a handler's interposer or mock control channel.")
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []

@@ -21,6 +21,7 @@ final class CIRig: @unchecked Sendable {
     let deploymentFile: String
     var root: String { dir.path + "/d" }
     let paths: DeploymentPaths
+    let name: String
     private(set) var governor: ProcessGovernor?
 
     static let szmock = builtExecutable("szmock")
@@ -32,6 +33,14 @@ final class CIRig: @unchecked Sendable {
         if !autoRestart { yaml = yaml.replacingOccurrences(of: "policy: always", with: "policy: never") }
         deploymentFile = try dir.write(yaml, to: "ci.yaml").path
         paths = try DeploymentPaths(root: dir.path + "/d", name: "ci")
+        name = "ci"
+    }
+
+    /// A rig for a deployment file of the test's own (`yaml`, whose `deployment:` is `name`).
+    init(yaml: String, name: String) throws {
+        deploymentFile = try dir.write(yaml, to: "\(name).yaml").path
+        paths = try DeploymentPaths(root: dir.path + "/d", name: name)
+        self.name = name
     }
 
     var variables: [String: String] { ["SZMOCK": Self.szmock] }
@@ -56,7 +65,7 @@ final class CIRig: @unchecked Sendable {
         let g = try ProcessGovernor(deployment: d, deploymentsRoot: URL(fileURLWithPath: root), options: options())
         governor = g
         try await g.start()
-        for n in ["server", "h-1", "h-2", "h-3"] {
+        for n in d.processes.map(\.id) {
             try await waitUntil("\(n) verified", timeout: .seconds(15)) { self.pid(n) != nil }
         }
     }
@@ -82,12 +91,12 @@ final class CIRig: @unchecked Sendable {
         return new!
     }
 
-    func dataEndpoint(_ name: String) -> String { "ipc://\(root)/ci/run/\(name).sock" }
+    func dataEndpoint(_ process: String) -> String { "ipc://\(root)/\(name)/run/\(process).sock" }
     func controlEndpoint(_ name: String) -> String { paths.controlEndpoint(name) }
 
     /// Runs `szchaos ARGS --deployment ci --root ROOT` to its end.
     func szchaos(_ args: [String], timeout: Duration = .seconds(30)) async throws -> SZChaosRun {
-        try await SZChaosRun.run(args + ["--deployment", "ci", "--root", root], timeout: timeout)
+        try await SZChaosRun.run(args + ["--deployment", name, "--root", root], timeout: timeout)
     }
 
     /// The handler's control `status` reply.

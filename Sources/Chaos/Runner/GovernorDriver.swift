@@ -251,8 +251,14 @@ public final class ControlFaultActuator: FaultActuator, @unchecked Sendable {
                 switch DeploymentTargets.verify(t, in: paths) {
                 case .failure(let s): return .failure(SignalError("\(s.name) not touched: \(s.reason)"))
                 case .success(let v):
-                    out.append(SingleFaults.controlOne(v, endpoint: paths.controlEndpoint(t), method: "fault.set", params: params,
-                                                       timeout: timeout, crashNow: crashNow))
+                    switch paths.faultEndpoints(t, method: "fault.set", params: params) {
+                    case .failure(let e): return .failure(SignalError("\(t) not touched: \(e.message)"))
+                    case .success(let endpoints):
+                        for ep in endpoints {
+                            out.append(SingleFaults.controlOne(v, endpoint: ep, method: "fault.set", params: params,
+                                                               timeout: timeout, crashNow: crashNow))
+                        }
+                    }
                 }
             }
             return .success(out)
@@ -265,12 +271,17 @@ public final class ControlFaultActuator: FaultActuator, @unchecked Sendable {
         guard fault.duration > .zero, fault.kind != .forceEFSM, fault.kind != .crash else { return nil }
         let paths = self.paths, timeout = self.timeout
         let errors: [String] = await onOwnThread("control-clear") {
-            fault.targets.compactMap { t in
-                do {
-                    let r = try MockControl.clearFaults(paths.controlEndpoint(t), timeout: timeout)
-                    return r.success ? nil : "\(t): \(r.error ?? "?")"
-                } catch {
-                    return "\(t): \(error)"
+            fault.targets.flatMap { t -> [String] in
+                guard case .success(let endpoints) = paths.faultEndpoints(t, method: "fault.clear", params: [:]), !endpoints.isEmpty else {
+                    return ["\(t): no interposer or control channel to clear"]
+                }
+                return endpoints.compactMap { ep in
+                    do {
+                        let r = try MockControl.clearFaults(ep, timeout: timeout)
+                        return r.success ? nil : "\(t): \(r.error ?? "?")"
+                    } catch {
+                        return "\(t): \(error)"
+                    }
                 }
             }
         }

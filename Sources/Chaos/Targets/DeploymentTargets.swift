@@ -36,6 +36,39 @@ public struct DeploymentPaths: Sendable, Equatable {
         "ipc://" + absolute((runDirectory as NSString).appendingPathComponent("\(process).control"))
     }
 
+    /// The control endpoint of the interposer in front of a process (`interpose:`): `ipc://<root>/<d>/run/<name>.link`.
+    public func linkControlEndpoint(_ process: String) -> String {
+        "ipc://" + absolute((runDirectory as NSString).appendingPathComponent("\(process).link"))
+    }
+
+    /// Where a message fault for `process` goes: its interposer when it has one (every handler, any code),
+    /// else the mock handler's control channel; a crash (a process fault) always to the mock handler. All of
+    /// them for `fault.clear`. A failure says how to enable interposition.
+    public func faultEndpoints(_ process: String, method: String, params: [String: JSONValue]) -> Result<[String], FaultRouteError> {
+        func exists(_ endpoint: String) -> Bool {
+            var st = stat()
+            return lstat(String(endpoint.dropFirst(6)), &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+        }
+        let link = linkControlEndpoint(process), mock = controlEndpoint(process)
+        let processFault = params.keys.contains { $0.hasPrefix("crash") || $0 == "ignore_sigterm" }
+        var found: [String] = []
+        if method == "fault.clear" {
+            found = [link, mock].filter(exists)
+        } else if processFault {
+            found = exists(mock) ? [mock] : []
+        } else {
+            found = exists(link) ? [link] : exists(mock) ? [mock] : []
+        }
+        if !found.isEmpty { return .success(found) }
+        if processFault {
+            return .failure(FaultRouteError(message: "\(process) has no szmock control channel (\(mock)): a crash on command needs szmock; "
+                + "use `szchaos kill \(process)` or `szchaos signal \(process) --signal SIGABRT` for any other process"))
+        }
+        return .failure(FaultRouteError(message: "\(process) has no interposer (\(link)) and no szmock control channel (\(mock)): "
+            + "message faults reach any handler through its interposer: add `interpose: true` to \(process) (or under `defaults`) "
+            + "in the deployment file and start the deployment again (docs/CHAOS.md, \"Interposed links\")"))
+    }
+
     /// The process names that have a PID file (sorted), `governor` left out.
     public func pidFileNames() -> [String] {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: pidsDirectory)) ?? []
@@ -47,6 +80,12 @@ public struct DeploymentPaths: Sendable, Equatable {
 func absolute(_ path: String) -> String {
     if path.hasPrefix("/") { return (path as NSString).standardizingPath }
     return ((FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path) as NSString).standardizingPath
+}
+
+/// Why a message fault has nowhere to go.
+public struct FaultRouteError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
 
 /// A process that passed verification: safe to signal.

@@ -167,13 +167,21 @@ public enum SingleFaults {
         guard let chosen = targets(query, paths, &out) else { return out }
         let what = method == "fault.set" ? "\(method) \(JSON.string(.object(params)))" : method
         for t in chosen {
-            let ep = paths.controlEndpoint(t.name)
-            if dryRun {
-                out.actions.append(FaultAction(target: t.name, pid: t.identity.pid, action: method,
-                                               detail: "would send \(what) to \(ep) (dry run: nothing sent)", ok: true))
+            let endpoints: [String]
+            switch paths.faultEndpoints(t.name, method: method, params: params) {
+            case .success(let e): endpoints = e
+            case .failure(let e):
+                out.actions.append(FaultAction(target: t.name, pid: t.identity.pid, action: method, detail: e.message, ok: false))
                 continue
             }
-            out.actions.append(controlOne(t, endpoint: ep, method: method, params: params, timeout: timeout, crashNow: crashNow))
+            for ep in endpoints {
+                if dryRun {
+                    out.actions.append(FaultAction(target: t.name, pid: t.identity.pid, action: method,
+                                                   detail: "would send \(what) to \(ep) (dry run: nothing sent)", ok: true))
+                    continue
+                }
+                out.actions.append(controlOne(t, endpoint: ep, method: method, params: params, timeout: timeout, crashNow: crashNow))
+            }
         }
         return out
     }
@@ -200,12 +208,13 @@ public enum SingleFaults {
             let faults = reply["faults"].map { JSON.string($0) } ?? "{}"
             return FaultAction(target: t.name, pid: pid, action: "status", detail: "counters \(counters) faults \(faults)", ok: true, data: .object(f))
         case "fault.clear":
-            return FaultAction(target: t.name, pid: pid, action: "fault.clear", detail: "every fault off", ok: true)
+            return FaultAction(target: t.name, pid: pid, action: "fault.clear", detail: "every fault off (\(ep))", ok: true)
         default:
             let active = reply["faults"].map { JSON.string($0) } ?? "{}"
             guard crashNow else {
+                let via = ep.hasSuffix(".link") ? "its interposer \(ep)" : "its control channel \(ep)"
                 return FaultAction(target: t.name, pid: pid, action: "fault.set",
-                                   detail: "\(JSON.string(.object(params))) set (active: \(active))", ok: true)
+                                   detail: "\(JSON.string(.object(params))) set on \(via) (active: \(active))", ok: true)
             }
             // Set the crash off: one request to the data endpoint (no reply expected), then wait for the exit.
             let data = (try? MockControl.status(ep, timeout: timeout))?["endpoint"]?.stringValue
