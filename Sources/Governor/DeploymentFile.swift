@@ -24,7 +24,8 @@ import Foundation
 import Yams
 
 public enum DeploymentFile {
-    static let rootKeys = ["deployment", "environment", "inherit_environment", "defaults", "server", "handlers"]
+    static let rootKeys = ["deployment", "environment", "inherit_environment", "defaults", "server", "handlers",
+                           "max_processes"]
     static let processKeys = ["command", "endpoint", "environment", "restart", "stop_timeout", "readiness", "settings"]
     static let handlerKeys = ["id", "replicas", "port_base"] + processKeys
     static let defaultsKeys = ["stop_timeout", "restart", "readiness"]
@@ -36,9 +37,7 @@ public enum DeploymentFile {
     public static func load(path: String, variables: [String: String] = [:],
                             deploymentsRoot: String, replicas: [String: Int] = [:]) throws(DeploymentFileError) -> Deployment {
         let display = (path as NSString).lastPathComponent
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw DeploymentFileError(file: path, line: 0, column: 0, field: "", message: "cannot read the file")
-        }
+        let text = try YAMLSource.text(of: path, display: display)
         var deployment = try parse(yaml: text, file: display, defaultName: String(display.split(separator: ".").first ?? ""),
                                    variables: variables, deploymentsRoot: deploymentsRoot, replicas: replicas)
         deployment.baseDirectory = (path as NSString).deletingLastPathComponent
@@ -48,14 +47,7 @@ public enum DeploymentFile {
 
     public static func parse(yaml: String, file: String, defaultName: String, variables: [String: String] = [:],
                              deploymentsRoot: String, replicas replicaOverrides: [String: Int] = [:]) throws(DeploymentFileError) -> Deployment {
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: yaml)
-        } catch let error as YamlError {
-            throw yamlError(error, file: file)
-        } catch {
-            throw DeploymentFileError(file: file, line: 0, column: 0, field: "", message: "\(error)")
-        }
+        let node = try YAMLSource.compose(yaml, file: file) { yamlError($0, file: file) }
         guard let node else { throw DeploymentFileError(file: file, line: 1, column: 1, field: "", message: "the file is empty") }
         let root = YAMLField(node: node, path: "", file: file)
         let fields = try root.mapping(allowed: rootKeys)
@@ -82,10 +74,19 @@ public enum DeploymentFile {
         var defaults = ProcessDefaults()
         if let f = fields["defaults"] {
             let d = try f.mapping(allowed: defaultsKeys)
-            if let t = d["stop_timeout"] { defaults.stopTimeout = try t.duration() }
+            if let t = d["stop_timeout"] { defaults.stopTimeout = try t.duration(positive: true) }
             if let r = d["restart"] { defaults.restart = try restartPolicy(r, base: defaults.restart) }
             if let r = d["readiness"] { defaults.readiness = r }
         }
+
+        var maxProcesses = ProcessLimits.defaultMaxProcesses
+        if let f = fields["max_processes"] {
+            maxProcesses = try f.int(min: 1)
+            guard maxProcesses <= ProcessLimits.maxMaxProcesses else {
+                throw f.error("must be at most \(ProcessLimits.maxMaxProcesses) (got \(maxProcesses))")
+            }
+        }
+        var processCount = fields["server"] == nil ? 0 : 1
 
         var server: HandlerConfig?
         var serverEndpoint: String?
@@ -95,7 +96,7 @@ public enum DeploymentFile {
             vars["NAME"] = "server"
             vars["INDEX"] = "1"
             vars["READY_FILE"] = globals["RUN_DIR"]! + "/server.ready"
-            if let e = s["endpoint"] { serverEndpoint = try substitute(try e.string(), vars, e) }
+            if let e = s["endpoint"] { serverEndpoint = try endpointValue(e, vars) }
             vars["ENDPOINT"] = serverEndpoint ?? ""
             vars["SERVER_ENDPOINT"] = serverEndpoint ?? ""
             server = try process(f, s, id: "server", role: .server, vars: vars, endpoint: serverEndpoint, defaults: defaults)
@@ -112,7 +113,18 @@ public enum DeploymentFile {
                 var replicas = try h["replicas"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
                 if let n = replicaOverrides[baseID] { replicas = n }
                 specs[baseID] = replicas
+                processCount += replicas ?? 1
+                if processCount > maxProcesses {
+                    throw (h["replicas"] ?? idField).error(
+                        "would make \(processCount) processes, more than max_processes (\(maxProcesses)\(fields["max_processes"] == nil ? ", the default" : "")); raise max_processes: at the top of the file if you mean it")
+                }
                 let portBase = try h["port_base"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
+                if let portBase, let f = h["port_base"] {
+                    let last = portBase + (replicas ?? 1) - 1
+                    guard portBase <= 65535, last <= 65535 else {
+                        throw f.error("ports must be in 1...65535: port_base \(portBase) with \(replicas ?? 1) replica(s) gives ports up to \(last)")
+                    }
+                }
                 if replicas == 0 { continue }
                 for index in 1...(replicas ?? 1) {
                     let id = replicas == nil ? baseID : "\(baseID)-\(index)"
@@ -126,7 +138,7 @@ public enum DeploymentFile {
                     vars["SERVER_ENDPOINT"] = serverEndpoint ?? ""
                     if let portBase { vars["PORT"] = "\(portBase + index - 1)" }
                     var endpoint: String?
-                    if let e = h["endpoint"] { endpoint = try substitute(try e.string(), vars, e) }
+                    if let e = h["endpoint"] { endpoint = try endpointValue(e, vars) }
                     vars["ENDPOINT"] = endpoint ?? ""
                     handlers.append(try process(entry, h, id: id, role: .handler, vars: vars, endpoint: endpoint, defaults: defaults))
                 }
@@ -135,6 +147,7 @@ public enum DeploymentFile {
         var deployment = Deployment(name: name, server: server, handlers: handlers, environment: environment,
                                     inheritEnvironment: inherit)
         deployment.handlerSpecs = specs.mapValues { $0 ?? 0 }
+        deployment.maxProcesses = maxProcesses
         return deployment
     }
 
@@ -158,7 +171,7 @@ public enum DeploymentFile {
             for (k, v) in try s.stringMap() { settings[k] = try substitute(try v.string(), vars, v) }
         }
         let restart = try f["restart"].map { r throws(DeploymentFileError) in try restartPolicy(r, base: defaults.restart) } ?? defaults.restart
-        let stopTimeout = try f["stop_timeout"]?.duration() ?? defaults.stopTimeout
+        let stopTimeout = try f["stop_timeout"]?.duration(positive: true) ?? defaults.stopTimeout
         let readiness = try (f["readiness"] ?? defaults.readiness).map { r throws(DeploymentFileError) in try readinessSpec(r, vars) } ?? .none
         return HandlerConfig(id: id, role: role, executable: executable, arguments: Array(command.dropFirst()),
                              endpoint: endpoint, environment: environment, restart: restart,
@@ -176,7 +189,7 @@ public enum DeploymentFile {
             policy.mode = mode
         }
         if let m = r["max_restarts"] { policy.maxRestarts = try m.int(min: 0) }
-        if let w = r["window"] { policy.window = try w.duration() }
+        if let w = r["window"] { policy.window = try w.duration(positive: true) }
         if let w = r["reset_after"] { policy.resetAfter = try w.duration() }
         if let b = r["backoff"] {
             let bf = try b.mapping(allowed: backoffKeys)
@@ -200,7 +213,7 @@ public enum DeploymentFile {
         }
         guard case .mapping = field.node else { throw field.error("must be none or a mapping, got \(field.kind)") }
         let all = try field.stringMap()
-        let timeout = try all["timeout"]?.duration() ?? .seconds(10)
+        let timeout = try all["timeout"]?.duration(positive: true) ?? .seconds(10)
         if let path = all["ready_file"] {
             if let extra = all.keys.first(where: { $0 != "ready_file" && $0 != "timeout" }) {
                 throw all[extra]!.error("unknown field (allowed with ready_file: ready_file, timeout)")
@@ -208,12 +221,10 @@ public enum DeploymentFile {
             return .readyFile(path: try substitute(try path.string(), vars, path), timeout: timeout)
         }
         if let ping = all["ping"] {
-            var settings: [String: String] = ["ping": try substitute(try ping.string(), vars, ping)]
+            var settings: [String: String] = ["ping": try endpointValue(ping, vars)]
             for (k, v) in all where k != "ping" && k != "timeout" {
                 guard k == "within" else { throw v.error("unknown field (allowed with ping: ping, within, timeout)") }
-                guard parseDuration(try v.string()) != nil else {
-                    throw v.error("must be a duration like 50ms (got \"\(try v.string())\")")
-                }
+                _ = try v.duration(positive: true)
                 settings[k] = try v.string()
             }
             return .custom(kind: "ping", settings: settings, timeout: timeout)
@@ -222,6 +233,13 @@ public enum DeploymentFile {
         var settings: [String: String] = [:]
         for (k, v) in all where k != "kind" && k != "timeout" { settings[k] = try substitute(try v.string(), vars, v) }
         return .custom(kind: try kind.string(), settings: settings, timeout: timeout)
+    }
+
+    /// An endpoint after substitution, refused when it can never work (EndpointLimits: ports, ipc path length).
+    static func endpointValue(_ field: YAMLField, _ vars: [String: String]) throws(DeploymentFileError) -> String {
+        let endpoint = try substitute(try field.string(), vars, field)
+        if let problem = EndpointLimits.problem(endpoint) { throw field.error(problem) }
+        return endpoint
     }
 
     /// Replaces `${NAME}` with `vars[NAME]`; an unknown name is an error at `field`.

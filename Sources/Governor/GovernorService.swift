@@ -28,6 +28,9 @@ public actor GovernorService {
                 options: GovernorOptions = GovernorOptions()) throws {
         self.locator = locator
         self.variables = variables
+        if let problem = EndpointLimits.problem(locator.controlEndpoint) {
+            throw GovernorError.invalidConfig("the governor's control endpoint under --root \(locator.root): \(problem); nothing was started")
+        }
         let deployment = try DeploymentFile.load(path: locator.file, variables: variables, deploymentsRoot: locator.root)
         guard deployment.name == locator.deploymentName else {
             throw GovernorError.invalidConfig("\(locator.file) defines deployment \"\(deployment.name)\", not \"\(locator.deploymentName)\"")
@@ -264,6 +267,13 @@ public actor GovernorService {
         case "ready-file":
             config.readiness = .readyFile(path: vars["READY_FILE"]!, timeout: .seconds(10))
         case let other: throw GovernorError.invalidConfig("readiness must be ping, none or ready-file (got \"\(other)\")")
+        }
+        let count = await governor.listHandlers().count + (deployment.server == nil ? 0 : 1)
+        guard count < deployment.maxProcesses else {
+            throw GovernorError.invalidConfig("deployment \"\(deployment.name)\" already has \(count) processes, its max_processes")
+        }
+        if let endpoint = config.endpoint, let problem = EndpointLimits.problem(endpoint) {
+            throw GovernorError.invalidConfig("endpoint: \(problem)")
         }
         return try await governor.addHandler(config)
     }

@@ -117,6 +117,37 @@ struct regression_integration_governor_CLICatalogue {
         try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
     }
 
+    /// Issue 11, finding 7: `stop_timeout: 999999999999999999999m` crashed szgovernor ("Overflow in
+    /// multiplication", exit 132); a control endpoint path too long for sun_path failed late and obscurely.
+    @Test func hugeDurationAndLongControlPathAreRefusedBeforeAnythingStarts() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        let file = try h.writeDeployment("huge", """
+            deployment: huge
+            handlers:
+              - id: s
+                command: ["/bin/sleep", "300"]
+                stop_timeout: 999999999999999999999m
+            """)
+        let huge = try await h.run(["up", "--detach", "--deployment", "huge", "--file", file])
+        #expect(huge.status == .exited(1), "\(huge)")
+        #expect(huge.stderr.contains("huge.yaml:5:19: handlers[0].stop_timeout: must be at most 7 days"), "\(huge)")
+        #expect(h.pids("huge").isEmpty, "nothing started")
+
+        let plain = try h.writeDeployment("plain", """
+            deployment: plain
+            handlers:
+              - id: s
+                command: ["/bin/sleep", "300"]
+            """)
+        let longRoot = h.dir.file(String(repeating: "r", count: 90))
+        let long = try await h.run(["up", "--detach", "--deployment", "plain", "--file", plain, "--root", longRoot], root: false)
+        #expect(long.status == .exited(1), "\(long)")
+        #expect(long.stderr.contains("the governor's control endpoint under --root"), "\(long)")
+        #expect(long.stderr.contains("run/governor.control is "), "\(long)")
+        #expect(!FileManager.default.fileExists(atPath: longRoot + "/plain/pids/s.pid"), "nothing started")
+    }
+
     /// Upstream: a governor killed with SIGKILL left its children running, unnoticed by anyone.
     @Test func governorKilledWithSigkillLeavesNoUnnoticedChildren() async throws {
         let h = CLIHarness()
