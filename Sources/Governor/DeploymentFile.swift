@@ -26,9 +26,10 @@ import Yams
 public enum DeploymentFile {
     static let rootKeys = ["deployment", "environment", "inherit_environment", "defaults", "server", "handlers",
                            "max_processes"]
-    static let processKeys = ["command", "endpoint", "environment", "restart", "stop_timeout", "readiness", "settings"]
+    static let processKeys = ["command", "endpoint", "environment", "restart", "stop_timeout", "readiness", "settings", "log"]
     static let handlerKeys = ["id", "replicas", "port_base"] + processKeys
-    static let defaultsKeys = ["stop_timeout", "restart", "readiness"]
+    static let defaultsKeys = ["stop_timeout", "restart", "readiness", "log"]
+    static let logKeys = ["max_size", "backups"]
     static let restartKeys = ["policy", "max_restarts", "window", "reset_after", "backoff"]
     static let backoffKeys = ["initial", "multiplier", "max", "jitter", "immediate"]
 
@@ -77,6 +78,7 @@ public enum DeploymentFile {
             if let t = d["stop_timeout"] { defaults.stopTimeout = try t.duration(positive: true) }
             if let r = d["restart"] { defaults.restart = try restartPolicy(r, base: defaults.restart) }
             if let r = d["readiness"] { defaults.readiness = r }
+            if let l = d["log"] { defaults.log = try logRotation(l, base: defaults.log) }
         }
 
         var maxProcesses = ProcessLimits.defaultMaxProcesses
@@ -155,6 +157,7 @@ public enum DeploymentFile {
         var stopTimeout: Duration = .seconds(5)
         var restart = RestartPolicy()
         var readiness: YAMLField?
+        var log = LogRotation()
     }
 
     static func process(_ field: YAMLField, _ f: [String: YAMLField], id: String, role: ProcessRole,
@@ -173,9 +176,11 @@ public enum DeploymentFile {
         let restart = try f["restart"].map { r throws(DeploymentFileError) in try restartPolicy(r, base: defaults.restart) } ?? defaults.restart
         let stopTimeout = try f["stop_timeout"]?.duration(positive: true) ?? defaults.stopTimeout
         let readiness = try (f["readiness"] ?? defaults.readiness).map { r throws(DeploymentFileError) in try readinessSpec(r, vars) } ?? .none
-        return HandlerConfig(id: id, role: role, executable: executable, arguments: Array(command.dropFirst()),
-                             endpoint: endpoint, environment: environment, restart: restart,
-                             stopTimeout: stopTimeout, readiness: readiness, settings: settings)
+        var config = HandlerConfig(id: id, role: role, executable: executable, arguments: Array(command.dropFirst()),
+                                   endpoint: endpoint, environment: environment, restart: restart,
+                                   stopTimeout: stopTimeout, readiness: readiness, settings: settings)
+        config.log = try f["log"].map { l throws(DeploymentFileError) in try logRotation(l, base: defaults.log) } ?? defaults.log
+        return config
     }
 
     static func restartPolicy(_ field: YAMLField, base: RestartPolicy) throws(DeploymentFileError) -> RestartPolicy {
@@ -201,6 +206,29 @@ public enum DeploymentFile {
             if policy.backoff.cap < policy.backoff.initial { throw b.error("max must not be below initial") }
         }
         return policy
+    }
+
+    /// `log: {max_size: 50MiB, backups: 10}`; sizes need a unit (B, KiB, MiB, GiB, KB, MB, GB).
+    static func logRotation(_ field: YAMLField, base: LogRotation) throws(DeploymentFileError) -> LogRotation {
+        let l = try field.mapping(allowed: logKeys)
+        var rotation = base
+        if let m = l["max_size"] {
+            let text = try m.string()
+            guard let size = LogRotation.parseSize(text) else {
+                throw m.error("must be a size with a unit, like 50MiB, 512KiB or 1GiB (got \"\(text)\")")
+            }
+            guard (LogRotation.minimumSize...LogRotation.maximumSize).contains(size) else {
+                throw m.error("must be from 4KiB to 1TiB (got \"\(text)\")")
+            }
+            rotation.maxSize = size
+        }
+        if let b = l["backups"] {
+            rotation.backups = try b.int(min: 0)
+            guard rotation.backups <= LogRotation.maximumBackups else {
+                throw b.error("must be at most \(LogRotation.maximumBackups) (got \(rotation.backups))")
+            }
+        }
+        return rotation
     }
 
     static func readinessSpec(_ field: YAMLField, _ vars: [String: String]) throws(DeploymentFileError) -> ReadinessSpec {

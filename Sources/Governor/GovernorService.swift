@@ -76,7 +76,7 @@ public actor GovernorService {
         guard !failed.isEmpty else { return "" }
         return failed.map { info in
             let log = locator.path("logs/\(info.name).log")
-            let tail = Self.tail(of: log, lines: 3).joined(separator: " | ")
+            let tail = RotatedLog.tail(of: log, lines: 3).joined(separator: " | ")
             return "\n  \(info.name) (\(info.status.rawValue)): log \(log)" + (tail.isEmpty ? "" : ": \(tail)")
         }.joined()
     }
@@ -250,6 +250,7 @@ public actor GovernorService {
         var config = HandlerConfig(id: id, executable: command[0], arguments: Array(command.dropFirst()), endpoint: endpoint,
                                    restart: template?.restart ?? RestartPolicy(),
                                    stopTimeout: template?.stopTimeout ?? .seconds(5))
+        config.log = template?.log ?? LogRotation()
         for (k, v) in p["environment"]?.objectValue ?? [:] { config.environment[k] = try BuildVariables.expand(v.stringValue ?? "", vars) }
         if let mode = p["restart"]?.stringValue {
             guard let m = RestartMode(rawValue: mode) else {
@@ -309,22 +310,4 @@ public actor GovernorService {
         return (added, removed)
     }
 
-    // MARK: helpers
-
-    /// The last `lines` lines of a text file (reads at most the last 64 KiB).
-    public static func tail(of path: String, lines: Int) -> [String] {
-        guard lines > 0 else { return [] }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)  // not FileHandle(forReadingAtPath:), which leaves CLOEXEC off
-        guard fd >= 0 else { return [] }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        defer { try? handle.close() }
-        let size = (try? handle.seekToEnd()) ?? 0
-        let start = size > 65_536 ? size - 65_536 : 0
-        try? handle.seek(toOffset: start)
-        let data = (try? handle.readToEnd()) ?? Data()
-        let text = String(decoding: data, as: UTF8.self)
-        var all = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if all.last == "" { all.removeLast() }
-        return Array(all.suffix(lines))
-    }
 }

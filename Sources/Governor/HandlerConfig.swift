@@ -17,6 +17,8 @@ public struct HandlerConfig: Sendable, Hashable {
     public var readiness: ReadinessSpec
     /// Anything else the deployment file gave (kept as text for later phases).
     public var settings: [String: String]
+    /// Size rotation of `logs/<id>.log` (the file's `log: {max_size, backups}`; 50 MiB and 10 by default).
+    public var log = LogRotation()
 
     public init(id: String, role: ProcessRole = .handler, executable: String, arguments: [String] = [],
                 endpoint: String? = nil, environment: [String: String] = [:],

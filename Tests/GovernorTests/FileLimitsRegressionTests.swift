@@ -136,3 +136,51 @@ struct regression_unit_governor_FileLimits {
         }
     }
 }
+
+/// Issue 11, finding 5: logs grew without bound. The rotation is configured per process and under
+/// `defaults` (sizes need a unit), and `logs` reads across the rotated files.
+@Suite(.tags(.regression, .unit, .governor), .leakChecked)
+struct regression_unit_governor_LogRotation {
+    func parse(_ yaml: String) throws(DeploymentFileError) -> Deployment {
+        try DeploymentFile.parse(yaml: yaml, file: "t.yaml", defaultName: "t", deploymentsRoot: "/d")
+    }
+
+    @Test func rotationIsConfiguredPerProcessAndUnderDefaults() throws {
+        let d = try parse("""
+            defaults: {log: {max_size: 2MiB}}
+            server: {command: [/bin/true]}
+            handlers:
+              - {id: a, command: [/bin/true], log: {backups: 3}}
+              - {id: b, command: [/bin/true], log: {max_size: 512KiB, backups: 0}}
+            """)
+        #expect(d.server?.log == LogRotation(maxSize: 2 << 20, backups: 10), "backups from supervisord's default")
+        #expect(d.handlers[0].log == LogRotation(maxSize: 2 << 20, backups: 3))
+        #expect(d.handlers[1].log == LogRotation(maxSize: 512 << 10, backups: 0))
+        #expect(try parse("handlers:\n  - {id: a, command: [/bin/true]}\n").handlers[0].log == LogRotation(maxSize: 50 << 20, backups: 10))
+        do {
+            _ = try parse("handlers:\n  - {id: a, command: [/bin/true], log: {max_size: 1048576}}\n")
+            Issue.record("a bare number was accepted as a size")
+        } catch {
+            #expect(error.description == "t.yaml:2:51: handlers[0].log.max_size: must be a size with a unit, like 50MiB, 512KiB or 1GiB (got \"1048576\")", "\(error)")
+        }
+        #expect(throws: DeploymentFileError.self) { try parse("defaults: {log: {max_size: 1KiB}}\n") }
+        #expect(throws: DeploymentFileError.self) { try parse("defaults: {log: {backups: -1}}\n") }
+        #expect(throws: DeploymentFileError.self) { try parse("defaults: {log: {size: 1MiB}}\n") }
+        #expect(LogRotation.parseSize("1.5KiB") == 1536 && LogRotation.parseSize("2MB") == 2_000_000)
+    }
+
+    @Test func tailReadsAcrossTheRotationNewestLast() throws {
+        let dir = TemporaryDirectory(prefix: "szrot")
+        let log = dir.file("p.log")
+        try "c1\nc2\n".write(toFile: log, atomically: false, encoding: .utf8)
+        try "b1\nb2\nb3\n".write(toFile: log + ".1", atomically: false, encoding: .utf8)
+        try "a1\na2\n".write(toFile: log + ".2", atomically: false, encoding: .utf8)
+        #expect(RotatedLog.tail(of: log, lines: 2) == ["c1", "c2"])
+        #expect(RotatedLog.tail(of: log, lines: 4) == ["b2", "b3", "c1", "c2"])
+        #expect(RotatedLog.tail(of: log, lines: 100) == ["a1", "a2", "b1", "b2", "b3", "c1", "c2"])
+        #expect(RotatedLog.files(of: log) == [log, log + ".1", log + ".2"])
+        let long = (0..<30_000).map { "line \($0)" }.joined(separator: "\n") + "\n"
+        try long.write(toFile: log, atomically: false, encoding: .utf8)
+        #expect(RotatedLog.tail(of: log, lines: 20_000).first == "line 10000", "more than one 64 KiB block")
+    }
+}
