@@ -60,6 +60,8 @@ public final class LogPump: @unchecked Sendable {
     private final class LogFile {
         let path: String
         var rotation: LogRotation
+        /// The pump thread's copy of `rotation`, taken under the lock before each round of writes.
+        var current = LogRotation()
         var fd: CInt = -1
         var size = 0
         var sources: [Source] = []
@@ -159,7 +161,10 @@ public final class LogPump: @unchecked Sendable {
     /// Reads every pipe of `file`, oldest first: each until it would block (at most 1 MiB per round, so one
     /// busy child cannot starve the others) or EOF.
     private func pump(_ file: LogFile) {
-        let sources = state.withLock { _ in file.sources }
+        let sources = state.withLock { _ in
+            file.current = file.rotation
+            return file.sources
+        }
         var finished: [Source] = []
         for source in sources {
             var rounds = 0
@@ -210,7 +215,7 @@ public final class LogPump: @unchecked Sendable {
         var rest = bytes
         while !rest.isEmpty {
             guard openFile(file) else { return }  // the folder is gone: the output is dropped
-            let room = file.rotation.maxSize - file.size
+            let room = file.current.maxSize - file.size
             var cut = rest.count
             if rest.count > room {
                 // Keep lines whole: cut after the last newline that fits; a fresh file takes a line longer
@@ -227,7 +232,7 @@ public final class LogPump: @unchecked Sendable {
             writeAll(file.fd, UnsafeRawBufferPointer(rebasing: rest[0..<cut]))
             file.size += cut
             rest = UnsafeRawBufferPointer(rebasing: rest[cut...])
-            if file.size >= file.rotation.maxSize || !rest.isEmpty { rotate(file) }
+            if file.size >= file.current.maxSize || !rest.isEmpty { rotate(file) }
         }
     }
 
@@ -242,7 +247,7 @@ public final class LogPump: @unchecked Sendable {
 
     private func rotate(_ file: LogFile) {
         guard file.fd >= 0 else { return }
-        let backups = file.rotation.backups
+        let backups = file.current.backups
         if backups == 0 {
             _ = ftruncate(file.fd, 0)
             file.size = 0

@@ -147,10 +147,15 @@ struct regression_integration_governor_CLICatalogue {
         }
         #expect(total <= 4 << 20 && total > 3_000_000, "logs/ holds \(total) bytes")
         // The current file is short: `logs` continues in the newest backup, newest lines last.
-        let many = try await h.run(["logs", "chatty", "--lines", "5", "--deployment", "rot"])
-        let lines = many.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.count == 5 && lines.suffix(2) == ["last-line-1", "last-line-2"], "\(many)")
-        #expect(lines.first?.hasPrefix("0123456789") == true, "\(many)")
+        // (Retried: CLIHarness.run can return before a busy machine has delivered all of the output.)
+        var lines: [String] = []
+        try await waitUntil("five lines from `logs --lines 5`", timeout: .seconds(20)) {
+            lines = try await h.run(["logs", "chatty", "--lines", "5", "--deployment", "rot"]).stdout
+                .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            return lines.count == 5
+        }
+        #expect(lines.suffix(2) == ["last-line-1", "last-line-2"], "\(lines)")
+        #expect(lines.first?.hasPrefix("0123456789") == true, "\(lines)")
         try await h.run(["down", "--deployment", "rot"])
     }
 
@@ -180,8 +185,9 @@ struct regression_integration_governor_CLICatalogue {
         try await waitUntil("its last line in the log", timeout: .seconds(10)) {
             (try? String(contentsOfFile: logs + "/crasher.log", encoding: .utf8))?.hasSuffix("fatal: the last words before the crash\n") == true
         }
-        let shown = try await h.run(["logs", "crasher", "--lines", "1", "--deployment", "last"])
-        #expect(shown.stdout == "fatal: the last words before the crash", "\(shown)")
+        try await waitUntil("`logs crasher` to show it", timeout: .seconds(20)) {
+            try await h.run(["logs", "crasher", "--lines", "1", "--deployment", "last"]).stdout == "fatal: the last words before the crash"
+        }
         let down = try await h.run(["down", "--deployment", "last"])
         #expect(down.ok, "\(down)")
         let stopper = try String(contentsOfFile: logs + "/stopper.log", encoding: .utf8)
