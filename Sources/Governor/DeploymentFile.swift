@@ -163,7 +163,12 @@ public enum DeploymentFile {
     static func process(_ field: YAMLField, _ f: [String: YAMLField], id: String, role: ProcessRole,
                         vars: [String: String], endpoint: String?, defaults: ProcessDefaults) throws(DeploymentFileError) -> HandlerConfig {
         guard let commandField = f["command"] else { throw field.error("needs a command (a list: [executable, args...])") }
-        let command = try commandField.sequence().map { c throws(DeploymentFileError) in try substitute(try c.string(), vars, c) }
+        // An argument that is an endpoint (`--control ipc://...`) gets the endpoint checks too.
+        let command = try commandField.sequence().map { c throws(DeploymentFileError) in
+            let arg = try substitute(try c.string(), vars, c)
+            if let problem = EndpointLimits.problem(arg) { throw c.error(problem) }
+            return arg
+        }
         guard let executable = command.first, !executable.isEmpty else { throw commandField.error("must name an executable") }
         var environment: [String: String] = [:]
         if let e = f["environment"] {

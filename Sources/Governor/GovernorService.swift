@@ -275,8 +275,8 @@ public actor GovernorService {
         guard count < deployment.maxProcesses else {
             throw GovernorError.invalidConfig("deployment \"\(deployment.name)\" already has \(count) processes, its max_processes")
         }
-        if let endpoint = config.endpoint, let problem = EndpointLimits.problem(endpoint) {
-            throw GovernorError.invalidConfig("endpoint: \(problem)")
+        for endpoint in [config.endpoint].compactMap({ $0 }) + config.arguments {
+            if let problem = EndpointLimits.problem(endpoint) { throw GovernorError.invalidConfig(problem) }
         }
         return try await governor.addHandler(config)
     }

@@ -68,6 +68,12 @@ struct regression_unit_governor_FileLimits {
         #expect(e.message.contains("at most 107"))
         let ping = try #require(error("server: {command: [/bin/true], readiness: {ping: \"ipc://\(root)/\(String(repeating: "p", count: 30))\"}}\n"))
         #expect(ping.field == "server.readiness.ping")
+        let control = try #require(error("""
+            handlers:
+              - id: h
+                command: ["/bin/szmock", "handler", "--control", "ipc://${RUN_DIR}/${NAME}-with-a-much-longer-name.control"]
+            """, root: root))
+        #expect(control.field == "handlers[0].command[3]" && control.line == 3 && control.message.contains("at most 107"), "\(control)")
         #expect(EndpointLimits.problem("ipc://" + String(repeating: "a", count: 107)) == nil)
         #expect(EndpointLimits.problem("ipc://" + String(repeating: "a", count: 108)) != nil)
     }
