@@ -93,36 +93,43 @@ public final class LogPump: @unchecked Sendable {
         epollFD = Epoll.create()
     }
 
-    /// A pipe for a child's stdout and stderr: (read end, write end), both close-on-exec. The read end is
-    /// non-blocking; the write end is dup2'ed onto the child's 1 and 2 and must be closed by the caller after
-    /// the spawn. nil when pipe2 fails (the caller falls back to appending to the file directly).
-    static func makePipe() -> (read: CInt, write: CInt)? {
+    /// A pipe for a child's stdout and stderr, its read end already watched by the pump (which owns it and
+    /// closes it at EOF). Both ends are close-on-exec, the read end non-blocking. The caller dup2s the write
+    /// end onto the child's 1 and 2 and closes it after the spawn. nil when there is no pump (epoll or pipe2
+    /// failed): the caller then lets the child append to the file directly.
+    func openPipe(logPath: String, rotation: LogRotation) -> (read: CInt, write: CInt)? {
+        guard epollFD >= 0 else { return nil }
         var fds: [CInt] = [-1, -1]
         guard Epoll.pipe2(&fds, O_CLOEXEC) == 0 else { return nil }
         _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        guard register(readEnd: fds[0], logPath: logPath, rotation: rotation) else {
+            close(fds[0])
+            close(fds[1])
+            return nil
+        }
         return (fds[0], fds[1])
     }
 
-    /// Hands the read end of a child's pipe to the pump, which owns (and closes) it from now on.
-    func register(readEnd fd: CInt, logPath: String, rotation: LogRotation) {
-        let needsThread: Bool = state.withLock { s in
+    private func register(readEnd fd: CInt, logPath: String, rotation: LogRotation) -> Bool {
+        let (added, needsThread): (Bool, Bool) = state.withLock { s in
             let id = s.nextID
             s.nextID += 1
+            guard Epoll.add(epollFD, fd, id: id) else { return (false, false) }
             let file = s.files[logPath] ?? LogFile(path: logPath, rotation: rotation)
             file.rotation = rotation
             s.files[logPath] = file
             let source = Source(fd: fd, id: id)
             file.sources.append(source)
             s.byID[id] = (source, file)
-            Epoll.add(epollFD, fd, id: id)
             defer { s.started = true }
-            return !s.started
+            return (true, !s.started)
         }
         if needsThread {
             let thread = Thread { [self] in self.run() }
             thread.name = "log-pump"
             thread.start()
         }
+        return added
     }
 
     /// Pipes not yet at EOF that write into one of `logPaths`.
@@ -297,12 +304,12 @@ enum Epoll {
     static func create() -> CInt { createFn(O_CLOEXEC) }
     static func pipe2(_ fds: UnsafeMutablePointer<CInt>, _ flags: CInt) -> CInt { pipe2Fn(fds, flags) }
 
-    static func add(_ epfd: CInt, _ fd: CInt, id: UInt64) {
+    static func add(_ epfd: CInt, _ fd: CInt, id: UInt64) -> Bool {
         let event = UnsafeMutableRawPointer.allocate(byteCount: eventSize, alignment: 8)
         defer { event.deallocate() }
         event.storeBytes(of: inEvent | hangUp | readHangUp, toByteOffset: 0, as: UInt32.self)
         event.storeBytes(of: id, toByteOffset: dataOffset, as: UInt64.self)
-        _ = ctlFn(epfd, ctlAdd, fd, event)
+        return ctlFn(epfd, ctlAdd, fd, event) == 0
     }
 
     static func remove(_ epfd: CInt, _ fd: CInt) {

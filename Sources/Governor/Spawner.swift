@@ -85,8 +85,13 @@ public enum Spawner {
 
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         // A pumped log: the write end of a close-on-exec pipe becomes the child's 1 and 2 (dup2 clears
-        // close-on-exec on the copies); the governor closes its own copy right after the spawn.
-        let pipe = request.logPath != nil && request.logRotation != nil ? LogPump.makePipe() : nil
+        // close-on-exec on the copies); the governor closes its own copy right after the spawn (and if the
+        // spawn fails, the pump then sees EOF and lets the read end go). Without a pump (no epoll), the
+        // child appends to the file itself.
+        var pipe: (read: CInt, write: CInt)?
+        if let log = request.logPath, let rotation = request.logRotation {
+            pipe = LogPump.shared.openPipe(logPath: log, rotation: rotation)
+        }
         defer { if let pipe { close(pipe.write) } }
         if let pipe {
             posix_spawn_file_actions_adddup2(&actions, pipe.write, 1)
@@ -128,11 +133,7 @@ public enum Spawner {
             rc = posix_spawn(&pid, request.executable, &actions, &attributes, cArgv.pointer, cEnvp.pointer)
         }
         guard rc == 0 else {
-            if let pipe { close(pipe.read) }
             throw SpawnError.spawnFailed(executable: request.executable, reason: SystemCalls.describe(rc))
-        }
-        if let pipe, let log = request.logPath, let rotation = request.logRotation {
-            LogPump.shared.register(readEnd: pipe.read, logPath: log, rotation: rotation)
         }
         let pidfd = SystemCalls.pidfdOpen(pid)
         guard pidfd >= 0 else {
