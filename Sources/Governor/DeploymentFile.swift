@@ -115,15 +115,17 @@ public enum DeploymentFile {
                 var replicas = try h["replicas"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
                 if let n = replicaOverrides[baseID] { replicas = n }
                 specs[baseID] = replicas
-                processCount += replicas ?? 1
-                if processCount > maxProcesses {
+                // Compared before adding: a replica count near Int.max must not overflow the sum.
+                let count = replicas ?? 1
+                if count > maxProcesses - processCount {
                     throw (h["replicas"] ?? idField).error(
-                        "would make \(processCount) processes, more than max_processes (\(maxProcesses)\(fields["max_processes"] == nil ? ", the default" : "")); raise max_processes: at the top of the file if you mean it")
+                        "would make \(processCount.addingReportingOverflow(count).partialValue) processes, more than max_processes (\(maxProcesses)\(fields["max_processes"] == nil ? ", the default" : "")); raise max_processes: at the top of the file if you mean it")
                 }
+                processCount += count
                 let portBase = try h["port_base"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
                 if let portBase, let f = h["port_base"] {
-                    let last = portBase + (replicas ?? 1) - 1
-                    guard portBase <= 65535, last <= 65535 else {
+                    let last = portBase <= 65535 ? portBase + count - 1 : portBase  // count <= max_processes here
+                    guard last <= 65535 else {
                         throw f.error("ports must be in 1...65535: port_base \(portBase) with \(replicas ?? 1) replica(s) gives ports up to \(last)")
                     }
                 }

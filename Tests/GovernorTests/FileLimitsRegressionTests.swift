@@ -95,6 +95,14 @@ struct regression_unit_governor_FileLimits {
         #expect(error("max_processes: 1\nhandlers:\n  - {id: a, replicas: 2, command: [/bin/true]}\n")?.line == 3)
         #expect(try parse("max_processes: 2000\nhandlers:\n  - {id: a, replicas: 1500, command: [/bin/true]}\n").handlers.count == 1500)
         #expect(error("max_processes: 0\n")?.field == "max_processes")
+        #expect(error("handlers:\n  - {id: a, replicas: 9223372036854775807, command: [/bin/true]}\n")?.field == "handlers[0].replicas",
+                "no overflow")
+        #expect(error("handlers:\n  - {id: a, port_base: 9223372036854775807, command: [/bin/true]}\n")?.field == "handlers[0].port_base",
+                "no overflow")
+        #expect(throws: DeploymentFileError.self) {
+            _ = try DeploymentFile.parse(yaml: "handlers:\n  - {id: a, replicas: 2, command: [/bin/true]}\n", file: "t.yaml",
+                                         defaultName: "t", deploymentsRoot: "/d", replicas: ["a": Int.max])
+        }
         #expect(error("max_processes: 1000000\n")?.message == "must be at most 100000 (got 1000000)")
     }
 
