@@ -150,6 +150,9 @@ public final class LogPump: @unchecked Sendable {
     }
 
     private func run() {
+        // The kernel's name of this thread too (top -H, /proc/PID/task/TID/comm); Foundation's is its own.
+        let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        if comm >= 0 { _ = Glibc.write(comm, "log-pump", 8); close(comm) }
         while true {
             let ids = Epoll.wait(epollFD, max: 64)
             guard let ids else { usleep(10_000); continue }
@@ -271,6 +274,7 @@ public final class LogPump: @unchecked Sendable {
         }
         rename(file.path, "\(file.path).1")
         file.size = 0
+        _ = openFile(file)  // `<name>.log` exists at all times, empty until the next write
     }
 }
 
@@ -338,7 +342,10 @@ public enum RotatedLog {
         var index = 0
         while collected.count < lines {
             let file = index == 0 ? path : "\(path).\(index)"
-            guard let part = tailOfFile(file, lines: lines - collected.count) else { break }
+            guard let part = tailOfFile(file, lines: lines - collected.count) else {
+                if index == 0 { index = 1; continue }  // only backups (the current file was removed)
+                break
+            }
             collected = part + collected
             index += 1
         }
