@@ -3,8 +3,10 @@
 //   deployment: ci                       # checked like a folder name; defaults to the file name
 //   environment: {KEY: value}            # global, under each process's own
 //   inherit_environment: [PATH, HOME]    # names passed on from the governor's environment
+//   max_processes: 1000                  # ceiling on server + handler instances (Limits.swift)
 //   defaults:                            # applied to the server and every handler
 //     stop_timeout: 5s
+//     log: {max_size: 50MiB, backups: 10}  # rotation of logs/<name>.log (LogPump.swift); also per process
 //     restart: {policy: on-failure, max_restarts: 5, window: 60s, reset_after: 10s,
 //               backoff: {initial: 100ms, multiplier: 2, max: 30s, jitter: 0.2, immediate: 1}}
 //     readiness: none | ping | {ping: ENDPOINT, within: 50ms, timeout: 10s} | {ready_file: PATH, timeout: 10s}
