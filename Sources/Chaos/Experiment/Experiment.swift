@@ -191,9 +191,6 @@ extension Experiment {
         switch e {
         case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
             return ExperimentError(file: file, line: mark.line, column: mark.column, field: "", message: "not valid YAML: \(problem)")
-        case let .duplicatedKeysInMapping(dups, ctx):
-            return ExperimentError(file: file, line: ctx.mark.line, column: ctx.mark.column, field: dups.joined(separator: ", "),
-                                   message: "given twice")
         default:
             return ExperimentError(file: file, line: 1, column: 1, field: "", message: "not valid YAML: \(e)")
         }
