@@ -17,6 +17,8 @@ public struct Deployment: Sendable, Hashable {
     /// Handler specs of the file by id, with their replica count (0: a spec without `replicas`, one process
     /// named by the id itself). `szgovernor scale` works on these.
     public var handlerSpecs: [String: Int] = [:]
+    /// The ceiling on processes (server + handler instances): the file's `max_processes:`, default 1000.
+    public var maxProcesses = ProcessLimits.defaultMaxProcesses
 
     /// `SZ_TEST_TMPDIR` is run_tests.sh's per-run marker: passing it on lets the runner find every process a
     /// test run started, governed children included, and fail the run if one outlives it.

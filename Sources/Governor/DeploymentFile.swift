@@ -3,8 +3,10 @@
 //   deployment: ci                       # checked like a folder name; defaults to the file name
 //   environment: {KEY: value}            # global, under each process's own
 //   inherit_environment: [PATH, HOME]    # names passed on from the governor's environment
+//   max_processes: 1000                  # ceiling on server + handler instances (Limits.swift)
 //   defaults:                            # applied to the server and every handler
 //     stop_timeout: 5s
+//     log: {max_size: 50MiB, backups: 10}  # rotation of logs/<name>.log (LogPump.swift); also per process
 //     restart: {policy: on-failure, max_restarts: 5, window: 60s, reset_after: 10s,
 //               backoff: {initial: 100ms, multiplier: 2, max: 30s, jitter: 0.2, immediate: 1}}
 //     readiness: none | ping | {ping: ENDPOINT, within: 50ms, timeout: 10s} | {ready_file: PATH, timeout: 10s}
@@ -25,12 +27,14 @@ import Interposer
 import Yams
 
 public enum DeploymentFile {
-    static let rootKeys = ["deployment", "environment", "inherit_environment", "defaults", "server", "handlers"]
+    static let rootKeys = ["deployment", "environment", "inherit_environment", "defaults", "server", "handlers",
+                           "max_processes"]
     static let processKeys = ["command", "endpoint", "environment", "restart", "stop_timeout", "readiness", "settings",
-                              "interpose"] + realServiceKeys
+                              "interpose", "log"] + realServiceKeys
     static let handlerKeys = ["id", "replicas", "port_base"] + processKeys
-    static let defaultsKeys = ["stop_timeout", "restart", "readiness", "interpose"] + realServiceKeys
+    static let defaultsKeys = ["stop_timeout", "restart", "readiness", "interpose", "log"] + realServiceKeys
     static let interposeKeys = ["timeout", "private_port_base"]
+    static let logKeys = ["max_size", "backups"]
     static let restartKeys = ["policy", "max_restarts", "window", "reset_after", "backoff"]
     static let backoffKeys = ["initial", "multiplier", "max", "jitter", "immediate"]
 
@@ -39,9 +43,7 @@ public enum DeploymentFile {
     public static func load(path: String, variables: [String: String] = [:],
                             deploymentsRoot: String, replicas: [String: Int] = [:]) throws(DeploymentFileError) -> Deployment {
         let display = (path as NSString).lastPathComponent
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw DeploymentFileError(file: path, line: 0, column: 0, field: "", message: "cannot read the file")
-        }
+        let text = try YAMLSource.text(of: path, display: display)
         var deployment = try parse(yaml: text, file: display, defaultName: String(display.split(separator: ".").first ?? ""),
                                    variables: variables, deploymentsRoot: deploymentsRoot, replicas: replicas,
                                    baseDirectory: (path as NSString).deletingLastPathComponent)
@@ -53,14 +55,7 @@ public enum DeploymentFile {
     public static func parse(yaml: String, file: String, defaultName: String, variables: [String: String] = [:],
                              deploymentsRoot: String, replicas replicaOverrides: [String: Int] = [:],
                              baseDirectory: String? = nil) throws(DeploymentFileError) -> Deployment {
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: yaml)
-        } catch let error as YamlError {
-            throw yamlError(error, file: file)
-        } catch {
-            throw DeploymentFileError(file: file, line: 0, column: 0, field: "", message: "\(error)")
-        }
+        let node = try YAMLSource.compose(yaml, file: file) { yamlError($0, file: file) }
         guard let node else { throw DeploymentFileError(file: file, line: 1, column: 1, field: "", message: "the file is empty") }
         let root = YAMLField(node: node, path: "", file: file)
         let fields = try root.mapping(allowed: rootKeys)
@@ -87,14 +82,24 @@ public enum DeploymentFile {
         var defaults = ProcessDefaults()
         if let f = fields["defaults"] {
             let d = try f.mapping(allowed: defaultsKeys)
-            if let t = d["stop_timeout"] { defaults.stopTimeout = try t.duration() }
+            if let t = d["stop_timeout"] { defaults.stopTimeout = try t.duration(positive: true) }
             if let r = d["restart"] { defaults.restart = try restartPolicy(r, base: defaults.restart) }
             if let r = d["readiness"] { defaults.readiness = r }
             if let i = d["interpose"] { defaults.interpose = try interposeSetting(i) }
             defaults.workingDir = d["working_dir"]
             defaults.liveness = d["liveness"]
+            if let l = d["log"] { defaults.log = try logRotation(l, base: defaults.log) }
         }
         defaults.baseDirectory = baseDirectory
+
+        var maxProcesses = ProcessLimits.defaultMaxProcesses
+        if let f = fields["max_processes"] {
+            maxProcesses = try f.int(min: 1)
+            guard maxProcesses <= ProcessLimits.maxMaxProcesses else {
+                throw f.error("must be at most \(ProcessLimits.maxMaxProcesses) (got \(maxProcesses))")
+            }
+        }
+        var processCount = fields["server"] == nil ? 0 : 1
 
         var server: HandlerConfig?
         var serverEndpoint: String?
@@ -104,7 +109,7 @@ public enum DeploymentFile {
             vars["NAME"] = "server"
             vars["INDEX"] = "1"
             vars["READY_FILE"] = globals["RUN_DIR"]! + "/server.ready"
-            if let e = s["endpoint"] { serverEndpoint = try substitute(try e.string(), vars, e) }
+            if let e = s["endpoint"] { serverEndpoint = try endpointValue(e, vars) }
             vars["ENDPOINT"] = serverEndpoint ?? ""
             vars["SERVER_ENDPOINT"] = serverEndpoint ?? ""
             let link = try interposer(s["interpose"].map { f throws(DeploymentFileError) in try interposeSetting(f) } ?? defaults.interpose,
@@ -125,7 +130,20 @@ public enum DeploymentFile {
                 var replicas = try h["replicas"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
                 if let n = replicaOverrides[baseID] { replicas = n }
                 specs[baseID] = replicas
+                // Compared before adding: a replica count near Int.max must not overflow the sum.
+                let count = replicas ?? 1
+                if count > maxProcesses - processCount {
+                    throw (h["replicas"] ?? idField).error(
+                        "would make \(processCount.addingReportingOverflow(count).partialValue) processes, more than max_processes (\(maxProcesses)\(fields["max_processes"] == nil ? ", the default" : "")); raise max_processes: at the top of the file if you mean it")
+                }
+                processCount += count
                 let portBase = try h["port_base"].map { f throws(DeploymentFileError) in try f.int(min: 1) }
+                if let portBase, let f = h["port_base"] {
+                    let last = portBase <= 65535 ? portBase + count - 1 : portBase  // count <= max_processes here
+                    guard last <= 65535 else {
+                        throw f.error("ports must be in 1...65535: port_base \(portBase) with \(replicas ?? 1) replica(s) gives ports up to \(last)")
+                    }
+                }
                 if replicas == 0 { continue }
                 for index in 1...(replicas ?? 1) {
                     let id = replicas == nil ? baseID : "\(baseID)-\(index)"
@@ -143,7 +161,7 @@ public enum DeploymentFile {
                     }
                     if let portBase { vars["PORT"] = "\(portBase + index - 1)" }
                     var endpoint: String?
-                    if let e = h["endpoint"] { endpoint = try substitute(try e.string(), vars, e) }
+                    if let e = h["endpoint"] { endpoint = try endpointValue(e, vars) }
                     vars["ENDPOINT"] = endpoint ?? ""
                     let setting = try h["interpose"].map { f throws(DeploymentFileError) in try interposeSetting(f) } ?? defaults.interpose
                     let link = try interposer(setting, id: id, index: index, publicEndpoint: endpoint, runDir: globals["RUN_DIR"]!,
@@ -162,6 +180,7 @@ public enum DeploymentFile {
         var deployment = Deployment(name: name, server: server, handlers: handlers, environment: environment,
                                     inheritEnvironment: inherit)
         deployment.handlerSpecs = specs.mapValues { $0 ?? 0 }
+        deployment.maxProcesses = maxProcesses
         return deployment
     }
 
@@ -174,6 +193,7 @@ public enum DeploymentFile {
         var liveness: YAMLField?
         /// The deployment file's folder: relative `working_dir`s resolve against it.
         var baseDirectory: String?
+        var log = LogRotation()
     }
 
     /// `interpose: true | false | {timeout: 10s, private_port_base: N}`.
@@ -237,7 +257,12 @@ public enum DeploymentFile {
     static func process(_ field: YAMLField, _ f: [String: YAMLField], id: String, role: ProcessRole,
                         vars: [String: String], endpoint: String?, defaults: ProcessDefaults) throws(DeploymentFileError) -> HandlerConfig {
         guard let commandField = f["command"] else { throw field.error("needs a command (a list: [executable, args...])") }
-        let command = try commandField.sequence().map { c throws(DeploymentFileError) in try substitute(try c.string(), vars, c) }
+        // An argument that is an endpoint (`--control ipc://...`) gets the endpoint checks too.
+        let command = try commandField.sequence().map { c throws(DeploymentFileError) in
+            let arg = try substitute(try c.string(), vars, c)
+            if let problem = EndpointLimits.problem(arg) { throw c.error(problem) }
+            return arg
+        }
         guard let executable = command.first, !executable.isEmpty else { throw commandField.error("must name an executable") }
         var environment: [String: String] = [:]
         if let e = f["environment"] {
@@ -248,12 +273,13 @@ public enum DeploymentFile {
             for (k, v) in try s.stringMap() { settings[k] = try substitute(try v.string(), vars, v) }
         }
         let restart = try f["restart"].map { r throws(DeploymentFileError) in try restartPolicy(r, base: defaults.restart) } ?? defaults.restart
-        let stopTimeout = try f["stop_timeout"]?.duration() ?? defaults.stopTimeout
+        let stopTimeout = try f["stop_timeout"]?.duration(positive: true) ?? defaults.stopTimeout
         let readiness = try (f["readiness"] ?? defaults.readiness).map { r throws(DeploymentFileError) in try readinessSpec(r, vars) } ?? .none
         var config = HandlerConfig(id: id, role: role, executable: executable, arguments: Array(command.dropFirst()),
                                    endpoint: endpoint, environment: environment, restart: restart,
                                    stopTimeout: stopTimeout, readiness: readiness, settings: settings)
         try applyRealServiceKeys(f, defaults: defaults, vars: vars, to: &config)
+        config.log = try f["log"].map { l throws(DeploymentFileError) in try logRotation(l, base: defaults.log) } ?? defaults.log
         return config
     }
 
@@ -268,7 +294,7 @@ public enum DeploymentFile {
             policy.mode = mode
         }
         if let m = r["max_restarts"] { policy.maxRestarts = try m.int(min: 0) }
-        if let w = r["window"] { policy.window = try w.duration() }
+        if let w = r["window"] { policy.window = try w.duration(positive: true) }
         if let w = r["reset_after"] { policy.resetAfter = try w.duration() }
         if let b = r["backoff"] {
             let bf = try b.mapping(allowed: backoffKeys)
@@ -282,6 +308,29 @@ public enum DeploymentFile {
         return policy
     }
 
+    /// `log: {max_size: 50MiB, backups: 10}`; sizes need a unit (B, KiB, MiB, GiB, KB, MB, GB).
+    static func logRotation(_ field: YAMLField, base: LogRotation) throws(DeploymentFileError) -> LogRotation {
+        let l = try field.mapping(allowed: logKeys)
+        var rotation = base
+        if let m = l["max_size"] {
+            let text = try m.string()
+            guard let size = LogRotation.parseSize(text) else {
+                throw m.error("must be a size with a unit, like 50MiB, 512KiB or 1GiB (got \"\(text)\")")
+            }
+            guard (LogRotation.minimumSize...LogRotation.maximumSize).contains(size) else {
+                throw m.error("must be from 4KiB to 1TiB (got \"\(text)\")")
+            }
+            rotation.maxSize = size
+        }
+        if let b = l["backups"] {
+            rotation.backups = try b.int(min: 0)
+            guard rotation.backups <= LogRotation.maximumBackups else {
+                throw b.error("must be at most \(LogRotation.maximumBackups) (got \(rotation.backups))")
+            }
+        }
+        return rotation
+    }
+
     static func readinessSpec(_ field: YAMLField, _ vars: [String: String]) throws(DeploymentFileError) -> ReadinessSpec {
         if case .scalar(let s) = field.node {
             if s.string == "ping" { return .custom(kind: "ping", settings: [:], timeout: .seconds(10)) }
@@ -292,7 +341,7 @@ public enum DeploymentFile {
         }
         guard case .mapping = field.node else { throw field.error("must be none or a mapping, got \(field.kind)") }
         let all = try field.stringMap()
-        let timeout = try all["timeout"]?.duration() ?? .seconds(10)
+        let timeout = try all["timeout"]?.duration(positive: true) ?? .seconds(10)
         if let path = all["ready_file"] {
             if let extra = all.keys.first(where: { $0 != "ready_file" && $0 != "timeout" }) {
                 throw all[extra]!.error("unknown field (allowed with ready_file: ready_file, timeout)")
@@ -301,12 +350,10 @@ public enum DeploymentFile {
         }
         if let http = all["http"] { return try httpReadinessSpec(http, all, vars, timeout: timeout) }
         if let ping = all["ping"] {
-            var settings: [String: String] = ["ping": try substitute(try ping.string(), vars, ping)]
+            var settings: [String: String] = ["ping": try endpointValue(ping, vars)]
             for (k, v) in all where k != "ping" && k != "timeout" {
                 guard k == "within" else { throw v.error("unknown field (allowed with ping: ping, within, timeout)") }
-                guard parseDuration(try v.string()) != nil else {
-                    throw v.error("must be a duration like 50ms (got \"\(try v.string())\")")
-                }
+                _ = try v.duration(positive: true)
                 settings[k] = try v.string()
             }
             return .custom(kind: "ping", settings: settings, timeout: timeout)
@@ -315,6 +362,13 @@ public enum DeploymentFile {
         var settings: [String: String] = [:]
         for (k, v) in all where k != "kind" && k != "timeout" { settings[k] = try substitute(try v.string(), vars, v) }
         return .custom(kind: try kind.string(), settings: settings, timeout: timeout)
+    }
+
+    /// An endpoint after substitution, refused when it can never work (EndpointLimits: ports, ipc path length).
+    static func endpointValue(_ field: YAMLField, _ vars: [String: String]) throws(DeploymentFileError) -> String {
+        let endpoint = try substitute(try field.string(), vars, field)
+        if let problem = EndpointLimits.problem(endpoint) { throw field.error(problem) }
+        return endpoint
     }
 
     /// Replaces `${NAME}` with `vars[NAME]`; an unknown name is an error at `field`.

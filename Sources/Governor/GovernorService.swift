@@ -28,6 +28,9 @@ public actor GovernorService {
                 options: GovernorOptions = GovernorOptions()) throws {
         self.locator = locator
         self.variables = variables
+        if let problem = EndpointLimits.problem(locator.controlEndpoint) {
+            throw GovernorError.invalidConfig("the governor's control endpoint under --root \(locator.root): \(problem); nothing was started")
+        }
         let deployment = try DeploymentFile.load(path: locator.file, variables: variables, deploymentsRoot: locator.root)
         guard deployment.name == locator.deploymentName else {
             throw GovernorError.invalidConfig("\(locator.file) defines deployment \"\(deployment.name)\", not \"\(locator.deploymentName)\"")
@@ -73,7 +76,7 @@ public actor GovernorService {
         guard !failed.isEmpty else { return "" }
         return failed.map { info in
             let log = locator.path("logs/\(info.name).log")
-            let tail = Self.tail(of: log, lines: 3).joined(separator: " | ")
+            let tail = RotatedLog.tail(of: log, lines: 3).joined(separator: " | ")
             return "\n  \(info.name) (\(info.status.rawValue)): log \(log)" + (tail.isEmpty ? "" : ": \(tail)")
         }.joined()
     }
@@ -247,6 +250,7 @@ public actor GovernorService {
         var config = HandlerConfig(id: id, executable: command[0], arguments: Array(command.dropFirst()), endpoint: endpoint,
                                    restart: template?.restart ?? RestartPolicy(),
                                    stopTimeout: template?.stopTimeout ?? .seconds(5))
+        config.log = template?.log ?? LogRotation()
         for (k, v) in p["environment"]?.objectValue ?? [:] { config.environment[k] = try BuildVariables.expand(v.stringValue ?? "", vars) }
         if let mode = p["restart"]?.stringValue {
             guard let m = RestartMode(rawValue: mode) else {
@@ -255,7 +259,9 @@ public actor GovernorService {
             config.restart.mode = m
         }
         if let t = p["stop_timeout"]?.stringValue {
-            guard let d = parseDuration(t) else { throw GovernorError.invalidConfig("stop_timeout \"\(t)\" is not a duration") }
+            guard let d = parseDuration(t), d > .zero else {
+                throw GovernorError.invalidConfig("stop_timeout \"\(t)\" is not a duration longer than 0 and at most \(DurationText.maximumDescription)")
+            }
             config.stopTimeout = d
         }
         switch p["readiness"]?.stringValue ?? "ping" {
@@ -264,6 +270,13 @@ public actor GovernorService {
         case "ready-file":
             config.readiness = .readyFile(path: vars["READY_FILE"]!, timeout: .seconds(10))
         case let other: throw GovernorError.invalidConfig("readiness must be ping, none or ready-file (got \"\(other)\")")
+        }
+        let count = await governor.listHandlers().count + (deployment.server == nil ? 0 : 1)
+        guard count < deployment.maxProcesses else {
+            throw GovernorError.invalidConfig("deployment \"\(deployment.name)\" already has \(count) processes, its max_processes")
+        }
+        for endpoint in [config.endpoint].compactMap({ $0 }) + config.arguments {
+            if let problem = EndpointLimits.problem(endpoint) { throw GovernorError.invalidConfig(problem) }
         }
         return try await governor.addHandler(config)
     }
@@ -299,22 +312,4 @@ public actor GovernorService {
         return (added, removed)
     }
 
-    // MARK: helpers
-
-    /// The last `lines` lines of a text file (reads at most the last 64 KiB).
-    public static func tail(of path: String, lines: Int) -> [String] {
-        guard lines > 0 else { return [] }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)  // not FileHandle(forReadingAtPath:), which leaves CLOEXEC off
-        guard fd >= 0 else { return [] }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        defer { try? handle.close() }
-        let size = (try? handle.seekToEnd()) ?? 0
-        let start = size > 65_536 ? size - 65_536 : 0
-        try? handle.seek(toOffset: start)
-        let data = (try? handle.readToEnd()) ?? Data()
-        let text = String(decoding: data, as: UTF8.self)
-        var all = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if all.last == "" { all.removeLast() }
-        return Array(all.suffix(lines))
-    }
 }

@@ -25,6 +25,8 @@ public struct HandlerConfig: Sendable, Hashable {
     public var workingDirectory: String?
     /// Checks after readiness (`liveness:`); nil: none.
     public var liveness: LivenessSpec?
+    /// Size rotation of `logs/<id>.log` (the file's `log: {max_size, backups}`; 50 MiB and 10 by default).
+    public var log = LogRotation()
 
     public init(id: String, role: ProcessRole = .handler, executable: String, arguments: [String] = [],
                 endpoint: String? = nil, environment: [String: String] = [:],

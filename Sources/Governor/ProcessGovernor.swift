@@ -347,7 +347,8 @@ public actor ProcessGovernor: GovernorBase {
         let executable = try ExecutableResolver.resolve(config.executable, relativeTo: deployment.baseDirectory,
                                                         searchPath: env["PATH"])
         let spawn = SpawnRequest(executable: executable, arguments: config.arguments, environment: env,
-                                 logPath: path("logs/\(config.id).log"), workingDirectory: config.workingDirectory)
+                                 logPath: path("logs/\(config.id).log"), workingDirectory: config.workingDirectory,
+                                 logRotation: config.log)
         return ProcessContext(spawn: spawn, pidFilePath: path("pids/\(config.id).pid"),
                               probe: try options.probes.probe(for: config), clock: options.clock,
                               events: events, latency: latency, seed: options.seed ^ fnv1a(config.id),
@@ -361,6 +362,9 @@ public actor ProcessGovernor: GovernorBase {
             for p in all where p.config.role == .handler { group.addTask { await p.stop(timeout: timeout) } }
         }
         for p in all where p.config.role == .server { await p.stop(timeout: timeout) }
+        // The children's last lines may still be in their pipes: let the log pump write them (bounded: a
+        // descendant that escaped the group kill could hold a pipe open).
+        await LogPump.shared.waitDrained(Set(all.map { path("logs/\($0.config.id).log") }), timeout: .seconds(1))
         stopLinks()
         events.record("governor", .governorStopped, pid: getpid(), detail: deploymentName)
         lock?.release()

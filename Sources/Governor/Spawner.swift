@@ -5,7 +5,8 @@
 //
 // Every child: own session (POSIX_SPAWN_SETSID, so its group id is its PID and a group signal reaches its
 // descendants), empty signal mask and default dispositions, stdin from /dev/null, stdout and stderr
-// appended to its log file, every other fd closed (closefrom 3), exactly the environment given, and an
+// to its log (through a pipe to the log pump, which rotates the file, when `logRotation` is set; else
+// appended to the file directly), every other fd closed (closefrom 3), exactly the environment given, and an
 // executable that is an absolute path resolved beforehand (ExecutableResolver), never a PATH search here.
 #if canImport(Glibc)
 import Glibc
@@ -24,13 +25,17 @@ public struct SpawnRequest: Sendable, Hashable {
     public var environment: [String: String]
     /// stdout and stderr are appended here (created with mode 0644); nil sends them to /dev/null.
     public var logPath: String?
+    /// With a `logPath`: the child writes into a pipe and the log pump writes and rotates the file
+    /// (LogPump.swift). nil: the child appends to the file itself (the detached governor's own log).
+    public var logRotation: LogRotation?
     public var workingDirectory: String?
     /// SIGKILL the rest of the process group when the leader exits, so no descendant outlives it unnoticed.
     public var killGroupOnExit: Bool
 
     public init(executable: String, arguments: [String] = [], argv0: String? = nil,
                 environment: [String: String] = [:], logPath: String? = nil,
-                workingDirectory: String? = nil, killGroupOnExit: Bool = true) {
+                workingDirectory: String? = nil, killGroupOnExit: Bool = true, logRotation: LogRotation? = nil) {
+        self.logRotation = logRotation
         self.executable = executable
         self.arguments = arguments
         self.argv0 = argv0
@@ -82,8 +87,21 @@ public enum Spawner {
         defer { posix_spawnattr_destroy(&attributes) }
 
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, request.logPath ?? "/dev/null",
-                                         O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        // A pumped log: the write end of a close-on-exec pipe becomes the child's 1 and 2 (dup2 clears
+        // close-on-exec on the copies); the governor closes its own copy right after the spawn (and if the
+        // spawn fails, the pump then sees EOF and lets the read end go). Without a pump (no epoll), the
+        // child appends to the file itself.
+        var pipe: (read: CInt, write: CInt)?
+        if let log = request.logPath, let rotation = request.logRotation {
+            pipe = LogPump.shared.openPipe(logPath: log, rotation: rotation)
+        }
+        defer { if let pipe { close(pipe.write) } }
+        if let pipe {
+            posix_spawn_file_actions_adddup2(&actions, pipe.write, 1)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, request.logPath ?? "/dev/null",
+                                             O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        }
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         _ = SystemCalls.addCloseFrom(&actions, 3)
         if let dir = request.workingDirectory, !SystemCalls.addChdir(&actions, dir) {

@@ -1,4 +1,5 @@
 // A YAML node with its field path and file, so every validation error can say file, line and field.
+import ScheduleZeroWire
 import Yams
 
 struct YAMLField {
@@ -57,13 +58,19 @@ struct YAMLField {
         return value
     }
 
-    /// `250` (milliseconds), `250ms`, `1.5s`, `2m`.
-    func duration() throws(DeploymentFileError) -> Duration {
+    /// `250` (milliseconds), `250ms`, `1.5s`, `2m`, `1h`; at most `DurationText.maximumSeconds`.
+    /// `positive`: zero is refused too (timeouts, intervals, windows).
+    func duration(positive: Bool = false) throws(DeploymentFileError) -> Duration {
         let text = try string().trimmingCharacters(in: .whitespaces)
-        guard let d = parseDuration(text) else {
+        switch DurationText.parse(text, bareUnitSeconds: 0.001) {
+        case .failure(.malformed):
             throw error("must be a duration like 250ms, 5s, 1m or a number of milliseconds (got \"\(text)\")")
+        case .failure(.tooLong):
+            throw error("must be at most \(DurationText.maximumDescription) (got \"\(text)\")")
+        case .success(let d):
+            if positive && d <= .zero { throw error("must be longer than 0 (got \"\(text)\")") }
+            return d
         }
-        return d
     }
 
     func stringMap() throws(DeploymentFileError) -> [String: YAMLField] {
@@ -88,12 +95,7 @@ struct YAMLField {
     }
 }
 
+/// The governor's reading of a duration: a bare number is milliseconds (DurationText has the rules).
 func parseDuration(_ text: String) -> Duration? {
-    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
-    for (suffix, factor) in units where text.hasSuffix(suffix) {
-        guard let n = Double(text.dropLast(suffix.count)), n >= 0, n.isFinite else { return nil }
-        return .milliseconds(n * factor)
-    }
-    guard let n = Double(text), n >= 0, n.isFinite else { return nil }
-    return .milliseconds(n)
+    DurationText.value(text, bareUnitSeconds: 0.001)
 }

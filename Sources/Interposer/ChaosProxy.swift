@@ -347,6 +347,7 @@ private final class ProxyEngine: @unchecked Sendable {
     }
 
     private func drain(_ socket: Socket, _ direction: MessageDirection) {
+        defer { proxy.record { $0.link = recorder.counters } }  // `linkCounters` is exact once a batch is handled
         for _ in 0..<256 {  // bounded, so the other side and timers get their turn
             guard let frames = try? socket.receiveMultipart(flags: .dontWait) else { return }
             handle(frames, direction)

@@ -64,11 +64,13 @@ public struct JobSpec: Sendable, Equatable {
 
     /// `200ms`, `1.5s`, `2m`.
     public static func parseDuration(_ s: String, context: String) throws(PeerError) -> Duration {
-        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
-        for (u, factor) in units where s.hasSuffix(u) {
-            if let v = Double(s.dropLast(u.count)), v > 0 { return .milliseconds(Int64((v * factor).rounded())) }
+        switch DurationText.parse(s, bareUnitSeconds: nil) {
+        case .success(let d) where d > .zero: return d
+        case .failure(.tooLong):
+            throw .invalidJob("\(context): interval must be at most \(DurationText.maximumDescription), got \"\(s)\"")
+        default:
+            throw .invalidJob("\(context): interval must be a positive number with ms, s or m, got \"\(s)\"")
         }
-        throw .invalidJob("\(context): interval must be a positive number with ms, s or m, got \"\(s)\"")
     }
 
     /// Parses a jobs file: a JSON array (or `{"jobs": [...]}`) of

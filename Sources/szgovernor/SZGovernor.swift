@@ -189,7 +189,7 @@ struct Up: ParsableCommand {
         let deadline = ContinuousClock.now + .seconds(readyTimeout)
         while ContinuousClock.now < deadline {
             if let exit = child.exitStatus {
-                let tail = GovernorService.tail(of: log, lines: 15).joined(separator: "\n  ")
+                let tail = RotatedLog.tail(of: log, lines: 15).joined(separator: "\n  ")
                 throw Failure("the governor exited (\(exit)) before the deployment was ready; \(log):\n  \(tail)")
             }
             if let reply = control(locator, "status", timeout: .milliseconds(500)), reply.success {
@@ -378,11 +378,11 @@ struct Logs: ParsableCommand {
         let locator = try options.folder()
         do { try Names.validateProcess(name) } catch { throw Failure(error) }
         let path = locator.path("logs/\(name).log")
-        guard FileManager.default.fileExists(atPath: path) else {
+        guard !RotatedLog.files(of: path).isEmpty else {
             let known = ((try? FileManager.default.contentsOfDirectory(atPath: locator.path("logs"))) ?? [])
                 .filter { $0.hasSuffix(".log") }.map { String($0.dropLast(4)) }.sorted()
             throw Failure("deployment \"\(locator.deploymentName)\" has no log for \"\(name)\" (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
         }
-        for line in GovernorService.tail(of: path, lines: lines) { print(line) }
+        for line in RotatedLog.tail(of: path, lines: lines) { print(line) }
     }
 }

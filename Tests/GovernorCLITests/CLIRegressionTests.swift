@@ -117,6 +117,114 @@ struct regression_integration_governor_CLICatalogue {
         try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
     }
 
+    /// Issue 11, finding 5: a child printing 200 MiB left a 200 MiB log. With `max_size: 1MiB, backups: 3`
+    /// 20 MiB of output leaves about 4 MiB in logs/, in `<name>.log` and `.1` .. `.3`, and `logs` still shows
+    /// the last lines.
+    @Test func childLogIsRotatedBySizeAndLogsReadsAcrossTheRotation() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        let file = try h.writeDeployment("rot", """
+            deployment: rot
+            defaults:
+              log: {max_size: 1MiB, backups: 3}
+            handlers:
+              - id: chatty
+                readiness: none
+                restart: {policy: never}
+                command: ["/bin/sh", "-c", "yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c 20971520; echo; echo last-line-1; echo last-line-2; exec /bin/sleep 300"]
+            """)
+        try await h.up("rot", file: file)
+        let logs = h.deploymentDir("rot") + "/logs"
+        func tail() async throws -> String { try await h.run(["logs", "chatty", "--lines", "2", "--deployment", "rot"]).stdout }
+        try await waitUntil("the last lines in the log", timeout: .seconds(60)) { try await tail() == "last-line-1\nlast-line-2" }
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: logs).filter { $0.hasPrefix("chatty.log") })
+        #expect(names == ["chatty.log", "chatty.log.1", "chatty.log.2", "chatty.log.3"], "\(names)")
+        var total = 0
+        for name in names {
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: logs + "/" + name)[.size] as? Int)
+            #expect(size <= 1 << 20, "\(name): \(size) bytes")
+            total += size
+        }
+        #expect(total <= 4 << 20 && total > 3_000_000, "logs/ holds \(total) bytes")
+        // The current file is short: `logs` continues in the newest backup, newest lines last.
+        // (Retried: CLIHarness.run can return before a busy machine has delivered all of the output.)
+        var lines: [String] = []
+        try await waitUntil("five lines from `logs --lines 5`", timeout: .seconds(20)) {
+            lines = try await h.run(["logs", "chatty", "--lines", "5", "--deployment", "rot"]).stdout
+                .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            return lines.count == 5
+        }
+        #expect(lines.suffix(2) == ["last-line-1", "last-line-2"], "\(lines)")
+        #expect(lines.first?.hasPrefix("0123456789") == true, "\(lines)")
+        try await h.run(["down", "--deployment", "rot"])
+    }
+
+    /// With the log written through a pipe by the governor, a child's last lines must not be lost: neither
+    /// the line printed just before a crash, nor what it prints while being stopped by `down`.
+    @Test func lastLinesBeforeACrashAndBeforeAStopAreInTheLog() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        let file = try h.writeDeployment("last", """
+            deployment: last
+            handlers:
+              - id: crasher
+                readiness: none
+                restart: {policy: never}
+                command: ["/bin/sh", "-c", "while [ ! -e ${RUN_DIR}/go ]; do sleep 0.02; done; yes x | head -c 300000; echo; echo 'fatal: the last words before the crash'; kill -KILL $$"]
+              - id: stopper
+                readiness: none
+                stop_timeout: 5s
+                command: ["/bin/sh", "-c", "trap 'echo stopping-on-sigterm; exit 0' TERM; echo started; while :; do sleep 0.05; done"]
+            """)
+        try await h.up("last", file: file)
+        let logs = h.deploymentDir("last") + "/logs"
+        FileManager.default.createFile(atPath: h.deploymentDir("last") + "/run/go", contents: Data())
+        try await waitUntil("the crasher to crash", timeout: .seconds(30)) {
+            try await h.processes("last")["crasher"]?.status != "running"
+        }
+        try await waitUntil("its last line in the log", timeout: .seconds(10)) {
+            (try? String(contentsOfFile: logs + "/crasher.log", encoding: .utf8))?.hasSuffix("fatal: the last words before the crash\n") == true
+        }
+        try await waitUntil("`logs crasher` to show it", timeout: .seconds(20)) {
+            try await h.run(["logs", "crasher", "--lines", "1", "--deployment", "last"]).stdout == "fatal: the last words before the crash"
+        }
+        let down = try await h.run(["down", "--deployment", "last"])
+        #expect(down.ok, "\(down)")
+        let stopper = try String(contentsOfFile: logs + "/stopper.log", encoding: .utf8)
+        #expect(stopper.contains("started\n") && stopper.hasSuffix("stopping-on-sigterm\n"), "\(stopper)")
+    }
+
+    /// Issue 11, finding 7: `stop_timeout: 999999999999999999999m` crashed szgovernor ("Overflow in
+    /// multiplication", exit 132); a control endpoint path too long for sun_path failed late and obscurely.
+    @Test func hugeDurationAndLongControlPathAreRefusedBeforeAnythingStarts() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        let file = try h.writeDeployment("huge", """
+            deployment: huge
+            handlers:
+              - id: s
+                command: ["/bin/sleep", "300"]
+                stop_timeout: 999999999999999999999m
+            """)
+        let huge = try await h.run(["up", "--detach", "--deployment", "huge", "--file", file])
+        #expect(huge.status == .exited(1), "\(huge)")
+        #expect(huge.stderr.contains("huge.yaml:5:19: handlers[0].stop_timeout: must be at most 7 days"), "\(huge)")
+        #expect(h.pids("huge").isEmpty, "nothing started")
+
+        let plain = try h.writeDeployment("plain", """
+            deployment: plain
+            handlers:
+              - id: s
+                command: ["/bin/sleep", "300"]
+            """)
+        let longRoot = h.dir.file(String(repeating: "r", count: 90))
+        let long = try await h.run(["up", "--detach", "--deployment", "plain", "--file", plain, "--root", longRoot], root: false)
+        #expect(long.status == .exited(1), "\(long)")
+        #expect(long.stderr.contains("the governor's control endpoint under --root"), "\(long)")
+        #expect(long.stderr.contains("run/governor.control is "), "\(long)")
+        #expect(!FileManager.default.fileExists(atPath: longRoot + "/plain/pids/s.pid"), "nothing started")
+    }
+
     /// Upstream: a governor killed with SIGKILL left its children running, unnoticed by anyone.
     @Test func governorKilledWithSigkillLeavesNoUnnoticedChildren() async throws {
         let h = CLIHarness()

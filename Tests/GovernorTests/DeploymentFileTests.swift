@@ -48,7 +48,7 @@ struct unit_governor_DeploymentFile {
 
     @Test(arguments: [
         ("syntax.yaml", "syntax.yaml:5:3: YAML syntax: did not find expected ',' or ']'"),
-        ("unknown-field.yaml", "unknown-field.yaml:4:5: handlers[0].replica: unknown field (allowed: id, replicas, port_base, command, endpoint, environment, restart, stop_timeout, readiness, settings, working_dir, liveness)"),
+        ("unknown-field.yaml", "unknown-field.yaml:4:5: handlers[0].replica: unknown field (allowed: id, replicas, port_base, command, endpoint, environment, restart, stop_timeout, readiness, settings, interpose, log, working_dir, liveness)"),
         ("zero-replicas.yaml", "zero-replicas.yaml:5:15: handlers[0].replicas: must be an integer >= 1 (got \"0\")"),
         ("bad-policy.yaml", "bad-policy.yaml:4:13: defaults.restart.policy: must be one of always, on-failure, never (got \"sometimes\")"),
         ("missing-command.yaml", "missing-command.yaml:7:5: handlers[1]: needs a command (a list: [executable, args...])"),

@@ -199,7 +199,7 @@ struct unit_governor_RealServiceKeys {
     static let badValues: [(String, String)] = [
         ("    working_dir: /nonexistent/dir\n", "r.yaml:5:18: handlers[0].working_dir: directory /nonexistent/dir does not exist"),
         ("    working_dir: /etc/hostname\n", "r.yaml:5:18: handlers[0].working_dir: /etc/hostname is not a directory"),
-        ("    working_dir: \"${NOPE}\"\n", "r.yaml:5:18: handlers[0].working_dir: unknown variable ${NOPE} (known: DEPLOYMENT, DEPLOYMENT_DIR, ENDPOINT, INDEX, LOG_DIR, NAME, READY_FILE, RUN_DIR, SERVER_ENDPOINT)"),
+        ("    working_dir: \"${NOPE}\"\n", "r.yaml:5:18: handlers[0].working_dir: unknown variable ${NOPE} (known: DEPLOYMENT, DEPLOYMENT_DIR, ENDPOINT, INDEX, LOG_DIR, NAME, PUBLIC_ENDPOINT, PUBLIC_PORT, READY_FILE, RUN_DIR, SERVER_ENDPOINT)"),
         ("    readiness: {http: \"https://x/\"}\n", "r.yaml:5:23: handlers[0].readiness.http: https is not supported by the probe (plain http:// only)"),
         ("    readiness: {http: \"http://x:99999/\"}\n", "r.yaml:5:23: handlers[0].readiness.http: port 99999 is not in 1-65535 in \"http://x:99999/\""),
         ("    readiness: {http: \"http://x/\", interval: fast}\n", "r.yaml:5:46: handlers[0].readiness.interval: must be a duration > 0 like 100ms (got \"fast\")"),

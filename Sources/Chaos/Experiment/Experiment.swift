@@ -1,5 +1,6 @@
 import Foundation
 import ScheduleZeroWire
+import Governor
 import Yams
 import ZMQClient
 import Interposer
@@ -176,26 +177,13 @@ public struct OutputSpec: Sendable, Equatable {
 extension Experiment {
     /// Reads and validates an experiment file. Errors name the file, line, column and field.
     public static func load(file path: String) throws(ExperimentError) -> Experiment {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ExperimentError(file: path, line: 0, column: 0, field: "", message: "cannot read the file: \(error.localizedDescription)")
-        }
+        let text = try YAMLSource.text(of: path, display: path)
         return try parse(text, file: path)
     }
 
     public static func parse(_ yaml: String, file: String = "<memory>") throws(ExperimentError) -> Experiment {
-        let root: Node
-        do {
-            guard let n = try Yams.compose(yaml: yaml) else {
-                throw ExperimentError(file: file, line: 1, column: 1, field: "", message: "the file is empty")
-            }
-            root = n
-        } catch let e as ExperimentError {
-            throw e
-        } catch let e as YamlError {
-            throw Self.yamlError(e, file: file)
-        } catch {
-            throw ExperimentError(file: file, line: 1, column: 1, field: "", message: "not YAML: \(error)")
+        guard let root = try YAMLSource.compose(yaml, file: file, wrap: { Self.yamlError($0, file: file) }) else {
+            throw ExperimentError(file: file, line: 1, column: 1, field: "", message: "the file is empty")
         }
         return try ExperimentReader(file: file).experiment(YAMLCursor(node: root, path: "", file: file))
     }
@@ -204,9 +192,6 @@ extension Experiment {
         switch e {
         case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
             return ExperimentError(file: file, line: mark.line, column: mark.column, field: "", message: "not valid YAML: \(problem)")
-        case let .duplicatedKeysInMapping(dups, ctx):
-            return ExperimentError(file: file, line: ctx.mark.line, column: ctx.mark.column, field: dups.joined(separator: ", "),
-                                   message: "given twice")
         default:
             return ExperimentError(file: file, line: 1, column: 1, field: "", message: "not valid YAML: \(e)")
         }
@@ -280,9 +265,9 @@ struct ExperimentReader {
                 s.endpoints[e.key] = try endpoint(v)
             }
         }
-        if let w = m.optional("within") { s.within = try w.duration() }
-        if let r = m.optional("recovery_timeout") { s.recoveryTimeout = try r.duration() }
-        if let i = m.optional("interval") { s.interval = try i.duration() }
+        if let w = m.optional("within") { s.within = try w.duration(positive: true) }
+        if let r = m.optional("recovery_timeout") { s.recoveryTimeout = try r.duration(positive: true) }
+        if let i = m.optional("interval") { s.interval = try i.duration(positive: true) }
         if s.targets.isEmpty && s.endpoints.isEmpty { throw c.fail("name targets or endpoints to probe") }
         return s
     }
@@ -292,6 +277,7 @@ struct ExperimentReader {
         guard s.hasPrefix("tcp://") || s.hasPrefix("ipc://") || s.hasPrefix("inproc://") else {
             throw c.fail("expected a ZeroMQ endpoint like tcp://127.0.0.1:4245, got \"\(s)\"")
         }
+        if let problem = EndpointLimits.problem(s) { throw c.fail(problem) }
         return s
     }
 
@@ -423,7 +409,7 @@ struct ExperimentReader {
         if let v = m.optional("max_lost_requests") { k.maxLostRequests = try v.int(min: 0) }
         if let v = m.optional("max_errors") { k.maxErrors = try v.int(min: 0) }
         if let v = m.optional("max_duplicates") { k.maxDuplicates = try v.int(min: 0) }
-        if let v = m.optional("max_time_to_recovery") { k.maxTimeToRecovery = try v.duration() }
+        if let v = m.optional("max_time_to_recovery") { k.maxTimeToRecovery = try v.duration(positive: true) }
         return k
     }
 }

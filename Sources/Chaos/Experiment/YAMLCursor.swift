@@ -103,25 +103,21 @@ struct YAMLCursor {
         }
     }
 
-    /// `250ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
-    func duration() throws(ExperimentError) -> Duration {
-        guard case .scalar(let s) = node, let d = Self.parseDuration(s.string) else {
-            throw fail("expected a duration like 500ms, 2s or 1m, got \(shown)")
+    /// `250ms`, `2s`, `1.5s`, `1m`, `1h`, or a bare number of seconds; at most `DurationText.maximumSeconds`.
+    /// `positive`: zero is refused too.
+    func duration(positive: Bool = false) throws(ExperimentError) -> Duration {
+        guard case .scalar(let s) = node else { throw fail("expected a duration like 500ms, 2s or 1m, got \(shown)") }
+        switch DurationText.parse(s.string, bareUnitSeconds: 1) {
+        case .failure(.malformed): throw fail("expected a duration like 500ms, 2s or 1m, got \(shown)")
+        case .failure(.tooLong): throw fail("must be at most \(DurationText.maximumDescription), got \(shown)")
+        case .success(let d):
+            if positive && d <= .zero { throw fail("must be longer than 0, got \(shown)") }
+            return d
         }
-        return d
     }
 
     static func parseDuration(_ text: String) -> Duration? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (u, f) in units where t.hasSuffix(u) {
-            let num = t.dropLast(u.count).trimmingCharacters(in: .whitespaces)
-            if u == "s" && num.hasSuffix("m") { continue }
-            guard let v = Double(num), v >= 0, v.isFinite else { return nil }
-            return .milliseconds(Int64((v * f * 1000).rounded()))
-        }
-        guard let v = Double(t), v >= 0, v.isFinite else { return nil }
-        return .milliseconds(Int64((v * 1000).rounded()))
+        DurationText.value(text, bareUnitSeconds: 1)
     }
 
     /// Any YAML value as JSON (scalars typed by their look: numbers, booleans, null, else text).

@@ -1,0 +1,51 @@
+// The one parser of durations written as text (`250ms`, `1.5s`, `2m`, `1h`), used by every file and option
+// of the project: deployment files, experiment files, szchaos options, szmock job specs. Values above
+// `DurationText.maximumSeconds` are refused instead of overflowing (`Duration.milliseconds(1e21)` traps).
+
+/// Parses durations with a unit; what a bare number means (milliseconds, seconds, or refused) is the caller's.
+public enum DurationText {
+    /// The longest duration accepted anywhere: 7 days. Larger values are refused, never rounded or wrapped.
+    public static let maximumSeconds: Double = 604_800
+    public static let maximumDescription = "7 days (604800s)"
+
+    public enum Problem: Error, Equatable, Sendable {
+        /// Not a non-negative number with one of the units.
+        case malformed
+        /// Longer than `maximumSeconds`.
+        case tooLong
+    }
+
+    /// `bareUnitSeconds`: what a number without a unit counts (0.001: milliseconds, 1: seconds; nil: refused).
+    public static func parse(_ text: String, bareUnitSeconds: Double?) -> Result<Duration, Problem> {
+        let t = text.trimmingWhitespace
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        var number = Substring(t)
+        var factor: Double? = bareUnitSeconds
+        for (suffix, f) in units where t.hasSuffix(suffix) {
+            number = t.dropLast(suffix.count)
+            factor = f
+            break
+        }
+        let digits = String(number).trimmingWhitespace
+        guard let factor, !digits.isEmpty, let value = Double(digits), !value.isNaN, value >= 0,
+              digits.allSatisfy({ $0.isNumber || $0 == "." || $0 == "e" || $0 == "E" || $0 == "+" || $0 == "-" })
+        else { return .failure(.malformed) }
+        let seconds = value * factor
+        guard seconds.isFinite, seconds <= maximumSeconds else { return .failure(.tooLong) }
+        return .success(.nanoseconds(Int64((seconds * 1e9).rounded())))
+    }
+
+    /// nil for any problem, for callers that only need to know whether the text is a duration.
+    public static func value(_ text: String, bareUnitSeconds: Double?) -> Duration? {
+        try? parse(text, bareUnitSeconds: bareUnitSeconds).get()
+    }
+}
+
+extension String {
+    fileprivate var trimmingWhitespace: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,44 @@
+import Chaos
+import Foundation
+import Governor
+import Testing
+import TestSupport
+
+/// Issue 11, finding 7, for experiment files: the same values are refused the same way, located.
+@Suite(.tags(.regression, .unit), .leakChecked)
+struct regression_unit_ExperimentFileLimits {
+    func error(_ yaml: String) -> ExperimentError? {
+        do { _ = try Experiment.parse(yaml, file: "e.yaml"); return nil } catch { return error }
+    }
+
+    @Test func hugeAndZeroDurationsAreLocatedErrors() throws {
+        let huge = try #require(error("title: x\nduration: 999999999999999999999m\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}}\n"))
+        #expect(huge.description == "e.yaml:2:11: duration: must be at most 7 days (604800s), got \"999999999999999999999m\"", "\(huge)")
+        let within = try #require(error("title: x\nduration: 1s\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}, within: 0ms}\n"))
+        #expect(within.field == "steady_state.within" && within.line == 3 && within.message.contains("longer than 0"), "\(within)")
+        #expect(error("title: x\nduration: 1s\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}, interval: 0s}\n")?.field == "steady_state.interval")
+        #expect(Chaos.parseDuration("999999999999999999999m") == nil, "szchaos pause --for refuses it instead of trapping")
+    }
+
+    @Test func endpointsThatCanNeverWorkAreRefused() throws {
+        let port = try #require(error("title: x\nduration: 1s\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:65536\"}}\n"))
+        #expect(port.field == "steady_state.endpoints.a" && port.line == 3 && port.message.contains("outside 1...65535"), "\(port)")
+        let long = "ipc:///tmp/" + String(repeating: "x", count: 120)
+        let ipc = try #require(error("title: x\nduration: 1s\nproxies:\n  - {name: p, listen: \"\(long)\", upstream: \"tcp://127.0.0.1:9\"}\n"))
+        #expect(ipc.field == "proxies[0].listen" && ipc.message.contains("at most 107"), "\(ipc)")
+    }
+
+    @Test func duplicateKeyAndBadBytesAreLocated() throws {
+        let dup = try #require(error("title: x\nduration: 1s\ntitle: y\n"))
+        #expect(dup.description == "e.yaml:3:1: title: given twice in one mapping (at line 1 and line 3)", "\(dup)")
+        let dir = TemporaryDirectory(prefix: "szlimx")
+        let path = dir.file("x.yaml")
+        FileManager.default.createFile(atPath: path, contents: Data(Array("title: x\nduration: 1s\n".utf8) + [0xC3, 0x28]))
+        do {
+            _ = try Experiment.load(file: path)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.line == 3 && error.column == 1 && error.message.contains("at offset 22"), "\(error)")
+        }
+    }
+}
