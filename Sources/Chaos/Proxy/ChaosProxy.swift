@@ -101,6 +101,8 @@ public final class ChaosProxy: @unchecked Sendable {
             var control: Socket?
             if let ep = configuration.control {
                 let c = try context.socket(.rep)
+                // A control socket: requests above 1 MiB drop the connection (docs/CHAOS.md, limits).
+                try c.setMaxMessageSize(ReplyService.controlMaxMessageSize)
                 do { try c.bind(ep) } catch {
                     throw ChaosProxyError.cannotBind(what: "control", endpoint: ep, reason: "\(error)")
                 }
