@@ -12,6 +12,7 @@ public struct LifecycleEvent: Sendable, Hashable, Codable {
         case spawned, ready, startFailed = "start_failed", exited, backoff, fatal, stopping, escalated, stopped
         case governorStarted = "governor_started", governorStopped = "governor_stopped"
         case orphanStopped = "orphan_stopped", staleRemoved = "stale_pid_file_removed"
+        case controlRefused = "control_refused"
     }
     /// Wall-clock time, ISO 8601 with milliseconds.
     public var time: String
@@ -50,7 +51,7 @@ public final class EventLog: Sendable {
         if let path {
             try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                      withIntermediateDirectories: true)
-            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         } else {
             fd = -1
         }
