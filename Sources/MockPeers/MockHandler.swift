@@ -433,7 +433,7 @@ public final class MockHandler: @unchecked Sendable {
 
     private func controlLoop(_ ctx: Context, _ endpoint: String, _ bound: Latch) {
         // A control channel: 1 MiB requests at most, socket file 0600, peers of this uid or root only
-        // (others get an error reply and a `control_refused` line on stderr).
+        // (others get an error reply and a `control_refused` event, also as a JSON line on stderr).
         let log = self.log
         let service = ReplyService.control(pollInterval: configuration.pollInterval) { refusal in
             var fields: [String: JSONValue] = ["endpoint": .string(refusal.endpoint), "reason": .string(refusal.reason)]
@@ -444,6 +444,8 @@ public final class MockHandler: @unchecked Sendable {
             }
             if let m = refusal.method { fields["method"] = .string(m) }
             log.emit("control_refused", fields)
+            // Also on stderr, where an operator looks for refusals (the event stream may be a pipe or off).
+            EventLog.fileDescriptor(STDERR_FILENO)(EventLog.line("control_refused", fields))
         }
         let socket: Socket
         var boundEndpoint = endpoint
