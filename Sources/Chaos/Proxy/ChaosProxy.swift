@@ -20,6 +20,9 @@ public struct ChaosProxyConfiguration: Sendable {
     public var pollInterval: Duration
     /// How many decisions per direction are kept for `decisions(_:)`.
     public var decisionLogLimit: Int
+    /// `ZMQ_MAXMSGSIZE` of the listening ROUTER: a client sending a larger message is disconnected. 64 MiB,
+    /// the mock handler's own hard limit; nil for none.
+    public var maxMessageSize: Int64? = 64 << 20
 
     public init(listen: String, upstream: String, control: String? = nil, seed: UInt64 = SeededGenerator.randomSeed(),
                 faults: ProxyFaults = .none, name: String = "proxy", pollInterval: Duration = .milliseconds(20),
@@ -91,6 +94,7 @@ public final class ChaosProxy: @unchecked Sendable {
         let sockets: ProxySockets
         do {
             let front = try context.socket(.router)
+            try front.setMaxMessageSize(configuration.maxMessageSize)
             do { try front.bind(configuration.listen) } catch {
                 throw ChaosProxyError.cannotBind(what: "listen", endpoint: configuration.listen, reason: "\(error)")
             }
