@@ -48,7 +48,7 @@ let package = Package(
         ]),
         // The message-level proxy's engine and the link journal: what `szchaos proxy` runs and what the
         // governor puts in front of an interposed process (docs/CHAOS.md, "Interposed links").
-        .target(name: "Interposer", dependencies: ["ZeroMQ", "ScheduleZeroWire", "MockPeers"]),
+        .target(name: "Interposer", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers"]),
         // Fault injection: the message-level proxy, fault schedules, experiments, their runner and reports.
         // Targets come from the governor's deployment folders; message-level faults go through MockPeers' control channel.
         .target(name: "Chaos", dependencies: [

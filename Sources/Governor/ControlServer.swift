@@ -3,6 +3,9 @@
 // JSON shape: `{"method": M, "params": {...}}` -> `{"success": true, ...}` or `{"success": false, "error": ...}`.
 // Each request is handed to an async handler; the serving thread (never a cooperative-pool thread) waits
 // for its answer, so requests are answered one at a time, in order.
+// Hardening: requests larger than `ReplyService.controlMaxMessageSize` (1 MiB) drop the connection; the
+// ipc socket file is 0600 (its folder run/ is 0700); every request's peer must be the governor's own uid
+// or root (ipc credentials), others get an error reply and `onRefused` (events.jsonl: control_refused).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,15 +24,16 @@ public final class ControlServer: Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     /// Binds `endpoint` now (throws when it cannot: the error names the endpoint) and starts serving.
-    public init(endpoint: String, handler: @escaping Handler) throws {
+    public init(endpoint: String, onRefused: (@Sendable (PeerRefusal) -> Void)? = nil,
+                handler: @escaping Handler) throws {
         self.endpoint = endpoint
         let context = try Context()
         self.context = context
         let socket: Socket
+        // The last reply (to `down`) must still go out: the send timeout is ReplyService's, linger a second.
+        let service = ReplyService.control(pollInterval: .milliseconds(50), onRefused: onRefused)
         do {
-            socket = try context.socket(.rep)
-            try socket.setLinger(.zero)
-            try socket.bind(endpoint)
+            socket = try service.bind(endpoint, in: context).socket
         } catch {
             try? context.terminate(timeout: .seconds(1))
             throw GovernorError.invalidConfig("cannot serve the control endpoint \(endpoint): \(error)")
@@ -39,8 +43,8 @@ public final class ControlServer: Sendable {
         let finished = self.finished
         let thread = Thread {
             // The last reply (to `down`) must still go out: linger a second on close.
-            ReplyService(pollInterval: .milliseconds(50)).serve(owned, in: context, lingerOnClose: .seconds(1),
-                                                               shouldStop: { stopFlag.isSet }) { Self.answer($0, handler) }
+            service.serve(owned, in: context, endpoint: endpoint, lingerOnClose: .seconds(1),
+                          shouldStop: { stopFlag.isSet }) { Self.answer($0, handler) }
             finished.signal()
         }
         thread.name = "governor-control"

@@ -346,7 +346,12 @@ public enum DeploymentFile {
             if let extra = all.keys.first(where: { $0 != "ready_file" && $0 != "timeout" }) {
                 throw all[extra]!.error("unknown field (allowed with ready_file: ready_file, timeout)")
             }
-            return .readyFile(path: try substitute(try path.string(), vars, path), timeout: timeout)
+            let file = try substitute(try path.string(), vars, path)
+            // Unlinked before each start: it must lie inside the deployment folder (${READY_FILE}, ${RUN_DIR}/...).
+            if let dir = vars["DEPLOYMENT_DIR"], !DeploymentFolder.isInside(file, dir) {
+                throw path.error("\"\(file)\" is outside the deployment folder \(dir) (the governor removes it before each start; use ${READY_FILE} or a path under ${RUN_DIR})")
+            }
+            return .readyFile(path: file, timeout: timeout)
         }
         if let http = all["http"] { return try httpReadinessSpec(http, all, vars, timeout: timeout) }
         if let ping = all["ping"] {

@@ -24,14 +24,26 @@ public final class DeploymentLock: Sendable {
     public static func acquire(deployment: String, directory: URL) throws(GovernorError) -> DeploymentLock {
         let lockPath = directory.appendingPathComponent("governor.lock").path
         let pidPath = directory.appendingPathComponent("pids/governor.pid").path
-        do {
-            try FileManager.default.createDirectory(at: directory.appendingPathComponent("pids"),
-                                                    withIntermediateDirectories: true)
-        } catch {
-            throw .lockFailed(path: lockPath, reason: "\(error)")
+        // The folder and pids/, logs/, run/: real directories, ours, 0700 (whatever the umask), before the
+        // lock file is made in it; the lock itself is 0600 and never opened through a symbolic link, so no
+        // other user can hold (or share) it.
+        try DeploymentFolder.prepare(directory.path)
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, DeploymentLock.fileMode)
+        guard fd >= 0 else {
+            let e = errno
+            if e == ELOOP { throw .unsafePath(path: lockPath, reason: DeploymentFolder.symlinkReason) }
+            throw .lockFailed(path: lockPath, reason: SystemCalls.describe(e))
         }
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .lockFailed(path: lockPath, reason: SystemCalls.describe(errno)) }
+        var st = stat()
+        if fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG || st.st_uid != geteuid() {
+            close(fd)
+            throw .unsafePath(path: lockPath, reason: "it is not a regular file of this user")
+        }
+        if st.st_mode & 0o7777 != DeploymentLock.fileMode, fchmod(fd, DeploymentLock.fileMode) != 0 {
+            let e = errno
+            close(fd)
+            throw .lockFailed(path: lockPath, reason: "cannot make it 0600: \(SystemCalls.describe(e))")
+        }
         var rc: CInt
         repeat { rc = flock(fd, LOCK_EX | LOCK_NB) } while rc == -1 && errno == EINTR
         if rc != 0 {
@@ -55,6 +67,29 @@ public final class DeploymentLock: Sendable {
     }
 
     public var isHeld: Bool { fd.withLock { $0 >= 0 } }
+
+    /// The lock file's mode: owner read and write only.
+    public static let fileMode: mode_t = 0o600
+
+    /// Whether process `pid` really holds an exclusive flock on the file at `lockPath`: one of its
+    /// descriptors (/proc/PID/fd) is that file (same device and inode) and the kernel lists a FLOCK WRITE
+    /// lock on it (/proc/PID/fdinfo/N, `lock:` lines). The deployment marker of the governor itself: a
+    /// forged governor.pid naming another process fails it.
+    public static func isHeld(by pid: pid_t, lockPath: String) -> Bool {
+        var lockStat = stat()
+        guard pid > 0, lstat(lockPath, &lockStat) == 0, (lockStat.st_mode & S_IFMT) == S_IFREG else { return false }
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        for n in fds {
+            var st = stat()
+            guard stat("/proc/\(pid)/fd/\(n)", &st) == 0, st.st_dev == lockStat.st_dev, st.st_ino == lockStat.st_ino,
+                  let info = try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(n)", encoding: .utf8) else { continue }
+            let held = info.split(separator: "\n").contains { line in
+                line.hasPrefix("lock:") && !line.contains("->") && line.contains("FLOCK") && line.contains("WRITE")
+            }
+            if held { return true }
+        }
+        return false
+    }
 
     /// Removes governor.pid and drops the lock. Idempotent.
     public func release() {

@@ -15,6 +15,7 @@ public struct LifecycleEvent: Sendable, Hashable, Codable {
         case linkStarted = "link_started", linkStopped = "link_stopped"
         /// Liveness checks failed `failures` times in a row; the detail says what they saw.
         case unhealthy
+        case controlRefused = "control_refused"
     }
     /// Wall-clock time, ISO 8601 with milliseconds.
     public var time: String
@@ -53,7 +54,7 @@ public final class EventLog: Sendable {
         if let path {
             try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                      withIntermediateDirectories: true)
-            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         } else {
             fd = -1
         }

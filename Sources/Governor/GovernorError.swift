@@ -12,6 +12,10 @@ public enum GovernorError: Error, Equatable, CustomStringConvertible {
     case startFailed(name: String, reason: String)
     case notRunning(deployment: String)
     case invalidConfig(String)
+    /// A path the governor would create, write or delete is unsafe (a symbolic link, not ours, outside).
+    case unsafePath(path: String, reason: String)
+    /// The lock is held, nothing answers, and `pids/governor.pid` does not name the lock's holder.
+    case unverifiedGovernor(deployment: String, pid: pid_t?, lockPath: String, reason: String)
 
     public var description: String {
         switch self {
@@ -32,6 +36,11 @@ public enum GovernorError: Error, Equatable, CustomStringConvertible {
             return "deployment \"\(d)\" is not running"
         case .invalidConfig(let text):
             return text
+        case .unsafePath(let path, let reason):
+            return "refusing \(path): \(reason)"
+        case .unverifiedGovernor(let d, let pid, let lock, let reason):
+            let who = pid.map { "pid \($0)" } ?? "no PID"
+            return "deployment \"\(d)\" is locked (\(lock)) and its governor does not answer, but pids/governor.pid names \(who), which \(reason): nothing was signalled (find the lock's holder with `fuser \(lock)`)"
         }
     }
 }

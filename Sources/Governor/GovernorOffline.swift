@@ -16,10 +16,32 @@ public enum GovernorOffline {
         public var unresponsiveGovernor: Int32?
     }
 
-    /// The governor recorded in `pids/governor.pid` when it is alive (verified identity), else nil.
+    /// The governor recorded in `pids/governor.pid` when it is alive (verified identity) and really holds
+    /// this deployment's lock, else nil.
     public static func liveGovernor(_ locator: DeploymentLocator) -> ProcessIdentity? {
-        if case .alive(let identity) = PidFile.verify(locator.governorPidFile) { return identity }
-        return nil
+        try? verifiedGovernor(locator)
+    }
+
+    /// The process `pids/governor.pid` names, when it may be signalled as this deployment's governor: its
+    /// identity verifies (PID + start time + executable), it holds this deployment's `governor.lock` (the
+    /// kernel's lock list, `DeploymentLock.isHeld`), and it is neither PID 1 nor this process. Otherwise
+    /// throws `GovernorError.unverifiedGovernor` saying which check failed.
+    public static func verifiedGovernor(_ locator: DeploymentLocator) throws(GovernorError) -> ProcessIdentity {
+        let lockPath = locator.path("governor.lock")
+        let record = try? PidFile.read(locator.governorPidFile)
+        func refuse(_ reason: String) -> GovernorError {
+            .unverifiedGovernor(deployment: locator.deploymentName, pid: record?.pid, lockPath: lockPath, reason: reason)
+        }
+        guard let record else { throw refuse("cannot be read") }
+        if record.pid == 1 { throw refuse("is PID 1 (never signalled)") }
+        if record.pid == getpid() { throw refuse("is this very process (never signalled)") }
+        guard case .alive(let identity) = PidFile.verify(record) else {
+            throw refuse("does not verify: \(PidFile.verify(record))")
+        }
+        guard DeploymentLock.isHeld(by: identity.pid, lockPath: lockPath) else {
+            throw refuse("does not hold the deployment lock")
+        }
+        return identity
     }
 
     /// Stops everything the deployment's PID files name (orphans included), removes the files and the
@@ -29,12 +51,15 @@ public enum GovernorOffline {
                             governorTimeout: Duration = .seconds(15)) async throws -> DownReport {
         var report = DownReport()
         let directory = locator.directory
-        guard FileManager.default.fileExists(atPath: directory.path) else { return report }
+        var st = stat()
+        guard lstat(directory.path, &st) == 0 else { return report }
         var lock: DeploymentLock
         do {
             lock = try DeploymentLock.acquire(deployment: locator.deploymentName, directory: directory)
         } catch {
-            guard case .deploymentLocked = error, let holder = liveGovernor(locator) else { throw error }
+            guard case .deploymentLocked = error else { throw error }
+            // Only the verified holder of this deployment's lock is ever signalled (never PID 1, never us).
+            let holder = try verifiedGovernor(locator)
             report.unresponsiveGovernor = holder.pid
             _ = await Reconciler.stopOrphanProcess(holder, timeout: governorTimeout)
             lock = try DeploymentLock.acquire(deployment: locator.deploymentName, directory: directory)

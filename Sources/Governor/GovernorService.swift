@@ -59,8 +59,12 @@ public actor GovernorService {
         }
         if stopTask != nil { return }  // a signal arrived while starting: the stop is under way
         do {
-            try FileManager.default.createDirectory(atPath: locator.path("run"), withIntermediateDirectories: true)
-            control = try ControlServer(endpoint: locator.controlEndpoint) { [weak self] request in
+            try DeploymentFolder.ensureDirectory(locator.path("run"))  // 0700: the control socket's only way in
+            let events = governor.events
+            control = try ControlServer(endpoint: locator.controlEndpoint, onRefused: { refusal in
+                events.record("governor", .controlRefused, pid: refusal.credentials?.pid,
+                              detail: "\(refusal.method ?? "a request") from \(refusal.credentials.map { "\($0)" } ?? refusal.peerAddress ?? "an unknown peer") refused: \(refusal.reason)")
+            }) { [weak self] request in
                 guard let self else { return .failure("the governor is stopping") }
                 return await self.handle(request)
             }

@@ -8,6 +8,7 @@ public enum NameError: Error, Equatable, CustomStringConvertible {
     case dotDot(kind: String, name: String)
     case leadingDot(kind: String, name: String)
     case badCharacter(kind: String, name: String, character: Character)
+    case reserved(kind: String, name: String, reason: String)
 
     public var description: String {
         switch self {
@@ -18,6 +19,8 @@ public enum NameError: Error, Equatable, CustomStringConvertible {
         case .leadingDot(let kind, let name): return "\(kind) name \"\(name)\" starts with \".\""
         case .badCharacter(let kind, let name, let c):
             return "\(kind) name \"\(name)\" contains \"\(c)\" (allowed: letters, digits, \"-\", \"_\", \".\")"
+        case .reserved(let kind, let name, let reason):
+            return "\(kind) name \"\(name)\" is reserved: \(reason)"
         }
     }
 }
@@ -28,8 +31,19 @@ public enum Names {
     /// Checks a deployment name: not empty, no "/", no "..", no leading ".", only [A-Za-z0-9._-], <= 64.
     public static func validateDeployment(_ name: String) throws(NameError) { try validate(name, kind: "deployment") }
 
-    /// Same rules for process names (handler ids, `server`).
-    public static func validateProcess(_ name: String) throws(NameError) { try validate(name, kind: "process") }
+    /// Same rules for process names (handler ids, `server`), and none of `reservedProcessNames`.
+    public static func validateProcess(_ name: String) throws(NameError) {
+        try validate(name, kind: "process")
+        if let reason = reservedProcessNames[name] { throw .reserved(kind: "process", name: name, reason: reason) }
+    }
+
+    /// Process names whose files would be the governor's own: a process's files are `pids/NAME.pid`,
+    /// `logs/NAME.log`, `run/NAME.sock` and `run/NAME.ready`; the governor's are `pids/governor.pid`,
+    /// `logs/governor.log` (`szgovernor logs governor`) and `run/governor.control`, so only `governor`
+    /// collides (`governor.control` would give `run/governor.control.sock`, another file).
+    public static let reservedProcessNames: [String: String] = [
+        "governor": "pids/governor.pid and logs/governor.log are the governor's own files",
+    ]
 
     static func validate(_ name: String, kind: String) throws(NameError) {
         if name.isEmpty { throw .empty(kind: kind) }

@@ -131,6 +131,9 @@ public enum PidVerdict: Sendable, Equatable, CustomStringConvertible {
 }
 
 public enum PidFile {
+    /// The mode of every PID file: written by its owner only, read by anyone (upstream tools read them).
+    public static let fileMode: mode_t = 0o644
+
     /// Writes `record` to `path` atomically (temporary file + rename), creating the folder if needed.
     public static func write(_ record: PidRecord, to path: String) throws(PidFileError) {
         let dir = (path as NSString).deletingLastPathComponent
@@ -140,8 +143,10 @@ public enum PidFile {
             throw .writeFailed(path: path, reason: "\(error)")
         }
         let temp = "\(path).tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        // O_EXCL never follows a symbolic link; rename(2) replaces a link at `path`, never its target.
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, fileMode)
         guard fd >= 0 else { throw .writeFailed(path: path, reason: SystemCalls.describe(errno)) }
+        fchmod(fd, fileMode)  // whatever the umask: readable by all, writable by the owner only
         let bytes = Array(record.text.utf8)
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         let writeErrno = errno

@@ -84,10 +84,7 @@ public actor ProcessGovernor: GovernorBase {
         guard lock == nil else { return }
         lock = try DeploymentLock.acquire(deployment: deploymentName, directory: directory)
         do {
-            for sub in ["pids", "logs", "run"] {
-                try FileManager.default.createDirectory(at: directory.appendingPathComponent(sub),
-                                                        withIntermediateDirectories: true)
-            }
+            // pids/, logs/, run/ were made (0700, no symbolic link) by DeploymentLock.acquire.
             lastReconcile = await Reconciler.reconcile(pidsDirectory: path("pids"), deploymentDirectory: directory.path,
                                                        stopTimeout: options.orphanStopTimeout, events: events)
             for config in deployment.processes where processes[config.id] == nil {

@@ -75,10 +75,17 @@ public struct ReadyFileProbe: ReadinessProbe {
     }
 
     /// Removes a ready file left by an earlier run, so it cannot pass the new probe.
+    /// The path lies inside the deployment folder (checked at load); its folder must not be a symbolic
+    /// link (unlink(2) then removes the file or link itself, never a target elsewhere).
     public func prepare(for config: HandlerConfig) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: Int(DeploymentFolder.directoryMode)])
+        var st = stat()
+        guard lstat(folder, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw GovernorError.unsafePath(path: folder, reason: "the ready file's folder is not a directory (a symbolic link?)")
+        }
         unlink(path)
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
     }
 
     public func waitUntilReady(_ target: ReadinessTarget, deadline: ContinuousClock.Instant) async throws {

@@ -69,6 +69,7 @@ public enum Reconciler {
     /// Stops a verified orphan and its group. Returns false if it could not be pinned down (then nothing
     /// was signalled).
     static func stopOrphan(_ identity: ProcessIdentity, timeout: Duration) async -> Bool {
+        guard identity.pid > 1, identity.pid != getpid() else { return false }  // never init, never ourselves
         let pidfd = SystemCalls.pidfdOpen(identity.pid)
         guard pidfd >= 0 else { return false }
         defer { close(pidfd) }

@@ -100,7 +100,7 @@ public enum Spawner {
             posix_spawn_file_actions_adddup2(&actions, pipe.write, 1)
         } else {
             posix_spawn_file_actions_addopen(&actions, 1, request.logPath ?? "/dev/null",
-                                             O_WRONLY | O_APPEND | O_CREAT, 0o644)
+                                             O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o644)
         }
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         _ = SystemCalls.addCloseFrom(&actions, 3)

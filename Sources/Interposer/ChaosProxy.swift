@@ -2,6 +2,7 @@ import Foundation
 import ScheduleZeroWire
 import Synchronization
 import MockPeers
+import ZMQClient
 import ZeroMQ
 
 /// Settings of a `ChaosProxy`. Every time is a parameter with a default.
@@ -29,6 +30,9 @@ public struct ChaosProxyConfiguration: Sendable {
     /// The mock handler's fault vocabulary (`fault.set` keys `drop_next`, `drop_probability`, `delay_ms`,
     /// `jitter_ms`, `swallow_next`, `garbage`), applied on the link: see `ChaosProxy.linkFaultKeys`.
     public var linkFaults: FaultSettings
+    /// `ZMQ_MAXMSGSIZE` of the listening ROUTER: a client sending a larger message is disconnected. 64 MiB,
+    /// the mock handler's own hard limit; nil for none.
+    public var maxMessageSize: Int64? = 64 << 20
 
     public init(listen: String, upstream: String, control: String? = nil, seed: UInt64 = SeededGenerator.randomSeed(),
                 faults: ProxyFaults = .none, name: String = "proxy", pollInterval: Duration = .milliseconds(20),
@@ -108,6 +112,7 @@ public final class ChaosProxy: @unchecked Sendable {
         do {
             let front = try context.socket(.router)
             try front.setRouterMandatory(true)  // a reply to a requester that has gone is seen as late, not lost silently
+            try front.setMaxMessageSize(configuration.maxMessageSize)
             do { try front.bind(configuration.listen) } catch {
                 throw ChaosProxyError.cannotBind(what: "listen", endpoint: configuration.listen, reason: "\(error)")
             }
@@ -118,8 +123,14 @@ public final class ChaosProxy: @unchecked Sendable {
             var control: Socket?
             if let ep = configuration.control {
                 let c = try context.socket(.rep)
+                // A control socket: requests above 1 MiB drop the connection (docs/CHAOS.md, limits).
+                try c.setMaxMessageSize(ReplyService.controlMaxMessageSize)
                 do { try c.bind(ep) } catch {
                     throw ChaosProxyError.cannotBind(what: "control", endpoint: ep, reason: "\(error)")
+                }
+                // As every control channel: an ipc socket file only its owner may use (and the peer check below).
+                if let bound = try? c.lastEndpoint, bound.hasPrefix("ipc://"), !bound.hasPrefix("ipc://@") {
+                    chmod(String(bound.dropFirst(6)), 0o600)
                 }
                 control = c
             }
@@ -538,10 +549,16 @@ private final class ProxyEngine: @unchecked Sendable {
     // MARK: Control endpoint
 
     private func serveControl() {
-        guard let c = sockets.control, let frames = try? c.receiveMultipart(flags: .dontWait) else { return }
+        guard let c = sockets.control, let message = try? c.receiveMessage(flags: .dontWait) else { return }
+        let frames = message.frames
         proxy.record { $0.stats.controlRequests += 1 }
         let reply: Reply
-        if frames.count != 1 {
+        if let reason = PeerPolicy.ownerOrRoot.refusal(of: message, endpoint: proxy.controlEndpoint ?? "") {
+            // Only this process's user or root may set faults on an ipc control endpoint (a tcp one has no
+            // credentials to check: bind it on 127.0.0.1 or use ipc in a private folder).
+            proxy.record { $0.stats.controlRefused += 1 }
+            reply = .failure("permission denied: \(reason)")
+        } else if frames.count != 1 {
             reply = .failure(Wire.multipartRejected)
         } else {
             do {

@@ -192,6 +192,8 @@ public struct ProxyStats: Sendable, Equatable {
     /// Sends that libzmq refused (full queue, peer gone).
     public var sendFailures = 0
     public var controlRequests = 0
+    /// Control requests refused because of who sent them (ipc peer credentials).
+    public var controlRefused = 0
     public init() {}
 
     public var json: JSONValue {
@@ -205,6 +207,7 @@ public struct ProxyStats: Sendable, Equatable {
             "duplicate_replies_swallowed": .int(Int64(duplicateRepliesSwallowed)),
             "send_failures": .int(Int64(sendFailures)),
             "control_requests": .int(Int64(controlRequests)),
+            "control_refused": .int(Int64(controlRefused)),
         ])
     }
 }

@@ -432,10 +432,26 @@ public final class MockHandler: @unchecked Sendable {
     // MARK: Control loop
 
     private func controlLoop(_ ctx: Context, _ endpoint: String, _ bound: Latch) {
-        let service = ReplyService(pollInterval: configuration.pollInterval, maxMessageSize: 1 << 20)
+        // A control channel: 1 MiB requests at most, socket file 0600, peers of this uid or root only
+        // (others get an error reply and a `control_refused` event, also as a JSON line on stderr).
+        let log = self.log
+        let service = ReplyService.control(pollInterval: configuration.pollInterval) { refusal in
+            var fields: [String: JSONValue] = ["endpoint": .string(refusal.endpoint), "reason": .string(refusal.reason)]
+            if let c = refusal.credentials {
+                fields["uid"] = .int(Int64(c.uid))
+                fields["gid"] = .int(Int64(c.gid))
+                fields["pid"] = .int(Int64(c.pid))
+            }
+            if let m = refusal.method { fields["method"] = .string(m) }
+            log.emit("control_refused", fields)
+            // Also on stderr, where an operator looks for refusals (the event stream may be a pipe or off).
+            EventLog.fileDescriptor(STDERR_FILENO)(EventLog.line("control_refused", fields))
+        }
         let socket: Socket
+        var boundEndpoint = endpoint
         do {
             let (s, ep) = try service.bind(endpoint, in: ctx)
+            boundEndpoint = ep
             socket = s
             shared.withLock { $0.controlEndpoint = ep }
         } catch {
@@ -444,7 +460,7 @@ public final class MockHandler: @unchecked Sendable {
             return
         }
         bound.open()
-        service.serve(socket, in: ctx, shouldStop: { stopLatch.isOpen }, handle: control)
+        service.serve(socket, in: ctx, endpoint: boundEndpoint, shouldStop: { stopLatch.isOpen }, handle: control)
     }
 
     /// Answers one control request (the same as over the control socket).

@@ -218,23 +218,7 @@ public final class Socket {
 
     /// Receives one frame and whether more frames of the same message follow.
     public func receiveFrame(flags: MessageFlags = []) throws -> (bytes: [UInt8], more: Bool) {
-        try core.with("zmq_msg_recv") { h in
-            var msg = zmq_msg_t()
-            zmq_msg_init(&msg)
-            defer { zmq_msg_close(&msg) }
-            var n: Int32
-            repeat { n = zmq_msg_recv(&msg, h, flags.rawValue) } while n < 0 && zmq_errno() == EINTR
-            guard n >= 0 else { throw ZMQError.last("zmq_msg_recv") }
-            let count = Int(n)
-            let bytes: [UInt8]
-            if count == 0 {
-                bytes = []
-            } else {
-                let src = zmq_msg_data(&msg)!.assumingMemoryBound(to: UInt8.self)
-                bytes = Array(UnsafeBufferPointer(start: src, count: count))
-            }
-            return (bytes, zmq_msg_more(&msg) != 0)
-        }
+        try core.with("zmq_msg_recv") { h in try Self.receiveRaw(h, flags) { _ in } }
     }
 
     /// Receives every frame of one message.
@@ -294,5 +278,90 @@ extension Duration {
         let ms = s * 1000 + atto / 1_000_000_000_000_000
         let rest = atto % 1_000_000_000_000_000
         return Int(ms + (rest > 0 ? 1 : 0))
+    }
+}
+
+// MARK: Message metadata
+
+/// The credentials of an ipc peer as libzmq reports them in a message's `Peer-Address` property
+/// (`<address>:UID:GID:PID`, read by libzmq with `SO_PEERCRED` when the connection was accepted).
+public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
+    public var uid: uid_t
+    public var gid: gid_t
+    public var pid: pid_t
+
+    public init(uid: uid_t, gid: gid_t, pid: pid_t) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+    }
+
+    /// Parses the last three `:`-separated fields of a `Peer-Address` value; nil when they are not numbers
+    /// (a TCP peer's address has no credentials).
+    public init?(peerAddress: String) {
+        let parts = peerAddress.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count >= 4, let uid = uid_t(parts[parts.count - 3]), let gid = gid_t(parts[parts.count - 2]),
+              let pid = pid_t(parts[parts.count - 1]) else { return nil }
+        self.init(uid: uid, gid: gid, pid: pid)
+    }
+
+    public var description: String { "uid \(uid) gid \(gid) pid \(pid)" }
+}
+
+/// Every frame of one message plus the metadata properties libzmq attached to its first frame.
+public struct ReceivedMessage: Sendable {
+    public var frames: [[UInt8]]
+    /// Property name -> value, for the names asked for that the message carries (`zmq_msg_gets`).
+    public var properties: [String: String]
+
+    /// `Peer-Address`: for ipc `<address>:UID:GID:PID`, for tcp the peer's IP address.
+    public var peerAddress: String? { properties[Socket.peerAddressProperty] }
+    /// The peer's credentials when it is an ipc peer (nil for tcp or when libzmq has none).
+    public var peerCredentials: PeerCredentials? { peerAddress.flatMap(PeerCredentials.init(peerAddress:)) }
+}
+
+extension Socket {
+    /// The libzmq metadata property naming the peer (and, over ipc, its uid, gid and pid).
+    public static let peerAddressProperty = "Peer-Address"
+
+    /// Receives every frame of one message and reads `properties` (`zmq_msg_gets`) from its first frame,
+    /// e.g. `Peer-Address` for the credentials of an ipc peer.
+    public func receiveMessage(flags: MessageFlags = [], properties: [String] = [Socket.peerAddressProperty]) throws -> ReceivedMessage {
+        var found: [String: String] = [:]
+        var frames: [[UInt8]] = []
+        var (bytes, more) = try core.with("zmq_msg_recv") { h in
+            try Self.receiveRaw(h, flags) { msg in
+                for name in properties {
+                    if let value = zmq_msg_gets(msg, name) { found[name] = String(cString: value) }
+                }
+            }
+        }
+        frames.append(bytes)
+        while more {
+            (bytes, more) = try receiveFrame()
+            frames.append(bytes)
+        }
+        return ReceivedMessage(frames: frames, properties: found)
+    }
+
+    /// One `zmq_msg_recv` on a raw handle; `inspect` sees the message before it is closed.
+    static func receiveRaw(_ h: UnsafeMutableRawPointer, _ flags: MessageFlags,
+                           inspect: (UnsafeMutablePointer<zmq_msg_t>) -> Void) throws -> (bytes: [UInt8], more: Bool) {
+        var msg = zmq_msg_t()
+        zmq_msg_init(&msg)
+        defer { zmq_msg_close(&msg) }
+        var n: Int32
+        repeat { n = zmq_msg_recv(&msg, h, flags.rawValue) } while n < 0 && zmq_errno() == EINTR
+        guard n >= 0 else { throw ZMQError.last("zmq_msg_recv") }
+        let count = Int(n)
+        let bytes: [UInt8]
+        if count == 0 {
+            bytes = []
+        } else {
+            let src = zmq_msg_data(&msg)!.assumingMemoryBound(to: UInt8.self)
+            bytes = Array(UnsafeBufferPointer(start: src, count: count))
+        }
+        inspect(&msg)
+        return (bytes, zmq_msg_more(&msg) != 0)
     }
 }

@@ -174,6 +174,8 @@ struct Up: ParsableCommand {
         } catch {
             throw Failure(error)
         }
+        // The folder and its subfolders checked (no symbolic link) and made owner-only before the log opens.
+        do { try DeploymentFolder.prepare(locator.directory.path) } catch { throw Failure(error) }
         let log = locator.path("logs/governor.log")
         var args = ["up", "--deployment", locator.deploymentName, "--root", locator.root, "--file", locator.file]
         if let p = httpPort { args += ["--http-port", "\(p)"] }
@@ -376,7 +378,7 @@ struct Logs: ParsableCommand {
 
     func run() throws {
         let locator = try options.folder()
-        do { try Names.validateProcess(name) } catch { throw Failure(error) }
+        if name != "governor" { do { try Names.validateProcess(name) } catch { throw Failure(error) } }
         let path = locator.path("logs/\(name).log")
         guard !RotatedLog.files(of: path).isEmpty else {
             let known = ((try? FileManager.default.contentsOfDirectory(atPath: locator.path("logs"))) ?? [])

@@ -44,6 +44,33 @@ struct integration_zmq_Binding {
         }
     }
 
+    /// `receiveMessage` reads `Peer-Address` (zmq_msg_gets): over ipc it carries the peer's uid, gid and pid
+    /// (SO_PEERCRED), over tcp only an address.
+    @Test func receiveMessageCarriesThePeerCredentialsOverIPC() throws {
+        #expect(PeerCredentials(peerAddress: "localhost:0:0:3696") == PeerCredentials(uid: 0, gid: 0, pid: 3696))
+        #expect(PeerCredentials(peerAddress: "127.0.0.1") == nil)
+        let tmp = TemporaryFolder()
+        for bind in [tmp.ipcEndpoint("creds.sock"), "tcp://127.0.0.1:*"] {
+            let ctx = try Context()
+            defer { try? ctx.terminate() }
+            let rep = try ctx.socket(.rep)
+            try rep.bind(bind)
+            try rep.setReceiveTimeout(.seconds(5))
+            let req = try ctx.socket(.req)
+            try req.connect(try rep.lastEndpoint)
+            try req.send(multipart: [Array("a".utf8), Array("b".utf8)])
+            let message = try rep.receiveMessage()
+            #expect(message.frames == [Array("a".utf8), Array("b".utf8)])
+            if bind.hasPrefix("ipc://") {
+                #expect(message.peerCredentials == PeerCredentials(uid: geteuid(), gid: getegid(), pid: getpid()),
+                        "\(String(describing: message.peerAddress))")
+            } else {
+                #expect(message.peerAddress == "127.0.0.1", "\(String(describing: message.peerAddress))")
+                #expect(message.peerCredentials == nil)
+            }
+        }
+    }
+
     @Test func multipartKeepsFramesAndOrder() throws {
         let ctx = try Context()
         defer { try? ctx.terminate() }
