@@ -33,8 +33,10 @@ let package = Package(
         // libm for `rounded()`: a user linking only the codec must not need Foundation to pull it in.
         .target(name: "ScheduleZeroWire", linkerSettings: [.linkedLibrary("m")]),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
+        // clone3 into a cgroup2 group (Spawner's cgroup path): what posix_spawn cannot do in glibc 2.36.
+        .target(name: "CSystem"),
         .target(name: "Governor", dependencies: [
-            "ScheduleZeroWire", "ZMQClient", "ZeroMQ", .product(name: "Yams", package: "Yams"),
+            "CSystem", "ScheduleZeroWire", "ZMQClient", "ZeroMQ", .product(name: "Yams", package: "Yams"),
         ]),
         // The governor's HTTP face: /healthz (JSON) and /metrics (Prometheus text).
         .target(name: "GovernorHTTP", dependencies: [

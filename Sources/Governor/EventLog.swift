@@ -12,6 +12,8 @@ public struct LifecycleEvent: Sendable, Hashable, Codable {
         case spawned, ready, startFailed = "start_failed", exited, backoff, fatal, stopping, escalated, stopped
         case governorStarted = "governor_started", governorStopped = "governor_stopped"
         case orphanStopped = "orphan_stopped", staleRemoved = "stale_pid_file_removed"
+        /// Something works in a lesser mode (e.g. process trees by process group, no cgroup).
+        case warning
     }
     /// Wall-clock time, ISO 8601 with milliseconds.
     public var time: String

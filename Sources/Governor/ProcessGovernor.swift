@@ -47,6 +47,10 @@ public actor ProcessGovernor: GovernorBase {
     private var lock: DeploymentLock?
     private let operations = OperationLock()
     public private(set) var lastReconcile = ReconcileReport()
+    /// Cgroup or process group for every child, decided at `start` (ProcessTree.swift).
+    private let tree = ProcessTreeState()
+    /// The process-tree mode in force (nil before the first start).
+    public nonisolated var processTree: ProcessTreeMode? { tree.mode }
 
     /// `directory` is the deployment folder itself (e.g. `deployments/ci`).
     public init(deployment: Deployment, directory: URL, options: GovernorOptions = GovernorOptions()) throws {
@@ -83,11 +87,20 @@ public actor ProcessGovernor: GovernorBase {
                                                         withIntermediateDirectories: true)
             }
             lastReconcile = await Reconciler.reconcile(pidsDirectory: path("pids"), deploymentDirectory: directory.path,
-                                                       stopTimeout: options.orphanStopTimeout, events: events)
+                                                       stopTimeout: options.orphanStopTimeout, events: events,
+                                                       deploymentName: deploymentName)
+            let mode = ProcessTree.prepare(name: deploymentName, folder: directory.path,
+                                           environment: options.parentEnvironment)
+            tree.mode = mode
+            if case .processGroup(let reason) = mode {
+                events.record("governor", .warning,
+                              detail: "process trees by process group only (a descendant that calls setsid escapes it): \(reason)")
+            }
             for config in deployment.processes where processes[config.id] == nil {
                 try register(config)
             }
         } catch {
+            if case .cgroup(let group)? = tree.mode { ProcessTree.removeDeploymentGroup(group) }
             lock?.release()
             lock = nil
             throw error
@@ -276,7 +289,7 @@ public actor ProcessGovernor: GovernorBase {
         return ProcessContext(spawn: spawn, pidFilePath: path("pids/\(config.id).pid"),
                               probe: try options.probes.probe(for: config), clock: options.clock,
                               events: events, latency: latency, seed: options.seed ^ fnv1a(config.id),
-                              pidFileExtra: ["deployment": deploymentName])
+                              pidFileExtra: ["deployment": deploymentName], tree: tree)
     }
 
     private func stopAllLocked(timeout: Duration?) async {
@@ -286,6 +299,12 @@ public actor ProcessGovernor: GovernorBase {
             for p in all where p.config.role == .handler { group.addTask { await p.stop(timeout: timeout) } }
         }
         for p in all where p.config.role == .server { await p.stop(timeout: timeout) }
+        if case .cgroup(let group)? = tree.mode {
+            let leftovers = await runOnDedicatedThread(name: "cgroup-rm") { ProcessTree.removeDeploymentGroup(group) }
+            if !leftovers.isEmpty {
+                events.record("governor", .warning, detail: "killed what was left in the cgroups of \(leftovers.joined(separator: ", "))")
+            }
+        }
         events.record("governor", .governorStopped, pid: getpid(), detail: deploymentName)
         lock?.release()
         lock = nil
