@@ -65,7 +65,8 @@ let package = Package(
         ]),
 
         // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
-        .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
+        // Governor for its cgroups (ProcessTree): the leak checks fail a run that leaves one behind.
+        .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire", "Governor"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport"]),
         // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.

@@ -89,7 +89,7 @@ public enum ProcessTree {
         return "\(name)-\(padded.prefix(12))"
     }
 
-    static func realPath(_ path: String) -> String {
+    public static func realPath(_ path: String) -> String {
         guard let r = realpath(path, nil) else { return (path as NSString).standardizingPath }
         defer { free(r) }
         return String(cString: r)
@@ -159,6 +159,23 @@ public enum ProcessTree {
         }
         rmdir(group)
         return leftovers
+    }
+
+    /// Every deployment group under `szgovernor/` now, with the folder its `user.szgovernor.folder` names
+    /// (nil when it has none): what the test leak checks compare with their temporary folders.
+    public static func deploymentGroups() -> [(group: String, folder: String?)] {
+        guard let mount = cgroup2Mount() else { return [] }
+        let top = (mount as NSString).appendingPathComponent(topGroup)
+        var out: [(String, String?)] = []
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: top)) ?? []).sorted() {
+            let path = (top as NSString).appendingPathComponent(name)
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+            var buffer = [CChar](repeating: 0, count: 4097)
+            let n = sz_get_xattr(path, folderAttribute, &buffer, UInt(buffer.count))
+            out.append((path, n >= 0 ? String(cString: buffer) : nil))
+        }
+        return out
     }
 
     /// The deployment group of a folder when it exists (for `down` without a governor), else nil.
