@@ -126,10 +126,9 @@ func governorCgroup(_ pid: pid_t) -> ProcessCgroup? {
     return ProcessCgroup(path: path)
 }
 
-/// Paused by szchaos: its governor cgroup reports `frozen 1` (cgroup mode), or it is stopped (state T).
+/// Paused by szchaos: stopped (state T, SIGSTOP), or its governor cgroup reports `frozen 1`.
 func isPaused(_ pid: pid_t) -> Bool {
-    if let cgroup = governorCgroup(pid) { return cgroup.isFrozen }
-    return processState(pid) == "T"
+    processState(pid) == "T" || governorCgroup(pid)?.isFrozen == true
 }
 
 /// Running and not paused.
