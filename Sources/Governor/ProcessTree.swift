@@ -233,7 +233,10 @@ public struct ProcessCgroup: Sendable, Hashable, CustomStringConvertible {
     public var isFrozen: Bool { eventsField("frozen") == 1 }
 
     func eventsField(_ key: String) -> Int? {
-        guard let text = read("cgroup.events") else { return nil }
+        read("cgroup.events").flatMap { Self.field(key, in: $0) }
+    }
+
+    static func field(_ key: String, in text: String) -> Int? {
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ")
             if parts.count == 2, parts[0] == key { return Int(parts[1]) }
@@ -262,25 +265,28 @@ public struct ProcessCgroup: Sendable, Hashable, CustomStringConvertible {
     @discardableResult
     public func freeze(_ on: Bool, timeout: Duration = .seconds(5)) -> Bool {
         guard write("cgroup.freeze", on ? "1" : "0") else { return false }
-        return waitForEvents(timeout: timeout) { $0.isFrozen == on }
+        return waitForEvents(timeout: timeout) { Self.field("frozen", in: $0) == (on ? 1 : 0) }
     }
 
-    /// Blocks (a dedicated thread's call) until `populated 0` or `timeout`. True when the group is empty.
+    /// Blocks (a dedicated thread's call) until `populated 0` or `timeout`. True when the group is empty
+    /// (or gone).
     public func waitUntilEmpty(timeout: Duration) -> Bool {
-        waitForEvents(timeout: timeout) { !$0.isPopulated }
+        waitForEvents(timeout: timeout) { Self.field("populated", in: $0) != 1 }
     }
 
-    /// Waits on cgroup.events (the kernel signals a change as POLLPRI), re-reading it at least every 50 ms.
-    func waitForEvents(timeout: Duration, until done: (ProcessCgroup) -> Bool) -> Bool {
+    /// Waits on cgroup.events: read through one descriptor, then poll it for POLLPRI (kernfs wakes it on
+    /// any change after that read, so none is missed), re-read at least every 50 ms all the same.
+    func waitForEvents(timeout: Duration, until done: (String) -> Bool) -> Bool {
         let deadline = ContinuousClock.now + timeout
         let fd = open(path + "/cgroup.events", O_RDONLY | O_CLOEXEC)
-        defer { if fd >= 0 { close(fd) } }
+        guard fd >= 0 else { return done("") }  // the group is gone
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 512)
         while true {
-            if done(self) { return true }
+            let n = pread(fd, &buffer, buffer.count, 0)
+            if done(n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : "") { return true }
             let left = deadline - ContinuousClock.now
             if left <= .zero { return false }
-            var buffer = [UInt8](repeating: 0, count: 256)
-            if fd >= 0 { _ = pread(fd, &buffer, buffer.count, 0) }  // re-arms the notification
             var p = pollfd(fd: fd, events: Int16(POLLPRI), revents: 0)
             _ = poll(&p, 1, CInt(max(1, min(50, left.msDouble))))
         }
