@@ -62,12 +62,16 @@ static void child(const sz_spawn_request *r, int report) {
     }
     int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (in < 0) child_fail(report, errno);
-    if (dup2(in, 0) < 0) child_fail(report, errno);
+    // dup2 onto itself keeps close-on-exec: clear it when the descriptor is already the right one (the
+    // parent had 0, 1 or 2 closed).
+    if (in == 0) { if (fcntl(0, F_SETFD, 0) < 0) child_fail(report, errno); }
+    else if (dup2(in, 0) < 0) child_fail(report, errno);
     if (out < 0) {
         out = open(r->stdout_path ? r->stdout_path : "/dev/null", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (out < 0) child_fail(report, errno);
     }
-    if (dup2(out, 1) < 0) child_fail(report, errno);
+    if (out == 1) { if (fcntl(1, F_SETFD, 0) < 0) child_fail(report, errno); }
+    else if (dup2(out, 1) < 0) child_fail(report, errno);
     if (dup2(1, 2) < 0) child_fail(report, errno);
     close_from(3, report);
     if (r->working_directory && chdir(r->working_directory) < 0) child_fail(report, errno);

@@ -52,9 +52,13 @@ public enum ProcessTree {
     /// The extended attribute of a deployment group that names its deployment folder.
     public static let folderAttribute = "user.szgovernor.folder"
 
-    /// The mount point of the cgroup2 hierarchy, from /proc/self/mountinfo (nil when none is mounted).
-    public static func cgroup2Mount(mountinfo: String? = nil) -> String? {
-        let text = mountinfo ?? ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+    /// The mount point of the cgroup2 hierarchy of this process, read once from /proc/self/mountinfo.
+    public static func cgroup2Mount() -> String? { mountPoint }
+    private static let mountPoint: String? = cgroup2Mount(
+        mountinfo: (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+
+    /// The mount point of the cgroup2 hierarchy in a mountinfo text (nil when none is mounted).
+    public static func cgroup2Mount(mountinfo text: String) -> String? {
         for line in text.split(separator: "\n") {
             // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -244,9 +248,17 @@ public struct ProcessCgroup: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
-    /// Sends `signal` to every process in the group (a process that has just exited is skipped).
+    /// Sends `signal` to every process in the group. Each PID is pinned by a pidfd and checked to be still
+    /// in this group before the signal goes through the pidfd: a member that exited and whose PID was reused
+    /// between the read of cgroup.procs and the signal is never hit.
     public func signalAll(_ signal: CInt) {
-        for pid in processes where pid > 0 { _ = Glibc.kill(pid, signal) }
+        let relative = path
+        for pid in processes where pid > 0 {
+            let fd = SystemCalls.pidfdOpen(pid)
+            guard fd >= 0 else { continue }
+            if ProcessTree.cgroup(of: pid) == relative { _ = SystemCalls.pidfdSendSignal(fd, signal) }
+            close(fd)
+        }
     }
 
     /// SIGKILL to the whole group through `cgroup.kill` (Linux 5.14+); on older kernels SIGKILL to each
