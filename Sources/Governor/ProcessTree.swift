@@ -101,11 +101,13 @@ public enum ProcessTree {
 
     /// Decides the mode for a deployment: makes its group (and `szgovernor/`) when it can. Never throws:
     /// whatever stands in the way is the reason of the process-group mode.
-    public static func prepare(name: String, folder: String, environment: [String: String]) -> ProcessTreeMode {
+    /// `mount`: the cgroup2 mount to use (tests pass folders that are not one); default, this process's.
+    public static func prepare(name: String, folder: String, environment: [String: String],
+                               mount: String?? = .none) -> ProcessTreeMode {
         if let v = environment[switchVariable]?.lowercased(), ["off", "0", "no", "false"].contains(v) {
             return .processGroup(reason: "\(switchVariable)=\(environment[switchVariable]!)")
         }
-        guard let mount = cgroup2Mount() else { return .processGroup(reason: "no cgroup2 hierarchy is mounted") }
+        guard let mount = mount ?? cgroup2Mount() else { return .processGroup(reason: "no cgroup2 hierarchy is mounted") }
         guard sz_clone3_available() == 1 else { return .processGroup(reason: "the kernel has no clone3") }
         do {
             try Names.validateDeployment(name)

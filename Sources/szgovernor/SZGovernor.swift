@@ -295,13 +295,17 @@ struct Status: ParsableCommand {
             note = "governor pid \(holder.pid) holds deployment \"\(locator.deploymentName)\" but does not answer yet (starting?)"
                 + (rows.isEmpty ? "" : "; from PID files")
         }
+        if let group = ProcessTree.existingDeploymentGroup(name: locator.deploymentName, folder: locator.directory.path),
+           GovernorOffline.liveGovernor(locator) == nil {
+            note += "; cgroup \(group) is left by an earlier governor (`szgovernor down` kills what is in it and removes it)"
+        }
         if json {
             let processes: [JSONValue] = rows.map { r in
                 .object(["name": .string(r.name), "role": .string(r.role), "status": .string(r.status),
                          "pid": r.pid.map { .int(Int64($0)) } ?? .null, "note": r.note.map { .string($0) } ?? .null])
             }
             print(JSON.string(.object(["deployment": .string(locator.deploymentName), "governor_running": false,
-                                       "note": .string(note), "processes": .array(processes)])))
+                                       "note": .string(note), "process_tree": .null, "processes": .array(processes)])))
         } else {
             print(note)
             if !rows.isEmpty { print(StatusRow.table(rows)) }

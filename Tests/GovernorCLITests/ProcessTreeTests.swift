@@ -111,6 +111,8 @@ struct regression_integration_governor_ProcessTrees {
         let governor = try #require(h.pids("orph")["governor"])
         kill(governor, SIGKILL)
         try await waitUntil("the governor gone") { !LiveProcess.isAlive(governor) }
+        let offline = try await h.run(["status", "--deployment", "orph"])
+        #expect(offline.stdout.contains("cgroup \(group) is left by an earlier governor"), "\(offline)")
         let down = try await h.run(["down", "--deployment", "orph"])
         #expect(down.ok, "\(down)")
         #expect(!LiveProcess.isAlive(ga), "the grandchild of an orphan is killed by down: \(down)")
@@ -163,6 +165,28 @@ struct unit_governor_ProcessTreeNames {
         #expect(a != b && a.hasPrefix("ci-") && b.hasPrefix("ci-"))
         #expect(a == ProcessTree.deploymentID(name: "ci", folder: "/tmp/x1/./ci"), "the same folder, spelled otherwise")
         #expect(a.count == "ci-".count + 12)
+    }
+
+    /// No cgroup2, a group that cannot be made (read-only, not root), a folder that is no cgroup: each is the
+    /// process-group mode with its reason, never an error, and nothing is left made.
+    @Test func whateverStandsInTheWayIsTheReasonOfTheProcessGroupMode() async throws {
+        #expect(ProcessTree.prepare(name: "ci", folder: "/tmp/none/ci", environment: [:], mount: .some(nil))
+                == .processGroup(reason: "no cgroup2 hierarchy is mounted"))
+        guard case .processGroup(let reason) = ProcessTree.prepare(name: "ci", folder: "/tmp/none/ci", environment: [:],
+                                                                   mount: "/proc/self") else {
+            Issue.record("a group was made in /proc/self"); return
+        }
+        #expect(reason.hasPrefix("cannot create cgroup /proc/self/szgovernor:"), "\(reason)")
+        try await withTemporaryDirectory { dir in
+            let fake = dir.file("notacgroup")
+            try FileManager.default.createDirectory(atPath: fake, withIntermediateDirectories: true)
+            guard case .processGroup(let why) = ProcessTree.prepare(name: "ci", folder: "/tmp/none/ci", environment: [:], mount: fake) else {
+                Issue.record("a plain folder taken for a cgroup"); return
+            }
+            #expect(why.contains("cgroup.procs"), "\(why)")
+            let id = ProcessTree.deploymentID(name: "ci", folder: "/tmp/none/ci")
+            #expect(!FileManager.default.fileExists(atPath: fake + "/szgovernor/" + id), "the group it could not use is removed")
+        }
     }
 
     @Test func switchOffIsTheProcessGroupMode() {
