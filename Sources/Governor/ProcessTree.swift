@@ -179,7 +179,7 @@ public enum ProcessTree {
             guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
             var buffer = [CChar](repeating: 0, count: 4097)
             let n = sz_get_xattr(path, folderAttribute, &buffer, UInt(buffer.count))
-            out.append((path, n >= 0 ? String(cString: buffer) : nil))
+            out.append((path, n >= 0 ? String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil))
         }
         return out
     }
