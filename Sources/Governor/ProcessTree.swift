@@ -145,7 +145,7 @@ public enum ProcessTree {
         return SystemCalls.describe(errno)
     }
 
-    /// Removes a deployment group: kills and waits out whatever is left in its process groups (ours: only the
+    /// Removes a deployment group: kills and waits out whatever is left in its process cgroups (ours: only the
     /// governor places processes there), removes them, then the group itself. Returns the names of the
     /// process groups that still held processes.
     @discardableResult

@@ -7,7 +7,7 @@
 //   - anything else (dead, PID reused, forged, bare upstream file, alive but not ours) -> file removed,
 //     NOTHING signalled.
 // Then the deployment's cgroup (`szgovernor/<id of this folder>`, ProcessTree.swift), when an earlier
-// governor left one: whatever is still in its process groups (a setsid grandchild of an orphan, say) is
+// governor left one: whatever is still in its process cgroups (a setsid grandchild of an orphan, say) is
 // killed (`cgroup.kill`: only a governor of this folder puts processes there), and the groups are removed.
 // The pidfd is opened before the identity is checked a second time, so the signal cannot reach a process
 // that took the PID in between.
