@@ -34,8 +34,10 @@ let package = Package(
         // libm for `rounded()`: a user linking only the codec must not need Foundation to pull it in.
         .target(name: "ScheduleZeroWire", linkerSettings: [.linkedLibrary("m")]),
         .target(name: "ZMQClient", dependencies: ["ZeroMQ", "ScheduleZeroWire"]),
+        // clone3 into a cgroup2 group (Spawner's cgroup path): what posix_spawn cannot do in glibc 2.36.
+        .target(name: "CSystem"),
         .target(name: "Governor", dependencies: [
-            "ScheduleZeroWire", "ZMQClient", "ZeroMQ", "Interposer", .product(name: "Yams", package: "Yams"),
+            "CSystem", "ScheduleZeroWire", "ZMQClient", "ZeroMQ", "Interposer", .product(name: "Yams", package: "Yams"),
         ]),
         // The governor's HTTP face: /healthz (JSON) and /metrics (Prometheus text).
         .target(name: "GovernorHTTP", dependencies: [
@@ -67,7 +69,8 @@ let package = Package(
         ]),
 
         // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
-        .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire"], path: "Tests/TestSupport"),
+        // Governor for its cgroups (ProcessTree): the leak checks fail a run that leaves one behind.
+        .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire", "Governor"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         // `szmock` so `swift test` builds it: the liveness tests govern a real szmock handler.
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport", "szmock"]),

@@ -125,6 +125,38 @@ check_leftovers() {
     kill -9 "${pids[@]}" 2>/dev/null
     ok=1
   fi
+  # Governor cgroups (szgovernor/<id>) made for a deployment folder of this run: their
+  # user.szgovernor.folder attribute names it (docs/ARCHITECTURE.md, "Process trees").
+  local mount groups g
+  mount=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' /proc/self/mountinfo | head -1)
+  if [ -n "$mount" ] && [ -d "$mount/szgovernor" ] && command -v python3 >/dev/null; then
+    groups=$(python3 - "$mount/szgovernor" "$SZ_TEST_TMPDIR" <<'PY'
+import os, sys
+top, run = sys.argv[1], sys.argv[2].rstrip("/") + "/"
+for name in sorted(os.listdir(top)):
+    path = os.path.join(top, name)
+    if not os.path.isdir(path):
+        continue
+    try:
+        folder = os.getxattr(path, "user.szgovernor.folder").decode()
+    except OSError:
+        continue
+    if folder.startswith(run):
+        print(path)
+PY
+)
+    if [ -n "$groups" ]; then
+      echo "run_tests.sh: LEAK: governor cgroups of the test run left behind:" >&2
+      for g in $groups; do
+        echo "  - $g" >&2
+        for c in "$g"/*/; do [ -f "$c/cgroup.kill" ] && echo 1 > "$c/cgroup.kill" 2>/dev/null; done
+        sleep 0.2
+        for c in "$g"/*/; do [ -f "$c/cgroup.procs" ] && rmdir "$c" 2>/dev/null; done
+        rmdir "$g" 2>/dev/null
+      done
+      ok=1
+    fi
+  fi
   local left
   left=$(find "$SZ_TEST_TMPDIR" -mindepth 1 -maxdepth 1 2>/dev/null)
   if [ -n "$left" ]; then

@@ -5,9 +5,11 @@
 // as many threads as cores) blocked in `waitid(P_PIDFD, pidfd, WEXITED | WNOWAIT)`. The kernel wakes it the
 // moment the child dies: no polling, no SIGCHLD handler. The thread then, under the child's lock:
 //   1. SIGKILLs what is left of the child's process group (when `killGroupOnExit`), while the leader is
-//      still an unreaped zombie, so the group id cannot have been reused;
+//      still an unreaped zombie, so the group id cannot have been reused, and, when the child was started
+//      in a cgroup (ProcessTree.swift), everything in that group (`cgroup.kill`: setsid escapees too);
 //   2. reaps the zombie (`waitid(P_PIDFD, WEXITED)`), marks the child exited, closes the pidfd;
-// and after the lock resumes every task waiting in `waitForExit()` and calls `onExit`.
+// and after the lock waits until the cgroup reports `populated 0` and removes it (at most 10 s), then
+// resumes every task waiting in `waitForExit()` and calls `onExit`: "exited" means the whole tree is gone.
 //
 // Lock: `state` (a Mutex) is a leaf lock: nothing else is locked while holding it and no callback runs
 // under it. `signal`/`signalGroup` check "not reaped" under the same lock, so a signal is only ever sent
@@ -25,11 +27,15 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
     /// The identity read right after exec (start time and executable): what PID files record.
     public let identity: ProcessIdentity?
     public let spawnedAt: ContinuousClock.Instant
+    /// The cgroup2 group the child was started in (nil: process-group mode).
+    public let cgroup: ProcessCgroup?
 
     private struct State {
         var exit: ExitStatus?
         var exitedAt: ContinuousClock.Instant?
         var reaped = false
+        /// Reaped, and the cgroup (if any) empty and removed: what `waitForExit` waits for.
+        var settled = false
         var waiters: [UInt64: CheckedContinuation<ExitStatus?, Never>] = [:]
         var cancelled: Set<UInt64> = []
         var nextWaiter: UInt64 = 0
@@ -40,9 +46,10 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
     private let state = Mutex(State())
     private let onExit: (@Sendable (ChildProcess, ExitStatus) -> Void)?
 
-    init(pid: pid_t, pidfd: CInt, killGroupOnExit: Bool,
+    init(pid: pid_t, pidfd: CInt, killGroupOnExit: Bool, cgroup: ProcessCgroup? = nil,
          onExit: (@Sendable (ChildProcess, ExitStatus) -> Void)?) {
         self.pid = pid
+        self.cgroup = cgroup
         self.processGroup = pid
         self.pidfd = pidfd
         self.killGroupOnExit = killGroupOnExit
@@ -81,6 +88,27 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Sends `signal` to the whole tree: the process group and, in cgroup mode, every process in the cgroup
+    /// (a descendant that left the group with setsid included). Returns false if the leader has been reaped.
+    @discardableResult
+    public func signalTree(_ signal: CInt) -> Bool {
+        state.withLock { s in
+            guard !s.reaped else { return false }
+            let sent = kill(-processGroup, signal) == 0
+            cgroup?.signalAll(signal)
+            return sent
+        }
+    }
+
+    /// SIGKILL to the whole tree: the process group while the leader is not reaped, and the cgroup
+    /// (`cgroup.kill`, safe at any time: a cgroup's members cannot be another deployment's).
+    public func killTree() {
+        state.withLock { s in
+            if !s.reaped { _ = kill(-processGroup, SIGKILL) }
+        }
+        cgroup?.kill()
+    }
+
     /// Suspends until the child has exited and been reaped. Returns nil only if the task is cancelled first.
     public func waitForExit() async -> ExitStatus? {
         let id: UInt64 = state.withLock { s in s.nextWaiter += 1; return s.nextWaiter }
@@ -88,7 +116,7 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
             await withCheckedContinuation { (continuation: CheckedContinuation<ExitStatus?, Never>) in
                 enum Outcome { case done(ExitStatus), cancelled, waiting }
                 let outcome: Outcome = state.withLock { s in
-                    if let exit = s.exit, s.reaped { return .done(exit) }
+                    if let exit = s.exit, s.settled { return .done(exit) }
                     if s.cancelled.remove(id) != nil { return .cancelled }
                     s.waiters[id] = continuation
                     return .waiting
@@ -102,7 +130,7 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
         } onCancel: {
             let waiter: CheckedContinuation<ExitStatus?, Never>? = state.withLock { s in
                 if let w = s.waiters.removeValue(forKey: id) { return w }
-                if !s.reaped { s.cancelled.insert(id) }
+                if !s.settled { s.cancelled.insert(id) }
                 return nil
             }
             waiter?.resume(returning: nil)
@@ -111,7 +139,7 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
 
     /// Waits at most `timeout` for the exit. nil when the child still runs at the deadline.
     public func waitForExit(timeout: Duration) async -> ExitStatus? {
-        if let exit = exitStatus { return exit }
+        if let exit = state.withLock({ $0.settled ? $0.exit : nil }) { return exit }
         return await withTaskGroup(of: ExitStatus?.self) { group in
             group.addTask { await self.waitForExit() }
             group.addTask {
@@ -120,7 +148,7 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
             }
             let first = await group.next() ?? nil
             group.cancelAll()
-            return first ?? self.exitStatus
+            return first ?? state.withLock { $0.settled ? $0.exit : nil }
         }
     }
 
@@ -134,8 +162,11 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
         let seenAt = ContinuousClock.now
         let status: ExitStatus = rc == 0 ? ExitStatus(siginfo: info) : .signaled(signal: 0, coreDumped: false)
 
-        let waiters: [CheckedContinuation<ExitStatus?, Never>] = state.withLock { s in
-            if killGroupOnExit { _ = kill(-processGroup, SIGKILL) }
+        state.withLock { s in
+            if killGroupOnExit {
+                _ = kill(-processGroup, SIGKILL)
+                cgroup?.kill()
+            }
             var reapInfo = siginfo_t()
             var r: CInt
             repeat { r = waitid(P_PIDFD, id_t(pidfd), &reapInfo, WEXITED) } while r == -1 && errno == EINTR
@@ -143,6 +174,14 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
             s.exit = status
             s.exitedAt = seenAt
             s.reaped = true
+        }
+        if killGroupOnExit, let cgroup {
+            // SIGKILL cannot be ignored: only a process in uninterruptible sleep delays this. A group that is
+            // still populated at the deadline stays, and goes with the deployment's group.
+            if cgroup.waitUntilEmpty(timeout: .seconds(10)) { cgroup.remove() }
+        }
+        let waiters: [CheckedContinuation<ExitStatus?, Never>] = state.withLock { s in
+            s.settled = true
             let all = Array(s.waiters.values)
             s.waiters.removeAll()
             s.cancelled.removeAll()

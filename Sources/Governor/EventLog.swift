@@ -16,6 +16,8 @@ public struct LifecycleEvent: Sendable, Hashable, Codable {
         /// Liveness checks failed `failures` times in a row; the detail says what they saw.
         case unhealthy
         case controlRefused = "control_refused"
+        /// Something works in a lesser mode (e.g. process trees by process group, no cgroup).
+        case warning
     }
     /// Wall-clock time, ISO 8601 with milliseconds.
     public var time: String

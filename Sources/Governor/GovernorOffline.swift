@@ -12,6 +12,8 @@ public enum GovernorOffline {
         public var stopped: [String] = []
         /// PID files removed without signalling anything, with the reason.
         public var removed: [String: String] = [:]
+        /// Process cgroups that still held processes (killed with cgroup.kill, then removed).
+        public var cgroupKilled: [String] = []
         /// A governor that held the lock without answering, stopped by signal.
         public var unresponsiveGovernor: Int32?
     }
@@ -67,9 +69,11 @@ public enum GovernorOffline {
         defer { lock.release() }
         let events = EventLog(path: locator.path("events.jsonl"))
         let r = await Reconciler.reconcile(pidsDirectory: locator.path("pids"), deploymentDirectory: directory.path,
-                                           stopTimeout: stopTimeout, events: events)
+                                           stopTimeout: stopTimeout, events: events,
+                                           deploymentName: locator.deploymentName)
         report.stopped = r.stopped
         report.removed = r.removed
+        report.cgroupKilled = r.cgroupKilled
         cleanRunDirectory(locator)
         events.record("governor", .governorStopped, pid: getpid(), detail: "down without a running governor")
         return report

@@ -119,7 +119,14 @@ public actor GovernorService {
     /// The second signal: SIGKILL every process group this deployment's PID files name (verified identity
     /// only), now. Synchronous and lock-free, so a signal thread can call it while a graceful stop waits.
     public nonisolated func forceKill() -> [String] {
-        Self.killVerifiedGroups(pidsDirectory: locator.path("pids"), deploymentDirectory: locator.directory.path)
+        let killed = Self.killVerifiedGroups(pidsDirectory: locator.path("pids"), deploymentDirectory: locator.directory.path)
+        if case .cgroup(let group)? = governor.processTree {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: group)) ?? [] {
+                let cg = ProcessCgroup(path: (group as NSString).appendingPathComponent(name))
+                if cg.exists, cg.isPopulated { cg.kill() }
+            }
+        }
+        return killed
     }
 
     static func killVerifiedGroups(pidsDirectory: String, deploymentDirectory: String) -> [String] {
@@ -152,6 +159,7 @@ public actor GovernorService {
             "running": .bool(await governor.isRunning), "file": .string(locator.file),
             "control": .string(locator.controlEndpoint),
             "http_port": httpPort.map { .int(Int64($0)) } ?? .null,
+            "process_tree": governor.processTree.map { .object($0.json.mapValues { .string($0) }) } ?? .null,
             "processes": .array(infos.map(\.json)),
         ])
     }

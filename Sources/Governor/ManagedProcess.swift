@@ -29,6 +29,17 @@ public final class LatencyRecorder: Sendable {
     public var readyMs: [Double] { samples.withLock { $0.ready } }
 }
 
+/// The process-tree mode of a governor's processes, set when the governor starts (nil: not decided, the
+/// process group only). Shared by the processes of one governor.
+public final class ProcessTreeState: Sendable {
+    private let state = Mutex<ProcessTreeMode?>(nil)
+    public init(_ mode: ProcessTreeMode? = nil) { state.withLock { $0 = mode } }
+    public var mode: ProcessTreeMode? {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
+}
+
 /// Everything a ManagedProcess needs besides its config; built by the governor.
 public struct ProcessContext: Sendable {
     public var spawn: SpawnRequest
@@ -40,10 +51,13 @@ public struct ProcessContext: Sendable {
     public var seed: UInt64
     /// Extra key=value lines for the PID file.
     public var pidFileExtra: [String: String]
+    /// Cgroup or process group: each spawn reads it (a child in cgroup mode goes to `<group>/<name>`).
+    public var tree: ProcessTreeState
 
     public init(spawn: SpawnRequest, pidFilePath: String, probe: any ReadinessProbe, clock: any GovernorClock,
                 events: EventLog, latency: LatencyRecorder = LatencyRecorder(), seed: UInt64 = 0x5eed,
-                pidFileExtra: [String: String] = [:]) {
+                pidFileExtra: [String: String] = [:], tree: ProcessTreeState = ProcessTreeState()) {
+        self.tree = tree
         self.spawn = spawn
         self.pidFilePath = pidFilePath
         self.probe = probe
@@ -115,7 +129,8 @@ public actor ManagedProcess {
         if let error = await launchSupervised() { throw error }
     }
 
-    /// Stops the process: SIGTERM to its group, SIGKILL after `timeout` (default: the config's). Ends in
+    /// Stops the process: SIGTERM to its tree (group, and cgroup members in cgroup mode), SIGKILL to the tree
+    /// (`cgroup.kill`) after `timeout` (default: the config's), stopped once the cgroup is empty. Ends in
     /// `stopped`. Safe to call any number of times, concurrently.
     public func stop(timeout: Duration? = nil) async {
         pendingStops += 1
@@ -144,7 +159,8 @@ public actor ManagedProcess {
         stopLiveness()
         if let child {
             status = .stopping
-            context.events.record(name, .stopping, pid: child.pid, detail: "SIGTERM to group, SIGKILL after \(format(timeout))")
+            let how = child.cgroup.map { "SIGTERM to group and cgroup \($0.path), cgroup.kill after" } ?? "SIGTERM to group, SIGKILL after"
+            context.events.record(name, .stopping, pid: child.pid, detail: "\(how) \(format(timeout))")
             await Self.terminate(child, timeout: timeout, name: name, events: context.events)
             lastExit = child.exitStatus
             self.child = nil
@@ -158,12 +174,15 @@ public actor ManagedProcess {
         status = .stopped
     }
 
-    /// SIGTERM to the group; SIGKILL to the group if it has not exited by `timeout`.
+    /// SIGTERM to the tree; SIGKILL to the tree if it has not exited by `timeout`. `waitForExit` returns
+    /// once the leader is reaped and its cgroup (if any) is empty: a leftover that outlives the leader is
+    /// killed when the leader exits (ChildProcess), as the rest of its group always was.
     static func terminate(_ child: ChildProcess, timeout: Duration, name: String, events: EventLog) async {
-        child.signalGroup(SIGTERM)
+        child.signalTree(SIGTERM)
         if await child.waitForExit(timeout: timeout) == nil {
-            events.record(name, .escalated, pid: child.pid, detail: "still alive after \(format(timeout)): SIGKILL to group")
-            child.signalGroup(SIGKILL)
+            let what = child.cgroup == nil ? "SIGKILL to group" : "SIGKILL to group and cgroup.kill"
+            events.record(name, .escalated, pid: child.pid, detail: "still alive after \(format(timeout)): \(what)")
+            child.killTree()
             _ = await child.waitForExit(timeout: .seconds(30))
         }
     }
@@ -194,7 +213,19 @@ public actor ManagedProcess {
         try context.probe.prepare(for: config)
         let child: ChildProcess
         do {
-            child = try Spawner.spawn(context.spawn)
+            var request = context.spawn
+            if case .cgroup(let group)? = context.tree.mode {
+                request.cgroup = ProcessCgroup(path: (group as NSString).appendingPathComponent(name))
+            }
+            do {
+                child = try Spawner.spawn(request)
+            } catch SpawnError.cgroupFailed(let cgroup, let reason) {
+                // The deployment's group exists but this child's could not be made or entered: start it
+                // anyway, in its process group only, and say so.
+                context.events.record(name, .warning, detail: "cannot start in cgroup \(cgroup) (\(reason)): process group only")
+                request.cgroup = nil
+                child = try Spawner.spawn(request)
+            }
         } catch {
             lastExitOfFailedStart = nil
             context.events.record(name, .startFailed, detail: "\(error)")
@@ -219,10 +250,8 @@ public actor ManagedProcess {
             try await waitForReadiness(of: child)
         } catch {
             // Never leave a half-started child behind.
-            if !child.hasExited {
-                child.signalGroup(SIGKILL)
-                _ = await child.waitForExit(timeout: .seconds(30))
-            }
+            child.killTree()
+            _ = await child.waitForExit(timeout: .seconds(30))
             lastExitOfFailedStart = child.exitStatus
             lastExit = child.exitStatus
             if self.child === child { self.child = nil }

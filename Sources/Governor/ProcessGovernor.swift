@@ -53,6 +53,10 @@ public actor ProcessGovernor: GovernorBase {
     private let rewriter = AddressRewriter()
     private let operations = OperationLock()
     public private(set) var lastReconcile = ReconcileReport()
+    /// Cgroup or process group for every child, decided at `start` (ProcessTree.swift).
+    private let tree = ProcessTreeState()
+    /// The process-tree mode in force (nil before the first start).
+    public nonisolated var processTree: ProcessTreeMode? { tree.mode }
 
     /// `directory` is the deployment folder itself (e.g. `deployments/ci`).
     public init(deployment: Deployment, directory: URL, options: GovernorOptions = GovernorOptions()) throws {
@@ -86,12 +90,21 @@ public actor ProcessGovernor: GovernorBase {
         do {
             // pids/, logs/, run/ were made (0700, no symbolic link) by DeploymentLock.acquire.
             lastReconcile = await Reconciler.reconcile(pidsDirectory: path("pids"), deploymentDirectory: directory.path,
-                                                       stopTimeout: options.orphanStopTimeout, events: events)
+                                                       stopTimeout: options.orphanStopTimeout, events: events,
+                                                       deploymentName: deploymentName)
+            let mode = ProcessTree.prepare(name: deploymentName, folder: directory.path,
+                                           environment: options.parentEnvironment)
+            tree.mode = mode
+            if case .processGroup(let reason) = mode {
+                events.record("governor", .warning,
+                              detail: "process trees by process group only (a descendant that calls setsid escapes it): \(reason)")
+            }
             for config in deployment.processes where processes[config.id] == nil {
                 try register(config)
             }
             for name in order { if let p = processes[name] { try startLink(p.config) } }
         } catch {
+            if case .cgroup(let group)? = tree.mode { ProcessTree.removeDeploymentGroup(group) }
             stopLinks()
             lock?.release()
             lock = nil
@@ -349,7 +362,7 @@ public actor ProcessGovernor: GovernorBase {
         return ProcessContext(spawn: spawn, pidFilePath: path("pids/\(config.id).pid"),
                               probe: try options.probes.probe(for: config), clock: options.clock,
                               events: events, latency: latency, seed: options.seed ^ fnv1a(config.id),
-                              pidFileExtra: ["deployment": deploymentName])
+                              pidFileExtra: ["deployment": deploymentName], tree: tree)
     }
 
     private func stopAllLocked(timeout: Duration?) async {
@@ -362,6 +375,12 @@ public actor ProcessGovernor: GovernorBase {
         // The children's last lines may still be in their pipes: let the log pump write them (bounded: a
         // descendant that escaped the group kill could hold a pipe open).
         await LogPump.shared.waitDrained(Set(all.map { path("logs/\($0.config.id).log") }), timeout: .seconds(1))
+        if case .cgroup(let group)? = tree.mode {
+            let leftovers = await runOnDedicatedThread(name: "cgroup-rm") { ProcessTree.removeDeploymentGroup(group) }
+            if !leftovers.isEmpty {
+                events.record("governor", .warning, detail: "killed what was left in the cgroups of \(leftovers.joined(separator: ", "))")
+            }
+        }
         stopLinks()
         events.record("governor", .governorStopped, pid: getpid(), detail: deploymentName)
         lock?.release()

@@ -6,6 +6,9 @@
 //     (SIGTERM, SIGKILL after the timeout), file removed;
 //   - anything else (dead, PID reused, forged, bare upstream file, alive but not ours) -> file removed,
 //     NOTHING signalled.
+// Then the deployment's cgroup (`szgovernor/<id of this folder>`, ProcessTree.swift), when an earlier
+// governor left one: whatever is still in its process cgroups (a setsid grandchild of an orphan, say) is
+// killed (`cgroup.kill`: only a governor of this folder puts processes there), and the groups are removed.
 // The pidfd is opened before the identity is checked a second time, so the signal cannot reach a process
 // that took the PID in between.
 #if canImport(Glibc)
@@ -18,6 +21,8 @@ public struct ReconcileReport: Sendable, Hashable {
     public var stopped: [String] = []
     /// Files removed without signalling anything, with the reason.
     public var removed: [String: String] = [:]
+    /// Process cgroups of an earlier governor that still held processes (killed with cgroup.kill).
+    public var cgroupKilled: [String] = []
 }
 
 public enum Reconciler {
@@ -25,7 +30,7 @@ public enum Reconciler {
     public static let markerVariable = "SZGOVERNOR_DIR"
 
     public static func reconcile(pidsDirectory: String, deploymentDirectory: String, stopTimeout: Duration,
-                                 events: EventLog) async -> ReconcileReport {
+                                 events: EventLog, deploymentName: String? = nil) async -> ReconcileReport {
         var report = ReconcileReport()
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: pidsDirectory)) ?? [])
             .filter { $0.hasSuffix(".pid") && $0 != "governor.pid" }.sorted()
@@ -56,6 +61,16 @@ public enum Reconciler {
                 events.record(name, .staleRemoved, detail: reason)
             }
             PidFile.remove(path)
+        }
+        if let deploymentName,
+           let group = ProcessTree.existingDeploymentGroup(name: deploymentName, folder: deploymentDirectory) {
+            let leftovers = await runOnDedicatedThread(name: "cgroup-rm") {
+                ProcessTree.removeDeploymentGroup(group, timeout: stopTimeout + .seconds(5))
+            }
+            for name in leftovers {
+                report.cgroupKilled.append(name)
+                events.record(name, .orphanStopped, detail: "killed what was left in cgroup \(group)/\(name)")
+            }
         }
         return report
     }

@@ -8,6 +8,8 @@
 // to its log (through a pipe to the log pump, which rotates the file, when `logRotation` is set; else
 // appended to the file directly), every other fd closed (closefrom 3), exactly the environment given, and an
 // executable that is an absolute path resolved beforehand (ExecutableResolver), never a PATH search here.
+// With `cgroup` set, the same child is made by clone3 straight into that cgroup2 group instead
+// (CgroupSpawner.swift), so no descendant can start outside it.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,11 +33,15 @@ public struct SpawnRequest: Sendable, Hashable {
     public var workingDirectory: String?
     /// SIGKILL the rest of the process group when the leader exits, so no descendant outlives it unnoticed.
     public var killGroupOnExit: Bool
+    /// The cgroup2 group to start the child in (made if missing); nil: posix_spawn, process group only.
+    public var cgroup: ProcessCgroup?
 
     public init(executable: String, arguments: [String] = [], argv0: String? = nil,
                 environment: [String: String] = [:], logPath: String? = nil,
-                workingDirectory: String? = nil, killGroupOnExit: Bool = true, logRotation: LogRotation? = nil) {
+                workingDirectory: String? = nil, killGroupOnExit: Bool = true, logRotation: LogRotation? = nil,
+                cgroup: ProcessCgroup? = nil) {
         self.logRotation = logRotation
+        self.cgroup = cgroup
         self.executable = executable
         self.arguments = arguments
         self.argv0 = argv0
@@ -50,6 +56,8 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
     case notAbsolute(String)
     case spawnFailed(executable: String, reason: String)
     case pidfdFailed(pid: pid_t, reason: String)
+    /// The cgroup could not be made or entered; nothing was started (the caller may fall back).
+    case cgroupFailed(cgroup: String, reason: String)
 
     public var description: String {
         switch self {
@@ -57,6 +65,7 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
             return "executable \"\(path)\" is not an absolute path (resolve it with ExecutableResolver first)"
         case .spawnFailed(let exe, let reason): return "cannot start \"\(exe)\": \(reason)"
         case .pidfdFailed(let pid, let reason): return "pidfd_open(\(pid)) failed: \(reason)"
+        case .cgroupFailed(let cgroup, let reason): return "cannot start a child in cgroup \(cgroup): \(reason)"
         }
     }
 }
@@ -79,6 +88,7 @@ public enum Spawner {
                                              reason: "cannot create log folder \(folder): \(error)")
             }
         }
+        if let cgroup = request.cgroup { return try CgroupSpawner.spawn(request, into: cgroup, onExit: onExit) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -93,6 +93,24 @@ func requireControl(_ locator: DeploymentLocator, _ method: String, _ params: [S
     return reply
 }
 
+/// `process trees: cgroup PATH` or `process trees: process group only (WHY)` from a status reply.
+func processTreeLine(_ tree: JSONValue?) -> String {
+    let o = tree?.objectValue ?? [:]
+    switch o["mode"]?.stringValue {
+    case "cgroup"?: return "process trees: cgroup \(o["cgroup"]?.stringValue ?? "?")"
+    case "process-group"?:
+        return "process trees: process group only, a descendant that calls setsid escapes it (\(o["reason"]?.stringValue ?? "?"))"
+    default: return "process trees: not decided (the governor has not started its processes)"
+    }
+}
+
+/// The fallback is a weaker guarantee: say so on stderr.
+func warnIfProcessGroupOnly(_ tree: JSONValue?) {
+    guard tree?.objectValue?["mode"]?.stringValue == "process-group" else { return }
+    let reason = tree?.objectValue?["reason"]?.stringValue ?? "?"
+    FileHandle.standardError.write(Data("szgovernor: warning: no cgroup for the process trees (\(reason)); stopping by process group only, a descendant that calls setsid escapes it\n".utf8))
+}
+
 func rows(from reply: Reply) -> [StatusRow] {
     (reply["processes"]?.arrayValue ?? []).compactMap { StatusRow(json: $0) }
 }
@@ -156,6 +174,8 @@ struct Up: ParsableCommand {
             let rows = (status.objectValue?["processes"]?.arrayValue ?? []).compactMap { StatusRow(json: $0) }
             print("szgovernor: deployment \"\(locator.deploymentName)\" is up (governor pid \(getpid()), control \(locator.controlEndpoint))")
             if let http { print("szgovernor: http://127.0.0.1:\(http.port)/healthz and /metrics") }
+            warnIfProcessGroupOnly(status.objectValue?["process_tree"])
+            print(processTreeLine(status.objectValue?["process_tree"]))
             print(StatusRow.table(rows))
             fflush(nil)
             await service.waitUntilStopped()
@@ -201,6 +221,8 @@ struct Up: ParsableCommand {
                 if !rows.isEmpty, rows.allSatisfy({ $0.status == "running" }), httpReady {
                     print("szgovernor: deployment \"\(locator.deploymentName)\" is up in the background (governor pid \(child.pid), log \(log))")
                     if let port = reply["http_port"]?.intValue { print("szgovernor: http://127.0.0.1:\(port)/healthz and /metrics") }
+                    warnIfProcessGroupOnly(reply["process_tree"])
+                    print(processTreeLine(reply["process_tree"]))
                     print(StatusRow.table(rows))
                     return
                 }
@@ -237,6 +259,9 @@ struct Down: ParsableCommand {
         var text = "szgovernor: no governor was answering for deployment \"\(locator.deploymentName)\""
         if let g = report.unresponsiveGovernor { text += "; stopped its unresponsive governor pid \(g)" }
         text += report.stopped.isEmpty ? "; no orphan was running" : "; stopped orphans: \(report.stopped.joined(separator: ", "))"
+        if !report.cgroupKilled.isEmpty {
+            text += "; killed what was left in the cgroups of " + report.cgroupKilled.joined(separator: ", ")
+        }
         if !report.removed.isEmpty {
             text += "; removed stale PID files: " + report.removed.keys.sorted().joined(separator: ", ")
         }
@@ -261,6 +286,7 @@ struct Status: ParsableCommand {
                 print(JSON.string(.object(o)))
             } else {
                 print("deployment \"\(locator.deploymentName)\": governor pid \(reply["governor_pid"]?.intValue.map(String.init) ?? "?")")
+                print(processTreeLine(reply["process_tree"]))
                 print(StatusRow.table(rows(from: reply)))
             }
             return
@@ -271,13 +297,17 @@ struct Status: ParsableCommand {
             note = "governor pid \(holder.pid) holds deployment \"\(locator.deploymentName)\" but does not answer yet (starting?)"
                 + (rows.isEmpty ? "" : "; from PID files")
         }
+        if let group = ProcessTree.existingDeploymentGroup(name: locator.deploymentName, folder: locator.directory.path),
+           GovernorOffline.liveGovernor(locator) == nil {
+            note += "; cgroup \(group) is left by an earlier governor (`szgovernor down` kills what is in it and removes it)"
+        }
         if json {
             let processes: [JSONValue] = rows.map { r in
                 .object(["name": .string(r.name), "role": .string(r.role), "status": .string(r.status),
                          "pid": r.pid.map { .int(Int64($0)) } ?? .null, "note": r.note.map { .string($0) } ?? .null])
             }
             print(JSON.string(.object(["deployment": .string(locator.deploymentName), "governor_running": false,
-                                       "note": .string(note), "processes": .array(processes)])))
+                                       "note": .string(note), "process_tree": .null, "processes": .array(processes)])))
         } else {
             print(note)
             if !rows.isEmpty { print(StatusRow.table(rows)) }

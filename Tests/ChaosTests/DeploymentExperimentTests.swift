@@ -124,7 +124,7 @@ struct integration_zmq_governor_DeploymentExperiments {
                 var frozen: pid_t?
                 try await waitUntil("h-1 paused by the experiment", timeout: .seconds(20)) {
                     frozen = rig.pid("h-1")
-                    return frozen.map { processState($0) == "T" } ?? false
+                    return frozen.map(isPaused) ?? false
                 }
                 started = ["server", "h-1", "h-2", "h-3"].compactMap { rig.pid($0) }
                 #expect(started.count == 4)

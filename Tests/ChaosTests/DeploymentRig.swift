@@ -27,9 +27,9 @@ final class CIRig: @unchecked Sendable {
     static let szmock = builtExecutable("szmock")
     static let szchaos = builtExecutable("szchaos")
 
-    /// `autoRestart: false` writes the ci file with `policy: never`.
-    init(autoRestart: Bool = true) throws {
-        var yaml = try String(contentsOfFile: Fixtures.path("deployments/ci.yaml"), encoding: .utf8)
+    /// `autoRestart: false` writes the ci file with `policy: never`; `edit` changes its text before.
+    init(autoRestart: Bool = true, edit: (String) -> String = { $0 }) throws {
+        var yaml = edit(try String(contentsOfFile: Fixtures.path("deployments/ci.yaml"), encoding: .utf8))
         if !autoRestart { yaml = yaml.replacingOccurrences(of: "policy: always", with: "policy: never") }
         deploymentFile = try dir.write(yaml, to: "ci.yaml").path
         paths = try DeploymentPaths(root: dir.path + "/d", name: "ci")
@@ -129,6 +129,25 @@ struct SZChaosRun: Sendable {
 /// The `/proc` state letter of `pid` (`S`, `R`, `T`...), nil when it is gone.
 func processState(_ pid: pid_t) -> Character? { ProcStat.read(pid: pid)?.state }
 
+/// The governor cgroup `pid` is in (cgroup mode), nil in the process-group mode.
+func governorCgroup(_ pid: pid_t) -> ProcessCgroup? {
+    guard let path = ProcessTree.cgroup(of: pid), path.contains("/\(ProcessTree.topGroup)/") else { return nil }
+    return ProcessCgroup(path: path)
+}
+
+/// Paused by szchaos: stopped (state T, SIGSTOP), or its governor cgroup reports `frozen 1`.
+func isPaused(_ pid: pid_t) -> Bool {
+    processState(pid) == "T" || governorCgroup(pid)?.isFrozen == true
+}
+
+/// Running and not paused.
+func isRunningFree(_ pid: pid_t) -> Bool { processState(pid) != nil && !isPaused(pid) }
+
+/// What szchaos says it did to pause and resume `pid`: ("frozen", "thawed") for a cgroup, else the signals.
+func pauseWords(_ pid: pid_t) -> (pause: String, resume: String) {
+    governorCgroup(pid) == nil ? ("SIGSTOP sent", "SIGCONT sent") : ("frozen", "thawed")
+}
+
 /// One call through the self-healing client on a thread of its own: the reply or the error, and the stats.
 func clientCall(_ endpoint: String, _ method: String = "ping", _ params: [String: JSONValue] = [:],
                 timeout: Duration = .milliseconds(400), attempts: Int = 1) async throws -> (Result<Reply, ClientError>, ClientStats) {
@@ -142,8 +161,9 @@ func clientCall(_ endpoint: String, _ method: String = "ping", _ params: [String
 }
 
 /// Runs `body` with a started ci rig and always cleans up (awaited), also when `body` throws.
-func withCIRig(autoRestart: Bool = true, start: Bool = true, _ body: (CIRig) async throws -> Void) async throws {
-    let rig = try CIRig(autoRestart: autoRestart)
+func withCIRig(autoRestart: Bool = true, start: Bool = true, edit: (String) -> String = { $0 },
+               _ body: (CIRig) async throws -> Void) async throws {
+    let rig = try CIRig(autoRestart: autoRestart, edit: edit)
     do {
         if start { try await rig.start() }
         try await body(rig)

@@ -42,18 +42,21 @@ struct integration_zmq_governor_SingleFaults {
     @Test func pauseStopsTheProcessThenResumesIt() async throws {
         try await withCIRig { rig in
             let pid = try #require(rig.pid("h-2"))
-            // A pause long enough that a saturated machine still sees it (state T) before it ends.
+            let words = pauseWords(pid)
+            // A pause long enough that a saturated machine still sees it (frozen, or state T) before it ends.
             let p = try TestProcess(CIRig.szchaos, ["pause", "h-2", "--for", "5s", "--deployment", "ci", "--root", rig.root])
             defer { p.stop() }
-            try await waitUntil("h-2 stopped (state T), or szchaos ended", timeout: .seconds(30)) {
-                processState(pid) == "T" || p.exitStatus != nil
+            try await waitUntil("h-2 paused, or szchaos ended", timeout: .seconds(30)) {
+                isPaused(pid) || p.exitStatus != nil
             }
-            try #require(processState(pid) == "T", "szchaos did not pause h-2: \(p.lines) \(p.stderrText)")
+            try #require(isPaused(pid), "szchaos did not pause h-2: \(p.lines) \(p.stderrText)")
             #expect(try await p.waitExit(timeout: .seconds(20)) == .exited(0))
-            try await waitUntil("h-2 running again", timeout: .seconds(30)) { processState(pid).map { $0 != "T" } ?? false }
+            try await waitUntil("h-2 running again", timeout: .seconds(30)) { isRunningFree(pid) }
             #expect(rig.pid("h-2") == pid, "resumed, not restarted")
-            #expect(p.lines.contains { $0.hasPrefix("pause h-2 (pid \(pid)): SIGSTOP sent") })
-            try await waitUntil("the resume line", timeout: .seconds(30)) { p.lines.contains { $0.hasPrefix("resume h-2 (pid \(pid)): SIGCONT sent") } }
+            #expect(p.lines.contains { $0.hasPrefix("pause h-2 (pid \(pid)): ") && $0.contains(words.pause) }, "\(p.lines)")
+            try await waitUntil("the resume line", timeout: .seconds(30)) {
+                p.lines.contains { $0.hasPrefix("resume h-2 (pid \(pid)): ") && $0.contains(words.resume) }
+            }
             let (reply, _) = try await clientCall(rig.dataEndpoint("h-2"), timeout: .seconds(10))
             #expect((try? reply.get())?["message"] == "pong")
         }
@@ -64,12 +67,13 @@ struct integration_zmq_governor_SingleFaults {
             let pid = try #require(rig.pid("h-1"))
             let p = try TestProcess(CIRig.szchaos, ["pause", "h-1", "--for", "10m", "--deployment", "ci", "--root", rig.root])
             defer { p.stop() }
-            try await waitUntil("h-1 stopped (state T)", timeout: .seconds(30)) { processState(pid) == "T" }
+            let words = pauseWords(pid)
+            try await waitUntil("h-1 paused", timeout: .seconds(30)) { isPaused(pid) }
             try await waitUntil("the pause line", timeout: .seconds(30)) { p.lines.contains { $0.hasPrefix("pause h-1") } }
             p.signal(SIGTERM)
             #expect(try await p.waitExit(timeout: .seconds(10)) == .exited(1))
-            try await waitUntil("h-1 running again", timeout: .seconds(5)) { processState(pid).map { $0 != "T" } ?? false }
-            try await waitUntil("the resume line", timeout: .seconds(5)) { p.lines.contains { $0.contains("SIGCONT sent (interrupted by SIGTERM") } }
+            try await waitUntil("h-1 running again", timeout: .seconds(5)) { isRunningFree(pid) }
+            try await waitUntil("the resume line", timeout: .seconds(5)) { p.lines.contains { $0.contains("\(words.resume) (interrupted by SIGTERM") } }
             try await waitUntil("the interruption on stderr", timeout: .seconds(5)) { p.stderrText.contains("interrupted by SIGTERM") }
         }
     }
@@ -178,7 +182,7 @@ struct integration_zmq_governor_SingleFaults {
                 #expect(r.lines.count > 1 && r.lines.dropFirst().allSatisfy { $0.contains("would") && $0.contains("dry run") }, "\(r.lines)")
             }
             for n in ["h-1", "h-2", "h-3"] {
-                #expect(processState(rig.pid(n)!) != "T")
+                #expect(!isPaused(rig.pid(n)!))
                 #expect(try await rig.status(n)["faults"] == .object([:]))
                 #expect(try await rig.status(n)["counters"]?["requests"] == 0)
             }
@@ -371,6 +375,49 @@ struct unit_SingleFaultParsing {
         #expect(throws: NameError.self) { try DeploymentPaths(root: "/tmp", name: "a/b") }
         #expect(throws: TargetError.noTargetNamed) {
             try DeploymentTargets.select(TargetQuery(include: []), in: DeploymentPaths(root: "/nonexistent", name: "x"), seed: 1)
+        }
+    }
+}
+
+/// szchaos pause on a handler whose command started a `setsid` grandchild (issue 11, finding 8): SIGSTOP to
+/// the handler left the grandchild running; its governor cgroup is frozen now, the grandchild with it.
+@Suite(.tags(.regression, .integration, .governor), .leakChecked)
+struct regression_integration_governor_PauseFreezesTheTree {
+    /// Every handler of the ci file runs as `sh -c "setsid sh -c '...loop...' & szmock handler ..."` (no exec:
+    /// the PID file names the shell, which stays what it was; szmock watches the shell as its parent, through
+    /// SZGOVERNOR_PID); the grandchild writes its PID to `run/<name>.grandchild`.
+    static func withGrandchildren(_ yaml: String) -> String {
+        yaml.replacingOccurrences(of: #"command: ["${SZMOCK}", "handler","#, with: #"""
+            command: ["/bin/sh", "-c", "setsid /bin/sh -c 'echo $$ > ${RUN_DIR}/${NAME}.grandchild; while :; do sleep 1; done' & SZGOVERNOR_PID=$$ \"$0\" \"$@\"", "${SZMOCK}", "handler",
+            """#)
+    }
+
+    @Test func pauseFreezesTheSetsidGrandchildToo() async throws {
+        try await withCIRig(edit: Self.withGrandchildren) { rig in
+            let pid = try #require(rig.pid("h-1"))
+            let file = rig.root + "/ci/run/h-1.grandchild"
+            var found: pid_t?
+            try await waitUntil("h-1's grandchild to write its PID") {
+                found = (try? String(contentsOfFile: file, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                return found.map { processState($0) != nil } ?? false
+            }
+            let grandchild = try #require(found)
+            #expect(LiveProcess.processGroup(of: grandchild) == grandchild, "a session of its own: SIGSTOP to h-1's group misses it")
+            let p = try TestProcess(CIRig.szchaos, ["pause", "h-1", "--for", "10m", "--deployment", "ci", "--root", rig.root])
+            defer { p.stop() }
+            try await waitUntil("h-1 paused", timeout: .seconds(30)) { isPaused(pid) || p.exitStatus != nil }
+            try #require(isPaused(pid), "\(p.lines) \(p.stderrText)")
+            #expect(isPaused(grandchild), "the grandchild is paused with h-1 (state \(processState(grandchild).map(String.init) ?? "gone"))")
+            let cgroup = try #require(governorCgroup(pid), "h-1 runs in a governor cgroup")
+            #expect(governorCgroup(grandchild) == cgroup && cgroup.isFrozen)
+            #expect(cgroup.path.hasSuffix("/" + ProcessTree.deploymentID(name: "ci", folder: rig.paths.directory) + "/h-1"))
+            try await waitUntil("the pause line") { p.lines.contains { $0.hasPrefix("pause h-1 (pid \(pid)): cgroup \(cgroup.path) frozen") } }
+            p.signal(SIGTERM)
+            #expect(try await p.waitExit(timeout: .seconds(10)) == .exited(1))
+            try await waitUntil("h-1 and its grandchild running again", timeout: .seconds(10)) {
+                isRunningFree(pid) && isRunningFree(grandchild)
+            }
+            #expect(p.lines.contains { $0.hasPrefix("resume h-1 (pid \(pid)): cgroup \(cgroup.path) thawed") }, "\(p.lines)")
         }
     }
 }

@@ -32,10 +32,11 @@ final class CLIHarness: Sendable {
         var description: String { "\(status); stdout: \(stdout); stderr: \(stderr)" }
     }
 
-    /// Runs `szgovernor ARGS --root ROOT` to its end (deadline `timeout`).
+    /// Runs `szgovernor ARGS --root ROOT` to its end (deadline `timeout`), `environment` added to ours.
     @discardableResult
-    func run(_ args: [String], root: Bool = true, timeout: Duration = .seconds(90)) async throws -> Run {
-        let p = try TestProcess(szgovernor, args + (root ? ["--root", self.root] : []))
+    func run(_ args: [String], root: Bool = true, timeout: Duration = .seconds(90),
+             environment: [String: String] = [:]) async throws -> Run {
+        let p = try TestProcess(szgovernor, args + (root ? ["--root", self.root] : []), environment: environment)
         defer { p.stop() }
         let status = try await p.waitExit(timeout: timeout)
         // The pipes' reader threads finish just after the exit: wait until the output stops growing.
@@ -58,8 +59,10 @@ final class CLIHarness: Sendable {
 
     /// `up --detach` of `deployment` (file: a fixture by default); records an issue unless it succeeds.
     @discardableResult
-    func up(_ deployment: String = "ci", file: String? = nil, extra: [String] = []) async throws -> Run {
-        let r = try await run(["up", "--detach", "--deployment", deployment, "--file", file ?? Self.fixture("ci")] + extra)
+    func up(_ deployment: String = "ci", file: String? = nil, extra: [String] = [],
+            environment: [String: String] = [:]) async throws -> Run {
+        let r = try await run(["up", "--detach", "--deployment", deployment, "--file", file ?? Self.fixture("ci")] + extra,
+                              environment: environment)
         #expect(r.ok, "up \(deployment): \(r)")
         return r
     }

@@ -10,35 +10,39 @@ import Glibc
 struct integration_governor_Spawner {
     let dir = TemporaryDirectory()
     let tracker = ProcessTracker()
+    let probe: ProbeGroup
 
-    func spawn(_ script: String, env: [String: String] = [:], log: String = "child.log") throws -> ChildProcess {
+    init() { probe = ProbeGroup(folder: dir.path) }
+
+    /// Through posix_spawn, or clone3 into a cgroup (the same inputs, the same child: CgroupSpawner).
+    func spawn(_ path: SpawnPath, _ script: String, env: [String: String] = [:], log: String = "child.log") throws -> ChildProcess {
         let child = try Spawner.spawn(SpawnRequest(
             executable: "/bin/sh", arguments: ["-c", script], environment: env,
-            logPath: dir.appending(log).path))
+            logPath: dir.appending(log).path, cgroup: probe.cgroup(for: path)))
         tracker.track(child.pid)
         return child
     }
 
-    @Test func exitCodeIsReportedAtOnce() async throws {
+    @Test(arguments: SpawnPath.allCases) func exitCodeIsReportedAtOnce(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn("exit 3")
+        let child = try spawn(path, "exit 3")
         let status = await child.waitForExit(timeout: .seconds(30))
         #expect(status == .exited(code: 3))
         #expect(child.hasExited)
     }
 
-    @Test func killSignalIsReported() async throws {
+    @Test(arguments: SpawnPath.allCases) func killSignalIsReported(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn("exec /bin/sleep 300")
+        let child = try spawn(path, "exec /bin/sleep 300")
         #expect(child.signal(SIGKILL))
         let status = await child.waitForExit(timeout: .seconds(30))
         #expect(status == .signaled(signal: SIGKILL, coreDumped: false))
         #expect(child.signal(SIGKILL) == false, "a reaped child must not be signalled again")
     }
 
-    @Test func childLeadsItsOwnSessionAndGroup() async throws {
+    @Test(arguments: SpawnPath.allCases) func childLeadsItsOwnSessionAndGroup(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn("exec /bin/sleep 300")
+        let child = try spawn(path, "exec /bin/sleep 300")
         let stat = try #require(ProcStat.read(pid: child.pid))
         #expect(stat.processGroup == child.pid)
         #expect(stat.session == child.pid)
@@ -47,10 +51,10 @@ struct integration_governor_Spawner {
         _ = await child.waitForExit(timeout: .seconds(30))
     }
 
-    @Test func groupSignalKillsTheGrandchildToo() async throws {
+    @Test(arguments: SpawnPath.allCases) func groupSignalKillsTheGrandchildToo(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
         let pidFile = dir.appending("grandchild.pid").path
-        let child = try spawn("/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); wait")
+        let child = try spawn(path, "/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); wait")
         try await waitUntil("the grandchild's pid file") { FileManager.default.fileExists(atPath: pidFile) }
         let grandchild = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -61,11 +65,11 @@ struct integration_governor_Spawner {
         try await waitUntil("the grandchild \(grandchild) to die with its group") { !LiveProcess.isAlive(grandchild) }
     }
 
-    @Test func leaderExitTakesItsGroupAlong() async throws {
+    @Test(arguments: SpawnPath.allCases) func leaderExitTakesItsGroupAlong(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
         let pidFile = dir.appending("orphan.pid").path
         // The shell starts a background sleep and exits at once: the sleep must not outlive it.
-        let child = try spawn("/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); exit 0")
+        let child = try spawn(path, "/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); exit 0")
         _ = await child.waitForExit(timeout: .seconds(30))
         let orphan = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -73,35 +77,35 @@ struct integration_governor_Spawner {
         try await waitUntil("the orphan \(orphan) to die with its leader") { !LiveProcess.isAlive(orphan) }
     }
 
-    @Test func outputIsAppendedToTheLog() async throws {
+    @Test(arguments: SpawnPath.allCases) func outputIsAppendedToTheLog(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
         for word in ["first", "second"] {
-            let child = try spawn("echo \(word); echo \(word)-err >&2")
+            let child = try spawn(path, "echo \(word); echo \(word)-err >&2")
             #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         }
         let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
         #expect(log == "first\nfirst-err\nsecond\nsecond-err\n")
     }
 
-    @Test func environmentIsExactlyTheOneGiven() async throws {
+    @Test(arguments: SpawnPath.allCases) func environmentIsExactlyTheOneGiven(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn("env", env: ["ONLY_THIS": "yes", "PATH": "/usr/bin:/bin"])
+        let child = try spawn(path, "env", env: ["ONLY_THIS": "yes", "PATH": "/usr/bin:/bin"])
         #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         let lines = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
             .split(separator: "\n").map(String.init).filter { !$0.hasPrefix("PWD=") && !$0.hasPrefix("SHLVL=") && !$0.hasPrefix("_=") }
         #expect(lines.sorted() == ["ONLY_THIS=yes", "PATH=/usr/bin:/bin"])
     }
 
-    @Test func stdinIsDevNullAndNoOtherFdIsInherited() async throws {
+    @Test(arguments: SpawnPath.allCases) func stdinIsDevNullAndNoOtherFdIsInherited(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn("ls /proc/$$/fd; readlink /proc/$$/fd/0")
+        let child = try spawn(path, "ls /proc/$$/fd; readlink /proc/$$/fd/0")
         #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         let lines = try String(contentsOf: dir.appending("child.log"), encoding: .utf8).split(separator: "\n")
         #expect(Array(lines.prefix(3)) == ["0", "1", "2"])
         #expect(lines.last == "/dev/null")
     }
 
-    @Test func signalMaskAndDispositionsAreClean() async throws {
+    @Test(arguments: SpawnPath.allCases) func signalMaskAndDispositionsAreClean(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
         // Block SIGUSR2 on this thread and ignore it process-wide while spawning: the child inherits neither.
         var block = sigset_t(), previousMask = sigset_t()
@@ -115,7 +119,7 @@ struct integration_governor_Spawner {
                 Glibc.signal(SIGUSR2, previousHandler)
                 pthread_sigmask(SIG_SETMASK, &previousMask, nil)
             }
-            child = try spawn("exec /bin/grep -E '^(SigBlk|SigIgn)' /proc/self/status")
+            child = try spawn(path, "exec /bin/grep -E '^(SigBlk|SigIgn)' /proc/self/status")
         }
         #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
@@ -132,21 +136,76 @@ struct integration_governor_Spawner {
         }
     }
 
-    @Test func missingExecutableNamesIt() throws {
+    @Test(arguments: SpawnPath.allCases) func missingExecutableNamesIt(_ path: SpawnPath) throws {
         let error = #expect(throws: SpawnError.self) {
-            try Spawner.spawn(SpawnRequest(executable: "/nonexistent/szmock"))
+            try Spawner.spawn(SpawnRequest(executable: "/nonexistent/szmock", cgroup: probe.cgroup(for: path)))
         }
         #expect("\(error!)".contains("/nonexistent/szmock"))
     }
 
-    @Test func identityIsReadAfterExec() async throws {
+    @Test(arguments: SpawnPath.allCases) func identityIsReadAfterExec(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try Spawner.spawn(SpawnRequest(executable: "/bin/sleep", arguments: ["300"]))
+        let child = try Spawner.spawn(SpawnRequest(executable: "/bin/sleep", arguments: ["300"], cgroup: probe.cgroup(for: path)))
         tracker.track(child.pid)
         let identity = try #require(child.identity)
         #expect(identity.executable == "/usr/bin/sleep" || identity.executable == "/bin/sleep")
         #expect(identity.matches(try #require(ProcessIdentity.of(pid: child.pid))))
         child.signalGroup(SIGKILL)
         _ = await child.waitForExit(timeout: .seconds(30))
+    }
+
+    @Test func aCgroupChildIsInItsGroupFromTheStartAndTakesASetsidGrandchildAlong() async throws {
+        defer { tracker.killAll() }
+        guard let cgroup = probe.cgroup(for: .cgroup) else { return }  // no cgroup on this machine
+        let pidFile = dir.appending("escapee.pid").path
+        let script = "cat /proc/self/cgroup; setsid /bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); exec /bin/sleep 300"
+        let child = try Spawner.spawn(SpawnRequest(executable: "/bin/sh", arguments: ["-c", script],
+                                                   logPath: dir.appending("child.log").path, cgroup: cgroup))
+        tracker.track(child.pid)
+        try await waitUntil("the escapee's pid file") { FileManager.default.fileExists(atPath: pidFile) }
+        let escapee = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        tracker.track(escapee)
+        #expect(child.cgroup == cgroup)
+        #expect(ProcessTree.cgroup(of: escapee) == cgroup.path, "forked inside the group, it stays there")
+        #expect(LiveProcess.processGroup(of: escapee) != child.pid, "out of the child's process group")
+        let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
+        #expect(log.contains("0::/" + ProcessTree.topGroup + "/"), "\(log)")
+        #expect(Set(cgroup.processes) == [child.pid, escapee])
+        // The leader dies: what is left in its cgroup goes before the exit is reported, then the group.
+        #expect(child.signal(SIGKILL))
+        #expect(await child.waitForExit(timeout: .seconds(30)) != nil)
+        #expect(!LiveProcess.isAlive(escapee))
+        #expect(!cgroup.exists, "the process cgroup is removed once empty")
+    }
+}
+
+enum SpawnPath: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case posixSpawn = "posix_spawn", cgroup = "clone3 into a cgroup"
+    var testDescription: String { rawValue }
+}
+
+/// A deployment cgroup for the spawner tests, made on first use (nil where no cgroup can be made) and
+/// removed, with whatever is left in it, when the suite instance goes.
+final class ProbeGroup: @unchecked Sendable {
+    private let folder: String
+    private let lock = NSLock()
+    private var mode: ProcessTreeMode?
+    private var count = 0
+
+    init(folder: String) { self.folder = folder }
+
+    /// A fresh process cgroup in the probe's deployment group for `.cgroup`, nil for `.posixSpawn`.
+    func cgroup(for path: SpawnPath) -> ProcessCgroup? {
+        guard path == .cgroup else { return nil }
+        return lock.withLock {
+            if mode == nil { mode = ProcessTree.prepare(name: "spawner", folder: folder, environment: [:]) }
+            guard case .cgroup(let group)? = mode else { return nil }
+            count += 1
+            return ProcessCgroup(path: group + "/p\(count)")
+        }
+    }
+
+    deinit {
+        if case .cgroup(let group)? = mode { ProcessTree.removeDeploymentGroup(group, timeout: .seconds(5)) }
     }
 }

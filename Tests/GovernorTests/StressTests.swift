@@ -18,6 +18,16 @@ struct integration_governor_Stress {
         #expect(report.contains("cycles=1000"), "\(report)")
     }
 
+    /// The same through clone3 into a cgroup (ProcessTree): each cycle also waits for `populated 0` and
+    /// removes the group. Skipped where no cgroup can be made.
+    @Test(.tags(.slow)) func slow_thousandCgroupSpawnWaitCyclesLeakNothingAndNeverDeadlock() async throws {
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
+            exit(await StressBodies.cgroupSpawnWaitCycles(count: 1000))
+        } }
+        print(report)
+        #expect(report.contains("cycles=1000") || report.contains("no cgroup"), "\(report)")
+    }
+
     @Test func fiftyGovernorCyclesLeakNoFileDescriptor() async throws {
         let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
             exit(await StressBodies.governorCycles(count: 50))
@@ -28,11 +38,27 @@ struct integration_governor_Stress {
 }
 
 enum StressBodies {
+    /// `spawnWaitCycles` with every child in `<a test deployment group>/p`, made and removed per cycle.
+    static func cgroupSpawnWaitCycles(count: Int) async -> Int32 {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        guard case .cgroup(let group) = ProcessTree.prepare(name: "stress", folder: dir.path, environment: [:]) else {
+            ExitTestReport.line("no cgroup on this machine: skipped")
+            return 0
+        }
+        defer { ProcessTree.removeDeploymentGroup(group) }
+        let code = await spawnWaitCycles(count: count, cgroup: ProcessCgroup(path: group + "/p"))
+        guard !FileManager.default.fileExists(atPath: group + "/p") else {
+            ExitTestReport.line("the process cgroup was not removed after the last cycle"); return 1
+        }
+        return code
+    }
+
     /// Spawns /bin/true `count` times, each awaited with a deadline. Exit code 0 on success.
-    static func spawnWaitCycles(count: Int) async -> Int32 {
+    static func spawnWaitCycles(count: Int, cgroup: ProcessCgroup? = nil) async -> Int32 {
         // Warm up: the runtime opens its timer/event fds lazily on first use; they are not leaks.
         for _ in 0..<10 {
-            guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true")),
+            guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true", cgroup: cgroup)),
                   await child.waitForExit(timeout: .seconds(30)) != nil else { return 3 }
         }
         let fdsBefore = LiveProcess.leakableDescriptors()
@@ -41,7 +67,7 @@ enum StressBodies {
         let started = ContinuousClock.now
         for i in 0..<count {
             let t0 = ContinuousClock.now
-            guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true")) else {
+            guard let child = try? Spawner.spawn(SpawnRequest(executable: "/bin/true", cgroup: cgroup)) else {
                 ExitTestReport.line("spawn failed at cycle \(i)"); return 3
             }
             guard await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0) else {

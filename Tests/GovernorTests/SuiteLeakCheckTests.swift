@@ -1,4 +1,5 @@
 import Foundation
+import Governor
 import Testing
 import TestSupport
 #if canImport(Glibc)
@@ -13,6 +14,7 @@ struct integration_governor_SuiteLeakCheck {
     final class Kept: @unchecked Sendable {
         var folder: TemporaryDirectory?
         var process: TestProcess?
+        var group: String?
     }
 
     @Test func aSuiteThatLeavesThingsBehindFailsNamingThemAndTheyAreCleanedUp() async throws {
@@ -42,6 +44,31 @@ struct integration_governor_SuiteLeakCheck {
         try await waitUntil("the leaked processes gone", timeout: .seconds(10)) {
             !LiveProcess.isAlive(child) && LiveProcess.children(of: child).isEmpty
         }
+    }
+
+    /// A governor cgroup (`szgovernor/<id>`, ProcessTree) made for a deployment folder inside the suite's
+    /// folder and left behind fails the suite, named, and is removed with the process in it.
+    @Test func aLeftoverGovernorCgroupFailsTheSuiteNamingItAndIsRemoved() async throws {
+        let test = try #require(Test.current)
+        struct NoCgroup: Error {}
+        let kept = Kept()
+        let error = await #expect(throws: (any Error).self) {
+            try await LeakCheckedTrait(grace: .milliseconds(300)).provideScope(for: test, testCase: nil) {
+                let dir = TemporaryDirectory(prefix: "leak-probe")
+                defer { dir.remove() }
+                let folder = dir.file("probe")
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                guard case .cgroup(let group) = ProcessTree.prepare(name: "probe", folder: folder, environment: [:]) else {
+                    throw NoCgroup()
+                }
+                kept.group = group
+                try ProcessCgroup(path: group + "/h").create()
+            }
+        }
+        guard let group = kept.group, !(error is NoCgroup) else { return }  // no cgroup here: nothing to leave
+        let text = try #require(error as? SuiteLeftResourcesBehind).description
+        #expect(text.contains("cgroup \(group) (made for /"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: group), "removed by the check")
     }
 
     @Test func aSuiteThatCleansUpPasses() async throws {

@@ -2,7 +2,8 @@ import Foundation
 import ZeroMQ
 
 /// Fails the test run, at its exit, when it leaves anything behind: a temporary folder, a child process, a
-/// ZeroMQ context, a client thread, or a socket / pidfd / eventfd descriptor opened during the run.
+/// ZeroMQ context, a client thread, a socket / pidfd / eventfd descriptor opened during the run, or a governor
+/// cgroup (`szgovernor/<id>`) made for a deployment folder inside one of the run's temporary folders.
 ///
 /// Installed on first use of any TestSupport resource; checked in an `atexit` handler, after every test has
 /// finished, so parallel tests cannot blur the count. A leak prints what leaked and makes the exit status 1.
@@ -45,6 +46,7 @@ public enum LeakGuard {
         for pid in LiveProcess.children(of: getpid()) where pids[pid] == nil && LiveProcess.isAlive(pid) {
             out.append("child process \(pid) (\(commandLine(of: pid)))")
         }
+        out += SuiteLeakScope.cgroups(of: folders).map { "cgroup \($0.group) (made for \($0.folder))" }
         if Context.liveCount > 0 { out.append("\(Context.liveCount) ZeroMQ context(s) not terminated") }
         if Context.terminatingCount > 0 {
             out.append("\(Context.terminatingCount) ZeroMQ context(s) stuck in termination (a socket's owner never left libzmq)")

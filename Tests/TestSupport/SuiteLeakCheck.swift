@@ -1,4 +1,5 @@
 import Foundation
+import Governor
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +8,8 @@ import Glibc
 /// `@Suite(.tags(...), .leakChecked)`: when the suite's last test has finished, nothing the suite made may
 /// be left: no temporary folder (with the PID files, ipc socket files and logs in it), no process a test of
 /// the suite started or tracked, and no process still running in, or naming, one of the suite's folders
-/// (the children of a detached `szgovernor`, which the test process never sees). A leak fails the suite
+/// (the children of a detached `szgovernor`, which the test process never sees), and no cgroup under
+/// `szgovernor/` made for a deployment folder inside one of the suite's folders. A leak fails the suite
 /// with the names of what leaked, after a grace period for processes that are still exiting, and is then
 /// cleaned up so it cannot spill into other suites. The run-level `LeakGuard` still checks everything at exit.
 ///
@@ -95,7 +97,19 @@ public final class SuiteLeakScope: @unchecked Sendable {
         for (pid, why) in Self.processes(using: folders) where !known.contains(pid) {
             out.append("process \(pid) (\(LeakGuard.commandLine(of: pid))) \(why)")
         }
+        out += Self.cgroups(of: folders).map { "cgroup \($0.group) (made for \($0.folder))" }
         return out
+    }
+
+    /// The governor cgroups (ProcessTree) whose deployment folder is inside one of `folders`.
+    static func cgroups(of folders: Set<String>) -> [(group: String, folder: String)] {
+        guard !folders.isEmpty else { return [] }
+        return ProcessTree.deploymentGroups().compactMap { g in
+            guard let folder = g.folder,
+                  folders.contains(where: { folder == $0 || folder.hasPrefix($0 + "/") || folder.hasPrefix(ProcessTree.realPath($0) + "/") })
+            else { return nil }
+            return (g.group, folder)
+        }
     }
 
     /// Kills what is left (process groups included) and removes the folders.
@@ -107,6 +121,7 @@ public final class SuiteLeakScope: @unchecked Sendable {
             if LiveProcess.processGroup(of: pid) == pid { kill(-pid, SIGKILL) }
             kill(pid, SIGKILL)
         }
+        for g in Self.cgroups(of: folders) { ProcessTree.removeDeploymentGroup(g.group, timeout: .seconds(5)) }
         for f in folders { try? FileManager.default.removeItem(atPath: f) }
     }
 

@@ -118,7 +118,8 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
 
 /// kill, kill-random, pause, signal on verified processes of a deployment (`params.signal`, default SIGKILL
 /// for kill and kill-random). A target whose PID file does not verify is an error of that fault, never a
-/// signal. Pause: SIGSTOP at start, SIGCONT at stop, through the same pidfd.
+/// signal. Pause: the target's governor cgroup frozen at start and thawed at stop (its whole tree), or, when
+/// it is in none, SIGSTOP at start and SIGCONT at stop through the same pidfd.
 public final class ProcessFaultActuator: FaultActuator, @unchecked Sendable {
     public let name = "process"
     public let kinds: Set<FaultKind> = [.kill, .killRandom, .pause, .signal]
@@ -166,14 +167,15 @@ public final class ProcessFaultActuator: FaultActuator, @unchecked Sendable {
         let handles = try targets.map { try ProcessHandle($0) }
         if fault.kind == .pause {
             var done: [ProcessHandle] = []
+            var what: [String] = []
             do {
-                for h in handles { try h.send(SIGSTOP); done.append(h) }
+                for h in handles { what.append("\(h.name) (pid \(h.identity.pid)): \(try h.pause())"); done.append(h) }
             } catch {
                 _ = SingleFaults.resume(done, why: "pause failed")
                 throw error
             }
             lock.with { paused[fault.index] = handles }
-            return "SIGSTOP sent to " + handles.map { "\($0.name) (pid \($0.identity.pid))" }.joined(separator: ", ")
+            return "paused " + what.joined(separator: ", ")
         }
         let sig = try Self.signal(of: fault)
         for h in handles { try h.send(sig) }
@@ -184,7 +186,7 @@ public final class ProcessFaultActuator: FaultActuator, @unchecked Sendable {
         guard fault.kind == .pause, let handles = lock.with({ paused.removeValue(forKey: fault.index) }) else { return nil }
         let done = SingleFaults.resume(handles, why: "end of the pause")
         if let bad = done.first(where: { !$0.ok }) { throw SignalError(bad.detail) }
-        return "SIGCONT sent to " + handles.map { "\($0.name) (pid \($0.identity.pid))" }.joined(separator: ", ")
+        return "resumed " + done.map { "\($0.target) (pid \($0.pid.map(String.init) ?? "?")): \($0.detail)" }.joined(separator: ", ")
     }
 
     /// SIGCONT to everything still paused (on interruption). Returns what it did.

@@ -93,11 +93,15 @@ public struct VerifiedTarget: Sendable, Equatable {
     public var name: String
     public var identity: ProcessIdentity
     public var pidFile: String
+    /// The process's cgroup when it is this deployment's governor group for it (`szgovernor/<id>/<name>`):
+    /// a pause freezes it, the whole tree with it.
+    public var cgroup: ProcessCgroup?
 
-    public init(name: String, identity: ProcessIdentity, pidFile: String) {
+    public init(name: String, identity: ProcessIdentity, pidFile: String, cgroup: ProcessCgroup? = nil) {
         self.name = name
         self.identity = identity
         self.pidFile = pidFile
+        self.cgroup = cgroup
     }
 }
 
@@ -172,7 +176,8 @@ public enum DeploymentTargets {
             guard absolute(marker) == absolute(paths.directory) || realPath(marker) == realPath(paths.directory) else {
                 return skip("pid \(identity.pid) belongs to another deployment (\(Reconciler.markerVariable)=\(marker)): refusing to signal it")
             }
-            return .success(VerifiedTarget(name: name, identity: identity, pidFile: file))
+            let cgroup = ProcessTree.governorGroup(of: identity.pid, deploymentName: paths.name, folder: marker)
+            return .success(VerifiedTarget(name: name, identity: identity, pidFile: file, cgroup: cgroup))
         case .dead(let pid):
             return skip("stale PID file: pid \(pid) is not running")
         case .mismatch:

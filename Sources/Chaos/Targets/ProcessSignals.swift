@@ -18,6 +18,8 @@ public struct SignalError: Error, CustomStringConvertible, Sendable {
 public final class ProcessHandle: @unchecked Sendable {
     public let name: String
     public let identity: ProcessIdentity
+    /// The governor cgroup of the process (this deployment's), frozen by `pause`; nil: SIGSTOP/SIGCONT.
+    public let cgroup: ProcessCgroup?
     private let lock = NSLockLite()
     private var pidfd: Int32
     private static let openPidfds = Atomic<Int>(0)
@@ -29,6 +31,7 @@ public final class ProcessHandle: @unchecked Sendable {
     public init(_ target: VerifiedTarget) throws(SignalError) {
         name = target.name
         identity = target.identity
+        cgroup = target.cgroup
         let fd = SystemCalls.pidfdOpen(target.identity.pid)
         if fd < 0 && errno != ENOSYS {
             throw SignalError("\(target.name) (pid \(target.identity.pid)): cannot open a pidfd: \(String(cString: strerror(errno)))")
@@ -67,6 +70,37 @@ public final class ProcessHandle: @unchecked Sendable {
             throw SignalError("\(name) (pid \(identity.pid)): \(SignalName.name(sig)) not sent: \(why)")
         }
     }
+
+    /// Pauses the process and, in a governor cgroup, its whole tree: `cgroup.freeze` 1, returned once
+    /// cgroup.events says `frozen 1`; else SIGSTOP to the process. Returns what was done.
+    public func pause() throws(SignalError) -> String {
+        guard let cgroup else {
+            try send(SIGSTOP)
+            return "SIGSTOP sent"
+        }
+        guard isAlive else { throw SignalError("\(name) (pid \(identity.pid)): not paused: the process has exited") }
+        guard cgroup.freeze(true) else {
+            cgroup.freeze(false, timeout: .seconds(1))
+            throw SignalError("\(name) (pid \(identity.pid)): cgroup \(cgroup.path) did not report frozen")
+        }
+        return "cgroup \(cgroup.path) frozen"
+    }
+
+    /// Undoes `pause`: `cgroup.freeze` 0 (waits for `frozen 0`), or SIGCONT.
+    public func resume() throws(SignalError) -> String {
+        guard let cgroup else {
+            try send(SIGCONT)
+            return "SIGCONT sent"
+        }
+        guard cgroup.exists else { return "cgroup \(cgroup.path) is gone (the process exited)" }
+        guard cgroup.freeze(false) else {
+            throw SignalError("\(name) (pid \(identity.pid)): cgroup \(cgroup.path) did not report thawed")
+        }
+        return "cgroup \(cgroup.path) thawed"
+    }
+
+    /// "freeze cgroup PATH" or "SIGSTOP": what `pause` will do.
+    public var pauseMethod: String { cgroup.map { "freeze cgroup \($0.path)" } ?? "send SIGSTOP" }
 
     /// The process state letter from /proc (`S`, `R`, `T`...), nil when it is gone or no longer this process.
     public var state: Character? {

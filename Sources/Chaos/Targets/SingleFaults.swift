@@ -120,7 +120,8 @@ public enum SingleFaults {
         return out
     }
 
-    /// pause, first half: SIGSTOP to each chosen target; returns the handles to resume (same processes, pidfd).
+    /// pause, first half: freezes each chosen target's governor cgroup (its whole tree), or SIGSTOP when it is
+    /// in none; returns the handles to resume (same processes, pidfd, same cgroups).
     public static func pause(query: TargetQuery, paths: DeploymentPaths, seed: UInt64, dryRun: Bool,
                              for duration: Duration) -> (FaultOutcome, [ProcessHandle]) {
         var out = FaultOutcome(command: "pause", paths: paths, seed: seed, dryRun: dryRun)
@@ -129,15 +130,16 @@ public enum SingleFaults {
         for t in chosen {
             if dryRun {
                 out.actions.append(FaultAction(target: t.name, pid: t.identity.pid, action: "pause",
-                                               detail: "would send SIGSTOP, then SIGCONT after \(duration.millisText) (dry run: nothing sent)", ok: true))
+                                               detail: t.cgroup.map { "would freeze cgroup \($0.path), then thaw it after \(duration.millisText) (dry run: nothing done)" }
+                                                   ?? "would send SIGSTOP, then SIGCONT after \(duration.millisText) (dry run: nothing sent)", ok: true))
                 continue
             }
             do {
                 let h = try ProcessHandle(t)
-                try h.send(SIGSTOP)
+                let done = try h.pause()
                 handles.append(h)
                 out.actions.append(FaultAction(target: t.name, pid: t.identity.pid, action: "pause",
-                                               detail: "SIGSTOP sent; SIGCONT after \(duration.millisText)", ok: true))
+                                               detail: "\(done); resumed after \(duration.millisText)", ok: true))
             } catch {
                 out.actions.append(FaultAction(target: t.name, pid: t.identity.pid, action: "pause", detail: error.description, ok: false))
             }
@@ -145,12 +147,12 @@ public enum SingleFaults {
         return (out, handles)
     }
 
-    /// pause, second half: SIGCONT to every paused process.
+    /// pause, second half: thaw every frozen cgroup, SIGCONT to every stopped process.
     public static func resume(_ handles: [ProcessHandle], why: String) -> [FaultAction] {
         handles.map { h in
             do {
-                try h.send(SIGCONT)
-                return FaultAction(target: h.name, pid: h.identity.pid, action: "resume", detail: "SIGCONT sent (\(why))", ok: true)
+                let done = try h.resume()
+                return FaultAction(target: h.name, pid: h.identity.pid, action: "resume", detail: "\(done) (\(why))", ok: true)
             } catch {
                 return FaultAction(target: h.name, pid: h.identity.pid, action: "resume", detail: "\(error)", ok: false)
             }

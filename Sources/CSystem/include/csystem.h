@@ -1,0 +1,35 @@
+// Linux process creation the Swift Glibc module cannot express: clone3 into a cgroup2 group.
+#ifndef SZ_CSYSTEM_H
+#define SZ_CSYSTEM_H
+
+#include <sys/types.h>
+
+/// 1 when the kernel has clone3 (Linux 5.3+; CLONE_INTO_CGROUP needs 5.7+), 0 when it answers ENOSYS.
+int sz_clone3_available(void);
+
+/// What the child is started with: the same inputs as Spawner's posix_spawn file actions and attributes.
+typedef struct {
+    const char *executable;        // absolute path, execve'd (no PATH search)
+    char *const *argv;             // NULL-terminated
+    char *const *envp;             // NULL-terminated, the complete environment
+    int stdout_fd;                 // >= 0: dup2'ed onto 1 and 2 (a log pipe, an open log file)
+    const char *stdout_path;       // used when stdout_fd < 0: opened O_WRONLY|O_APPEND|O_CREAT 0644 ("/dev/null" when NULL)
+    const char *working_directory; // NULL: the parent's
+    int cgroup_fd;                 // an O_DIRECTORY fd of the cgroup2 group the child starts in
+} sz_spawn_request;
+
+/// clone3(CLONE_VFORK | CLONE_INTO_CGROUP | CLONE_PIDFD): the child is a member of the group from its
+/// first instruction, so nothing it forks can start outside it. In the child, only async-signal-safe
+/// system calls: default dispositions for every signal, setsid, stdin from /dev/null, stdout and stderr to
+/// the log, every other descriptor closed, chdir, an empty signal mask, execve.
+/// Returns the PID and stores the pidfd (close-on-exec) in *pidfd; on failure returns -1 with the errno in
+/// *error, and *in_child 0 when clone3 itself failed (no process was made: the cgroup or the kernel said no)
+/// or 1 when a step of the child before execve failed (the child exited 127 and was reaped).
+pid_t sz_spawn_into_cgroup(const sz_spawn_request *request, int *pidfd, int *error, int *in_child);
+
+/// setxattr(2) of a NUL-terminated value (the Glibc module does not import <sys/xattr.h>). 0 or -1/errno.
+int sz_set_xattr(const char *path, const char *name, const char *value);
+/// getxattr(2) into `buffer` (NUL-terminated); the length, or -1/errno.
+long sz_get_xattr(const char *path, const char *name, char *buffer, unsigned long size);
+
+#endif
