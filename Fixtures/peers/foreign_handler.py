@@ -34,7 +34,8 @@ Every execution of every method (ping included) is counted by method in memory (
 by clear_output) and appended as one JSON line to ./execution_log.jsonl (never truncated), so a test can
 count exactly how many times a job ran. Files go to ./test_output/ (plain file names only).
 
-stdout: one JSON object per line, `event` first: ready, request, registration_failed, registered,
+stdout: one JSON object per line, `event` first: ready, execute {method, n} (an execution starts),
+request {method, frames, success} (answered), registration_failed, registered,
 heartbeat_failed, registration_gave_up, signal, offline_reported, offline_report_failed, stopped.
 Needs Debian's python3-zmq (run it with /usr/bin/python3).
 """
@@ -309,6 +310,7 @@ class Handler:
         if fn is None:
             return {"success": False, "error": "Unknown method: %s" % method}, method
         self._record(method, params)
+        emit("execute", method=method, n=self.total)
         try:
             result = fn(params)
         except Exception as e:  # noqa: BLE001 - a thrown error becomes an error reply, as upstream
