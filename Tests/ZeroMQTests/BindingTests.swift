@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ScheduleZeroWire
 import TestSupport
 import Testing
@@ -275,11 +276,14 @@ struct integration_zmq_Binding {
 /// A receive that starts in that moment is refused with `concurrentUse` like any second caller; it tries
 /// again until it is inside. (It used to give up, and the waiter then waited 30 s for a receive that had
 /// already ended: a flake seen with one core busy, where the waiter is descheduled while holding the guard.)
-func receiveBlockedUntilTermination(_ socket: Socket, _ what: String) async throws -> Task<ZMQError.Code?, any Error> {
+func receiveBlockedUntilTermination(_ socket: Socket, _ what: String,
+                                    attempts: AttemptCounter? = nil) async throws -> Task<ZMQError.Code?, any Error> {
     let box = UncheckedBox(socket)
+    let counter = attempts
     let blocked = Task {
         try await onThread(what, timeout: .seconds(60)) { () -> ZMQError.Code? in
             while true {
+                counter?.count.add(1, ordering: .relaxed)
                 do {
                     _ = try box.value.receive()
                     return nil
@@ -308,6 +312,11 @@ func waitUntilInsideLibzmq(_ socket: Socket) async throws {
     }
 }
 
+/// How many times a helper thread tried its call.
+final class AttemptCounter: Sendable {
+    let count = Atomic<Int>(0)
+}
+
 /// Hands a non-Sendable value to another task on purpose, to test the binding's own runtime guard.
 final class UncheckedBox<T>: @unchecked Sendable {
     let value: T
@@ -326,14 +335,20 @@ struct regression_integration_zmq_SuiteFlakes {
         let ctx = try Context()
         defer { try? ctx.terminate() }
         let tmp = TemporaryFolder()
-        let rep = try ctx.socket(.rep)
-        try rep.bind(tmp.ipcEndpoint("rep.sock"))
-        let box = UncheckedBox(rep)
-        let poller = Task { try await onThread("a poll holding the guard") { _ = try? box.value.poll(.pollIn, timeout: .milliseconds(500)) } }
-        try await waitUntilInsideLibzmq(rep)  // the poll is inside: the receive below starts refused
-        let blocked = try await receiveBlockedUntilTermination(rep, "a receive started while the guard is held")
-        try await poller.value
-        try await waitUntilInsideLibzmq(rep)  // the receive, now that the poll has left
+        let pull = try ctx.socket(.pull)
+        try pull.bind(tmp.ipcEndpoint("pull.sock"))
+        let push = try ctx.socket(.push)
+        try push.connect(tmp.ipcEndpoint("pull.sock"))
+        let box = UncheckedBox(pull)
+        // A holder inside a receive keeps the guard until a message arrives.
+        let holder = Task { try await onThread("a receive holding the guard") { _ = try? box.value.receive() } }
+        try await waitUntilInsideLibzmq(pull)
+        let attempts = AttemptCounter()
+        let blocked = try await receiveBlockedUntilTermination(pull, "a receive started while the guard is held", attempts: attempts)
+        try await waitUntil("the second receive to be refused at least once") { attempts.count.load(ordering: .relaxed) >= 2 }
+        try push.send("release the holder")
+        try await holder.value
+        try await waitUntilInsideLibzmq(pull)  // the second receive, now that the holder has left
         try ctx.terminate(timeout: .seconds(5))
         #expect(try await blocked.value == .eterm, "the receive never got inside libzmq")
     }
