@@ -186,6 +186,9 @@ for ((i = 1; i <= repeat; i++)); do
   # Everything a test makes goes below this run's own folder; every process a test starts inherits the
   # variable. Both are checked after the run (see check_leftovers).
   SZ_TEST_TMPDIR=$(mktemp -d /tmp/szr.XXXXXX)
+  # Traversable by other users (not listable): the permission tests run a client as `nobody` against a
+  # socket in a folder of their own below this one.
+  chmod 0711 "$SZ_TEST_TMPDIR"
   export SZ_TEST_TMPDIR
   start=$(date +%s.%N)
   # A watchdog over the whole run: a test that hangs despite its own deadlines fails the run with its name.
