@@ -15,8 +15,8 @@ import Glibc
 /// Interposed links on a governed deployment whose handlers have no control channel: every message fault
 /// reaches them through their interposer, the server's calls go through it, and the link journal counts
 /// what the service cannot tell (lost requests, duplicate executions).
-@Suite(.tags(.integration, .zmq, .governor), .leakChecked)
-struct integration_zmq_governor_InterposedLinks {
+@Suite(.tags(.regression, .integration, .zmq, .governor), .leakChecked)
+struct regression_integration_zmq_governor_InterposedLinks {
     /// szmock server + two szmock handlers with no control channel, every link interposed (ipc endpoints
     /// in the deployment folder). `jobs`: the server's `--job` arguments.
     static func yaml(jobs: [String] = [], interpose: Bool = true, attempts: Int = 3, callTimeoutMs: Int = 1500) -> String {
@@ -98,7 +98,56 @@ struct integration_zmq_governor_InterposedLinks {
             try await waitUntil("the journal to hold every duplicate execution the link counted") {
                 Self.lines(rig, "links/h-1.jsonl").filter { $0["event"]?.stringValue == "duplicate_execution" }.count == link.duplicateExecutions
             }
+            // `szchaos links` reads the same from the journal.
+            let links = try await rig.szchaos(["links", "h-1", "--json"])
+            #expect(links.code == 0, "\(links.text) \(links.stderr)")
+            let summary = links.record?["links"]?.arrayValue?.first?.objectValue
+            #expect(summary?["duplicate_executions"]?.intValue == Int64(link.duplicateExecutions), "\(links.text)")
+            #expect(summary?["duplicates_by_method"]?.objectValue?["increment_counter"]?.intValue == Int64(link.duplicateExecutions))
+            let table = try await rig.szchaos(["links"])
+            #expect(table.lines.first?.hasPrefix("LINK") == true && table.lines.contains { $0.hasPrefix("h-1 ") }, "\(table.text)")
         }
+    }
+
+    /// An experiment's `checks.links` read the link journals: one dropped reply on the job link fails
+    /// `max_duplicate_executions: 0` for h-1 and nothing else, and the summary and JUnit carry the link figures.
+    /// (The steady-state probe pings h-2 only: on h-1 the dropped reply must be a job's, not a probe's ping.)
+    @Test func experimentLinkChecksCountDuplicateExecutionsFromTheJournal() async throws {
+        let rig = try CIRig(yaml: Self.yaml(jobs: [#"h-1:increment_counter:{"counter_name":"c"}@100ms*1000"#]), name: "links")
+        let driver = rig.driver()
+        do {
+            let e = try Experiment.parse("""
+                title: job link drop
+                seed: 7
+                duration: 3s
+                deployment: {name: links, start_if_not_running: true, stop_after: true}
+                steady_state: {probe: ping, targets: [h-2], within: 2s, recovery_timeout: 20s, interval: 50ms}
+                faults:
+                  - {name: drop, kind: drop-replies, targets: [h-1], schedule: {initial_delay: 500ms, count: 1}, params: {count: 1}}
+                checks:
+                  steady_state_restored: true
+                  links: {h-1: {max_duplicate_executions: 0, max_lost_requests: 0}, "h-2": {max_duplicate_executions: 0}}
+                """, file: "links-experiment.yaml")
+            let candidates: @Sendable () async throws -> [String] = { try driver.handlers("links") }
+            let env = RunnerEnvironment(deployment: driver, actuators: [ControlFaultActuator(paths: rig.paths, candidates: candidates)])
+            let r = try await ExperimentRunner(experiment: e, environment: env, outputDirectory: rig.dir.path + "/out").run()
+            await driver.stopAll()
+            let dup = try #require(r.checks.first { $0.name == "link_duplicate_executions: h-1" })
+            #expect(!dup.passed && dup.message.contains("by method: increment_counter"), "\(r.summary)")
+            #expect(r.checks.first { $0.name == "link_duplicate_executions: h-2" }?.passed == true, "\(r.summary)")
+            #expect(r.checks.first { $0.name == "link_lost_requests: h-1" }?.passed == true, "\(r.summary)")
+            #expect(r.exitCode == 1)
+            let h1 = try #require(r.links.first { $0.link == "h-1" })
+            #expect(h1.duplicateExecutions >= 1 && h1.latency.count > 0)
+            #expect(r.summary.contains("  h-1: ") && r.summary.contains("duplicate executions; latency p50"), "\(r.summary)")
+            let junit = try String(contentsOfFile: rig.dir.path + "/out/junit.xml", encoding: .utf8)
+            #expect(junit.contains("link.h-1.duplicate_executions") && junit.contains("link.h-1.latency_p95_ms"))
+        } catch {
+            await driver.stopAll()
+            await rig.cleanup()
+            throw error
+        }
+        await rig.cleanup()
     }
 
     /// A handler registers the private endpoint it bound; the server's interposer rewrites it to the public

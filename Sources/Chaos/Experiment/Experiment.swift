@@ -156,13 +156,34 @@ public struct ChecksSpec: Sendable, Equatable {
     public var maxDuplicates: Int?
     /// Every fault's time to recovery at most this; `nil`: measured, not checked.
     public var maxTimeToRecovery: Duration?
+    /// Checks on the deployment's interposed links (`checks.links`), from their journals: no cooperation of
+    /// the service needed.
+    public var links: [LinkCheckSpec]
     public init(steadyStateRestored: Bool = true, maxLostRequests: Int? = 0, maxErrors: Int? = nil,
-                maxDuplicates: Int? = nil, maxTimeToRecovery: Duration? = nil) {
+                maxDuplicates: Int? = nil, maxTimeToRecovery: Duration? = nil, links: [LinkCheckSpec] = []) {
         self.steadyStateRestored = steadyStateRestored
         self.maxLostRequests = maxLostRequests
         self.maxErrors = maxErrors
         self.maxDuplicates = maxDuplicates
         self.maxTimeToRecovery = maxTimeToRecovery
+        self.links = links
+    }
+}
+
+/// `checks.links.NAME`: allowances for the interposed links whose names match `pattern` (a name or a glob).
+public struct LinkCheckSpec: Sendable, Equatable {
+    public var pattern: String
+    /// Requests that reached the handler again after an earlier copy ran there without its reply getting back.
+    public var maxDuplicateExecutions: Int?
+    /// Requests forwarded and never answered within the link's timeout.
+    public var maxLostRequests: Int?
+    /// Replies that came after their requester had given up.
+    public var maxLateReplies: Int?
+    public init(pattern: String, maxDuplicateExecutions: Int? = nil, maxLostRequests: Int? = nil, maxLateReplies: Int? = nil) {
+        self.pattern = pattern
+        self.maxDuplicateExecutions = maxDuplicateExecutions
+        self.maxLostRequests = maxLostRequests
+        self.maxLateReplies = maxLateReplies
     }
 }
 
@@ -403,13 +424,33 @@ struct ExperimentReader {
 
     func checks(_ c: YAMLCursor) throws(ExperimentError) -> ChecksSpec {
         let m = try c.mapping(allowed: ["steady_state_restored", "max_lost_requests", "max_errors", "max_duplicates",
-                                        "max_time_to_recovery"])
+                                        "max_time_to_recovery", "links"])
         var k = ChecksSpec()
         if let v = m.optional("steady_state_restored") { k.steadyStateRestored = try v.bool() }
         if let v = m.optional("max_lost_requests") { k.maxLostRequests = try v.int(min: 0) }
         if let v = m.optional("max_errors") { k.maxErrors = try v.int(min: 0) }
         if let v = m.optional("max_duplicates") { k.maxDuplicates = try v.int(min: 0) }
         if let v = m.optional("max_time_to_recovery") { k.maxTimeToRecovery = try v.duration(positive: true) }
+        if let v = m.optional("links") {
+            guard case .mapping(let links) = v.node else {
+                throw v.fail("expected a mapping of link names (or globs) to checks, e.g. {h-1: {max_duplicate_executions: 1}}")
+            }
+            for (keyNode, value) in links {
+                guard case .scalar(let key) = keyNode, !key.string.isEmpty else {
+                    throw YAMLCursor(node: keyNode, path: v.path, file: v.file).fail("link names must be plain names or globs")
+                }
+                let entry = YAMLCursor(node: value, path: "\(v.path).\(key.string)", file: v.file)
+                let lm = try entry.mapping(allowed: ["max_duplicate_executions", "max_lost_requests", "max_late_replies"])
+                var spec = LinkCheckSpec(pattern: key.string)
+                if let x = lm.optional("max_duplicate_executions") { spec.maxDuplicateExecutions = try x.int(min: 0) }
+                if let x = lm.optional("max_lost_requests") { spec.maxLostRequests = try x.int(min: 0) }
+                if let x = lm.optional("max_late_replies") { spec.maxLateReplies = try x.int(min: 0) }
+                if spec.maxDuplicateExecutions == nil && spec.maxLostRequests == nil && spec.maxLateReplies == nil {
+                    throw entry.fail("needs at least one of max_duplicate_executions, max_lost_requests, max_late_replies")
+                }
+                k.links.append(spec)
+            }
+        }
         return k
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Interposer
 import ScheduleZeroWire
 
 /// The verdict of one check.
@@ -41,10 +42,12 @@ public struct ExperimentReport: Sendable {
     public var journalPath: String?
     public var junitPath: String?
     public var summaryPath: String?
+    /// What each interposed link of the deployment saw during the run.
+    public var links: [LinkSummary]
 
     public init(title: String, file: String, seed: UInt64, plan: [ScheduledFault], faults: [FaultRecord], load: LoadCounters,
                 checks: [CheckResult], elapsed: Duration, journalPath: String? = nil, junitPath: String? = nil,
-                summaryPath: String? = nil) {
+                summaryPath: String? = nil, links: [LinkSummary] = []) {
         self.title = title
         self.file = file
         self.seed = seed
@@ -56,6 +59,7 @@ public struct ExperimentReport: Sendable {
         self.journalPath = journalPath
         self.junitPath = junitPath
         self.summaryPath = summaryPath
+        self.links = links
     }
 
     public var passed: Bool { checks.allSatisfy(\.passed) }
@@ -75,6 +79,16 @@ public struct ExperimentReport: Sendable {
         let l = load
         out.append("requests: \(l.sent) sent, \(l.ok) ok, \(l.retried) retried, \(l.lost) lost, \(l.errorReplies) error replies, "
                    + "\(l.invalidReplies) invalid replies, \(l.mismatched) mismatched, \(l.failed) failed")
+        if !links.isEmpty {
+            out.append("links:")
+            for l in links {
+                func ms(_ x: Double?) -> String { x.map { String(format: "%.2f ms", $0) } ?? "-" }
+                let faults = (l.faulted.merging(l.touched) { $0 + $1 }).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                out.append("  \(l.link): \(l.requests) requests, \(l.delivered) delivered, \(l.lost) lost, \(l.late) late, "
+                           + "\(l.duplicateExecutions) duplicate executions; latency p50 \(ms(l.latency.p50)), p95 \(ms(l.latency.p95)), "
+                           + "p99 \(ms(l.latency.p99)), max \(ms(l.latency.max))" + (faults.isEmpty ? "" : "; faults: " + faults.joined(separator: ", ")))
+            }
+        }
         out.append("checks:")
         for c in checks { out.append("  [\(c.passed ? "PASS" : "FAIL")] \(c.name): \(c.message)") }
         out.append(passed ? "result: every check held" : "result: \(checks.filter { !$0.passed }.count) check(s) failed")
@@ -93,6 +107,15 @@ public struct ExperimentReport: Sendable {
         x += "    <properties>\n"
         x += "      <property name=\"seed\" value=\"\(seed)\"/>\n"
         x += "      <property name=\"file\" value=\"\(Self.escape(file))\"/>\n"
+        for l in links {
+            var props: [(String, String)] = [("requests", "\(l.requests)"), ("lost", "\(l.lost)"), ("late", "\(l.late)"),
+                                             ("duplicate_executions", "\(l.duplicateExecutions)")]
+            for (k, v) in [("latency_p50_ms", l.latency.p50), ("latency_p95_ms", l.latency.p95), ("latency_p99_ms", l.latency.p99),
+                           ("latency_max_ms", l.latency.max)] {
+                if let v { props.append((k, String(format: "%.3f", v))) }
+            }
+            for (k, v) in props { x += "      <property name=\"link.\(Self.escape(l.link)).\(k)\" value=\"\(v)\"/>\n" }
+        }
         x += "    </properties>\n"
         for c in checks {
             x += "    <testcase classname=\"\(Self.escape(suite))\" name=\"\(Self.escape(c.name))\" time=\"\(Self.secs(c.time))\""

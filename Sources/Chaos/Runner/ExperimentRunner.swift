@@ -66,6 +66,8 @@ public final class ExperimentRunner: @unchecked Sendable {
     public let outputDirectory: String
     private let clock = ContinuousClock()
     private let applied = Atomic<Int>(0)
+    /// When the run began, on the wall clock of the link journals.
+    private nonisolated(unsafe) var wallStart = Date()
 
     public init(experiment: Experiment, environment: RunnerEnvironment, seed: UInt64? = nil, outputDirectory: String? = nil) {
         self.experiment = experiment
@@ -160,6 +162,7 @@ public final class ExperimentRunner: @unchecked Sendable {
         let junitPath = (outputDirectory as NSString).appendingPathComponent("junit.xml")
         let summaryPath = (outputDirectory as NSString).appendingPathComponent("summary.txt")
         let start = clock.now
+        wallStart = Date()
         let journal = try Journal(path: journalPath, start: start)
         defer { journal.close() }
 
@@ -292,6 +295,9 @@ public final class ExperimentRunner: @unchecked Sendable {
             checks.append(CheckResult(name: "max_duplicates", passed: counters.mismatched <= max,
                                       message: "\(counters.mismatched) replies answered another request (allowed \(max))"))
         }
+        let links = try await linkSummaries()
+        for l in links { journal.record("link_summary", l.json.objectValue ?? [:]) }
+        checks += Self.linkChecks(experiment.checks.links, links)
         for r in records where r.error == nil && r.fault.index >= 0 {
             let name = "time_to_recovery: \(r.fault.name)#\(r.fault.index)"
             if let limit = experiment.checks.maxTimeToRecovery {
@@ -305,18 +311,58 @@ public final class ExperimentRunner: @unchecked Sendable {
             checks.append(CheckResult(name: "ran", passed: true, message: "the experiment ran; it has no checks"))
         }
         return try finish(plan: plan, records: records, load: counters, checks: checks, start: runStart, journal: journal,
-                          paths: (journalPath, junitPath, summaryPath))
+                          paths: (journalPath, junitPath, summaryPath), links: links)
+    }
+
+    /// What each interposed link of the deployment saw during this run (its journal from the run's start).
+    private func linkSummaries() async throws -> [LinkSummary] {
+        guard let d = experiment.deployment, let driver = environment.deployment else { return [] }
+        let journals = try await driver.linkJournals(d.name)
+        return journals.keys.sorted().map { LinkSummary.read(journals[$0]!, link: $0, since: wallStart) }
+    }
+
+    /// `checks.links`: one check per matching link and allowance; a pattern that matches no link fails.
+    public static func linkChecks(_ specs: [LinkCheckSpec], _ links: [LinkSummary]) -> [CheckResult] {
+        var out: [CheckResult] = []
+        for spec in specs {
+            let hits = links.filter { TargetSelector.matches($0.link, spec.pattern) }
+            guard !hits.isEmpty else {
+                out.append(CheckResult(name: "links: \(spec.pattern)", passed: false,
+                                       message: "no interposed link matches \"\(spec.pattern)\" (links: \(links.map(\.link).joined(separator: ", ")); "
+                                        + "set `interpose: true` in the deployment file)"))
+                continue
+            }
+            for l in hits {
+                func byMethod(_ d: [String: Int]) -> String {
+                    d.isEmpty ? "" : "; by method: " + d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                }
+                if let max = spec.maxDuplicateExecutions {
+                    out.append(CheckResult(name: "link_duplicate_executions: \(l.link)", passed: l.duplicateExecutions <= max,
+                                           message: "\(l.duplicateExecutions) duplicate execution(s) in \(l.requests) requests (allowed \(max))"
+                                            + byMethod(l.duplicatesByMethod)))
+                }
+                if let max = spec.maxLostRequests {
+                    out.append(CheckResult(name: "link_lost_requests: \(l.link)", passed: l.lost <= max,
+                                           message: "\(l.lost) request(s) forwarded and never answered (allowed \(max))" + byMethod(l.lostByMethod)))
+                }
+                if let max = spec.maxLateReplies {
+                    out.append(CheckResult(name: "link_late_replies: \(l.link)", passed: l.late <= max,
+                                           message: "\(l.late) reply(ies) after the requester had gone (allowed \(max))"))
+                }
+            }
+        }
+        return out
     }
 
     private func finish(plan: [ScheduledFault], records: [FaultRecord], load: LoadCounters, checks: [CheckResult],
                         start: ContinuousClock.Instant, journal: Journal,
-                        paths: (journal: String, junit: String, summary: String)) throws -> ExperimentReport {
+                        paths: (journal: String, junit: String, summary: String), links: [LinkSummary] = []) throws -> ExperimentReport {
         for c in checks {
             journal.record("check", ["name": .string(c.name), "passed": .bool(c.passed), "message": .string(c.message)])
         }
         let report = ExperimentReport(title: experiment.title, file: experiment.file, seed: seed, plan: plan, faults: records,
                                       load: load, checks: checks, elapsed: clock.now - start, journalPath: paths.journal,
-                                      junitPath: paths.junit, summaryPath: paths.summary)
+                                      junitPath: paths.junit, summaryPath: paths.summary, links: links)
         journal.record("experiment_end", ["passed": .bool(report.passed), "load": load.json])
         do {
             try report.junitXML.write(toFile: paths.junit, atomically: true, encoding: .utf8)

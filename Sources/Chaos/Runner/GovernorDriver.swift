@@ -6,6 +6,7 @@ import Glibc
 #endif
 import Foundation
 import Governor
+import Interposer
 import MockPeers
 import ScheduleZeroWire
 
@@ -40,6 +41,10 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
     }
 
     public func paths(_ name: String) throws -> DeploymentPaths { try DeploymentPaths(root: root, name: name) }
+
+    public func linkJournals(_ deployment: String) async throws -> [String: String] {
+        LinkSummary.journals(inDeployment: try paths(deployment).directory)
+    }
 
     /// The deployment as its file describes it (loaded once).
     public func deployment(_ name: String) throws -> Deployment {

@@ -12,6 +12,12 @@ public protocol DeploymentDriver: Sendable {
     func targets(_ deployment: String) async throws -> [String]
     /// The REP endpoint of a handler (for load and probes), `nil` when the name is not one.
     func endpoint(of target: String, in deployment: String) async throws -> String?
+    /// The link journals of the deployment's interposed processes, by link name (`links/<name>.jsonl`).
+    func linkJournals(_ deployment: String) async throws -> [String: String]
+}
+
+extension DeploymentDriver {
+    public func linkJournals(_ deployment: String) async throws -> [String: String] { [:] }
 }
 
 /// What a steady-state probe found.
