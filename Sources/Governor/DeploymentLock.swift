@@ -68,6 +68,19 @@ public final class DeploymentLock: Sendable {
 
     public var isHeld: Bool { fd.withLock { $0 >= 0 } }
 
+    /// Whether some process holds the lock file at `path` now (a try-lock that is let go at once). Opened
+    /// read-only and never through a symlink; a missing file is no lock.
+    public static func isHeld(at path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return errno == EWOULDBLOCK
+    }
+
     /// The lock file's mode: owner read and write only.
     public static let fileMode: mode_t = 0o600
 

@@ -31,18 +31,6 @@ struct regression_integration_governor_Hardening {
         return (st.st_mode & S_IFMT, st.st_mode & 0o7777)
     }
 
-    /// Whether someone holds an flock on `path` (tried exclusively without waiting).
-    static func lockIsHeld(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return false
-        }
-        return errno == EWOULDBLOCK
-    }
-
     /// Under `umask 000` the folders and the control socket were world-writable and user `nobody` ran `add`
     /// (and a command as root) through the control endpoint; any user could also share the 0644 lock.
     @Test(.enabled(if: canRunAsNobody, "needs root (to run a client as user nobody), \(setpriv) and \(python) with python3-zmq"))
@@ -123,7 +111,7 @@ struct regression_integration_governor_Hardening {
         try FileManager.default.createDirectory(atPath: d + "/pids", withIntermediateDirectories: true)
         let holder = try TestProcess("/usr/bin/flock", ["-x", d + "/governor.lock", "/bin/sleep", "300"])
         defer { holder.stop() }
-        try await waitUntil("flock to hold the deployment lock") { Self.lockIsHeld(d + "/governor.lock") }
+        try await waitUntil("flock to hold the deployment lock") { DeploymentLock.isHeld(at: d + "/governor.lock") }
         let victim = try TestProcess("/bin/sleep", ["300"])
         defer { victim.stop() }
         let identity = try #require(ProcessIdentity.of(pid: victim.pid))
@@ -144,7 +132,7 @@ struct regression_integration_governor_Hardening {
         try FileManager.default.createDirectory(atPath: d + "/pids", withIntermediateDirectories: true)
         let holder = try TestProcess("/usr/bin/flock", ["-x", d + "/governor.lock", "/bin/sleep", "300"])
         defer { holder.stop() }
-        try await waitUntil("flock to hold the deployment lock") { Self.lockIsHeld(d + "/governor.lock") }
+        try await waitUntil("flock to hold the deployment lock") { DeploymentLock.isHeld(at: d + "/governor.lock") }
         let initIdentity = try #require(ProcessIdentity.of(pid: 1))
         try PidFile.write(PidRecord(identity: initIdentity, name: "governor"), to: d + "/pids/governor.pid")
         defer { PidFile.remove(d + "/pids/governor.pid") }

@@ -62,14 +62,7 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
     /// Whether a governor runs the deployment (this process's or another's).
     public static func isRunning(_ paths: DeploymentPaths) -> Bool {
         if PidFile.verify((paths.pidsDirectory as NSString).appendingPathComponent("governor.pid")).isSafeToSignal { return true }
-        let fd = open((paths.directory as NSString).appendingPathComponent("governor.lock"), O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return false
-        }
-        return errno == EWOULDBLOCK
+        return DeploymentLock.isHeld(at: (paths.directory as NSString).appendingPathComponent("governor.lock"))
     }
 
     public func isRunning(_ deployment: String) async throws -> Bool {
