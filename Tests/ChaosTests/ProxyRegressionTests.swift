@@ -31,9 +31,10 @@ struct regression_integration_zmq_ProxyFaultsOncePerExchange {
         #expect(rig.proxy.stats.delayed == 3, "one delay per exchange, not one per message")
         #expect(rig.proxy.decisions(.request).map(\.delayMs) == [300, 300, 300])
         #expect(rig.proxy.decisions(.reply).allSatisfy { $0.delayMs == nil })
-        // Then what the requester sees: at least D, well under 2D (the best of three, for a loaded machine).
+        // Then what the requester sees: at least D, and under 2D, which two sequential holds of D cannot be
+        // (the best of three, so a loaded machine's scheduling delays do not count).
         #expect(latencies.allSatisfy { $0 >= 299 }, "\(latencies)")
-        #expect(latencies.min()! < 550, "a 300 ms delay seen as \(latencies) ms: applied twice?")
+        #expect(latencies.min()! < 600, "a 300 ms delay seen as \(latencies) ms: applied twice?")
     }
 
     @Test func defaultDirectionDropLosesAboutPOfTheExchangesNotThreeQuarters() async throws {

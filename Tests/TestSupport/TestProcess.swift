@@ -197,10 +197,15 @@ public final class TestProcess: @unchecked Sendable {
         return .signaled(st & 0x7f)
     }
 
-    /// Waits for the child to end, with a deadline (it is not killed on timeout: `stop()` does that).
+    /// Waits for the child to end, with a deadline (it is not killed on timeout: `stop()` does that), and
+    /// then, for up to `outputGrace`, until its output is read to the end: the reader threads get the last
+    /// lines a moment after the exit, and tests that read `lines` right after `waitExit` missed them on a
+    /// loaded machine (szchaos's last line, szmock call's reply). Output a descendant still holds open is not
+    /// waited for past the grace.
     @discardableResult
-    public func waitExit(timeout: Duration = .seconds(10)) async throws -> ExitStatus {
+    public func waitExit(timeout: Duration = .seconds(10), outputGrace: Duration = .seconds(10)) async throws -> ExitStatus {
         try await waitUntil("exit of \(executable) (pid \(pid))", timeout: timeout) { self.exitStatus != nil }
+        try? await waitUntil("the output of \(executable) (pid \(pid)) to end", timeout: outputGrace) { self.outputClosed }
         return exitStatus!
     }
 
