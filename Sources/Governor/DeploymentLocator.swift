@@ -7,6 +7,8 @@
 //                      (.build/<triple>/debug/szgovernor -> the folder holding Package.swift)
 //   ${SZMOCK}:         $SZMOCK when set, else `szmock` next to the running executable (this build)
 //   ${BIN_DIR}:        the running executable's folder
+//   ${PACKAGE_DIR}:    the package root of the running executable (the nearest folder at or above
+//                      ${BIN_DIR} holding Package.swift); not defined for an executable outside a package
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -106,10 +108,12 @@ public enum BuildVariables {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().path
     }
 
-    /// `SZMOCK` (env override, else `<executableDirectory>/szmock`) and `BIN_DIR`.
+    /// `SZMOCK` (env override, else `<executableDirectory>/szmock`), `BIN_DIR` and, when the executable sits
+    /// inside a package (`.build/...`), `PACKAGE_DIR`.
     public static func variables(executableDirectory: String = executableDirectory(),
                                  environment: [String: String] = Foundation.ProcessInfo.processInfo.environment) -> [String: String] {
         var vars = ["BIN_DIR": executableDirectory]
+        if let package = DeploymentLocator.packageRoot(from: executableDirectory) { vars["PACKAGE_DIR"] = package }
         if let s = environment["SZMOCK"], !s.isEmpty {
             vars["SZMOCK"] = s
         } else {

@@ -19,6 +19,13 @@ public enum EndpointPreflight {
                 throw GovernorError.invalidConfig("deployment \"\(deployment.name)\": \(config.id) and \(other) both use \(endpoint)")
             }
             seen[key] = config.id
+            if let priv = config.interposer?.privateEndpoint, let (ph, pp) = tcpHostPort(priv) {
+                if let other = seen["\(ph):\(pp)"] ?? seen["\(host):\(pp)"] {
+                    throw GovernorError.invalidConfig("deployment \"\(deployment.name)\": \(config.id)'s private endpoint \(priv) "
+                        + "collides with \(other)'s endpoint: give it interpose.private_port_base")
+                }
+                seen["\(ph):\(pp)"] = config.id + " (private)"
+            }
             if let reason = portInUse(host: host, port: port) {
                 throw GovernorError.invalidConfig(
                     "deployment \"\(deployment.name)\": \(config.id)'s endpoint \(endpoint) is already in use (\(reason)): "

@@ -265,8 +265,18 @@ public actor ManagedProcess {
             context.latency.addReady((ContinuousClock.now - exitAt).msDouble)
             unexpectedExitAt = nil
         }
+        refreshPidFile(of: child)
         context.events.record(name, .ready, pid: child.pid)
         startLiveness(for: child)
+    }
+
+    /// A wrapper that execs (`sh -c '... exec python3 ...'`) runs another executable once ready than at spawn,
+    /// in the same process (same PID and start time). The PID file must name what runs now, or every verifier
+    /// (szchaos, the orphan cleanup of the next `up` and `down`) refuses the process as forged.
+    private func refreshPidFile(of child: ChildProcess) {
+        guard let spawned = child.identity, let now = ProcessIdentity.of(pid: child.pid),
+              now.startTime == spawned.startTime, now.executable != spawned.executable else { return }
+        try? PidFile.write(PidRecord(identity: now, name: name, extra: context.pidFileExtra), to: context.pidFilePath)
     }
 
     private func waitForReadiness(of child: ChildProcess) async throws {

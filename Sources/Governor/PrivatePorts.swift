@@ -2,9 +2,10 @@
 import Synchronization
 
 enum PrivatePorts {
-    /// Below Linux's ephemeral range (32768-60999 by default), where outgoing connections take their ports:
-    /// a reconnecting client could otherwise take a private port before its process binds it.
-    static let range = 20_000..<32_000
+    /// Well below Linux's ephemeral range (32768-60999 by default), where outgoing connections take their
+    /// ports (a reconnecting client could otherwise take a private port before its process binds it), and
+    /// below the 12000 ports under it that the test suite hands out (TestSupport's freeTCPPort).
+    static let range = 10_000..<20_000
     private static let taken = Mutex<Set<Int>>([])
     private static let cursor = Mutex<Int>(Int.random(in: range))
 

@@ -15,6 +15,7 @@ final class CLIHarness: Sendable {
     let tracker = ProcessTracker()
     let szgovernor = builtExecutable("szgovernor")
     let szmock = builtExecutable("szmock")
+    let szchaosExecutable = builtExecutable("szchaos")
 
     var root: String { dir.file("d") }
 
@@ -35,8 +36,8 @@ final class CLIHarness: Sendable {
     /// Runs `szgovernor ARGS --root ROOT` to its end (deadline `timeout`), `environment` added to ours.
     @discardableResult
     func run(_ args: [String], root: Bool = true, timeout: Duration = .seconds(90),
-             environment: [String: String] = [:]) async throws -> Run {
-        let p = try TestProcess(szgovernor, args + (root ? ["--root", self.root] : []), environment: environment)
+             environment: [String: String] = [:], executable: String? = nil) async throws -> Run {
+        let p = try TestProcess(executable ?? szgovernor, args + (root ? ["--root", self.root] : []), environment: environment)
         defer { p.stop() }
         let status = try await p.waitExit(timeout: timeout)
         // The pipes' reader threads finish just after the exit: wait until the output stops growing.
@@ -48,6 +49,12 @@ final class CLIHarness: Sendable {
         }
         track()
         return Run(status: status, stdout: p.lines.joined(separator: "\n"), stderr: p.stderrText)
+    }
+
+    /// `szchaos ARGS --deployment D --root ROOT` to its end (the real fault injector against this root).
+    @discardableResult
+    func szchaos(_ args: [String], deployment d: String, timeout: Duration = .seconds(30)) async throws -> Run {
+        try await run(args + ["--deployment", d], timeout: timeout, executable: szchaosExecutable)
     }
 
     /// A foreground `szgovernor up` (the caller signals and reaps it).

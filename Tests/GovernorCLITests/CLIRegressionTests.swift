@@ -264,4 +264,32 @@ struct regression_integration_governor_CLICatalogue {
         #expect(h.pidFiles("plain").isEmpty)
         try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
     }
+
+    /// foreign.yaml's `sh -c '... exec python3 ...'`: the PID file kept the executable at spawn (dash), so
+    /// every verifier saw "PID reused or file forged" and `szchaos` refused every fault on the process.
+    @Test func processThatExecsFromAShellWrapperStaysVerifiable() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        let file = try h.writeDeployment("wrapped", """
+            deployment: wrapped
+            handlers:
+              - id: s
+                endpoint: "ipc://${RUN_DIR}/${NAME}.sock"
+                command: ["/bin/sh", "-c", "exec \\"$0\\" handler --id s --bind \\"$1\\"", "${SZMOCK}", "${ENDPOINT}"]
+                readiness: ping
+                stop_timeout: 2s
+            """)
+        try await h.up("wrapped", file: file)
+        let record = try PidFile.read(h.deploymentDir("wrapped") + "/pids/s.pid")
+        let szmock = URL(fileURLWithPath: h.szmock).resolvingSymlinksInPath().path
+        #expect(record.executable == szmock, "the PID file names what runs: \(record)")
+        #expect(PidFile.verify(record).isSafeToSignal, "\(PidFile.verify(record))")
+        let kill9 = try await h.szchaos(["kill", "s"], deployment: "wrapped")
+        #expect(kill9.ok, "\(kill9)")
+        // No throw before `down` (a failure here must not leave the deployment's cgroup behind).
+        let killed = (try? await waitUntil("szchaos killed it", timeout: .seconds(10)) { !LiveProcess.isAlive(record.pid) }) != nil
+        #expect(killed, "szchaos killed it")
+        try await h.run(["down", "--deployment", "wrapped"])
+        try await waitUntil("everything to be gone") { h.tracker.alive.isEmpty }
+    }
 }

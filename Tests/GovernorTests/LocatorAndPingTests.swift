@@ -56,6 +56,19 @@ struct unit_governor_LocatorAndReadiness {
         #expect(throws: GovernorError.self) { try BuildVariables.expand("${C}", ["A": "1"]) }
     }
 
+    /// `${PACKAGE_DIR}`: the package root above the executable (foreign.yaml finds the peers there), and
+    /// no such variable for an executable outside any package.
+    @Test func packageDirIsThePackageRootAboveTheExecutable() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try dir.write("// swift-tools-version:6.0\n", to: "Package.swift")
+            let bin = dir.file(".build/x86_64-unknown-linux-gnu/debug")
+            try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+            let root = URL(fileURLWithPath: dir.file(".")).standardized.path
+            #expect(BuildVariables.variables(executableDirectory: bin, environment: [:])["PACKAGE_DIR"] == root)
+        }
+        #expect(BuildVariables.variables(executableDirectory: "/usr/bin", environment: [:])["PACKAGE_DIR"] == nil)
+    }
+
     @Test func replicaOverridesScaleASpec() throws {
         let d = try DeploymentFile.load(path: FixturePaths.deployment("ci").path, variables: ["SZMOCK": "/b/szmock"],
                                         deploymentsRoot: "/d", replicas: ["h": 5])

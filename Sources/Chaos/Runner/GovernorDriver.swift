@@ -33,12 +33,7 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
     }
 
     /// `SZMOCK` (env `SZMOCK`, else `szmock` next to the running executable) and `BIN_DIR`.
-    public static func defaultVariables() -> [String: String] {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let bin = (exe as NSString).deletingLastPathComponent
-        let env = ProcessInfo.processInfo.environment
-        return ["SZMOCK": env["SZMOCK"].flatMap { $0.isEmpty ? nil : $0 } ?? bin + "/szmock", "BIN_DIR": bin]
-    }
+    public static func defaultVariables() -> [String: String] { BuildVariables.variables() }
 
     public func paths(_ name: String) throws -> DeploymentPaths { try DeploymentPaths(root: root, name: name) }
 
