@@ -87,6 +87,15 @@ struct unit_FaultSchedule {
 
 @Suite(.tags(.unit), .leakChecked)
 struct unit_ExperimentYAML {
+    @Test func everyExperimentFixtureReads() throws {
+        let folder = Fixtures.path("experiments")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".yaml") }
+        #expect(files.count >= 3)
+        for f in files { _ = try Experiment.load(file: folder + "/" + f) }
+        let drop = try Experiment.load(file: folder + "/job-link-drop.yaml")
+        #expect(drop.checks.links.map(\.pattern) == ["h-1"] && drop.checks.links.first?.maxDuplicateExecutions == 1)
+    }
+
     @Test func smokeFixtureReads() throws {
         let e = try Experiment.load(file: Fixtures.path("experiments/smoke.yaml"))
         #expect(e.title == "smoke" && e.duration == .seconds(20) && e.duration < .seconds(30))
