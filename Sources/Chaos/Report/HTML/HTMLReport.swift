@@ -136,7 +136,10 @@ public enum HTMLReport {
             for p in processes {
                 body += label(p, y: y + 12)
                 body += "<line class=\"lane\" x1=\"\(n(x0))\" x2=\"\(n(x1))\" y1=\"\(n(y + 9))\" y2=\"\(n(y + 9))\"/>"
-                for g in run.governor where g.process == p {
+                // Exits last, so a restart at the same moment does not hide them.
+                let exits: Set<String> = ["exited", "fatal", "start_failed"]
+                let mine = run.governor.filter { $0.process == p }
+                for g in mine.filter({ !exits.contains($0.event) }) + mine.filter({ exits.contains($0.event) }) {
                     let gx = ts.x(g.t)
                     body += "<g class=\"gov g-\(esc(g.event))\" data-event=\"\(esc(g.event))\" data-process=\"\(esc(p))\" data-t=\"\(n3(g.t))\">"
                         + "<title>\(n3(g.t)) s \(esc(p)) \(esc(g.event))" + (g.pid.map { " pid \($0)" } ?? "") + (g.detail.map { ": " + esc($0) } ?? "")

@@ -220,12 +220,8 @@ public struct RunData: Sendable {
         end = Swift.max(end, governor.map(\.t).max() ?? 0)
     }
 
-    /// The load's targets, in the order they first appear.
-    public var targets: [String] {
-        var seen = Set<String>(), out: [String] = []
-        for q in requests where seen.insert(q.target).inserted { out.append(q.target) }
-        return out
-    }
+    /// The load's targets, by name.
+    public var targets: [String] { Set(requests.map(\.target)).sorted() }
 
     /// Per-target latency percentiles (every request, whatever its outcome) and counts by outcome.
     public func latency(of target: String?) -> LinkSummary.Percentiles {
