@@ -73,3 +73,36 @@ struct integration_HTMLReportBrowser {
         #expect(figures[1] > 16, "only \(figures[1]) different byte values")
     }
 }
+
+@Suite(.tags(.integration), .leakChecked)
+struct integration_SZChaosReportCommand {
+    @Test func reportComparesRunsAndNamesADirectoryWithoutAJournal() async throws {
+        let dir = TemporaryDirectory(prefix: "sz-report-cli")
+        defer { dir.remove() }
+        for (name, fails) in [("a", 100), ("b", 20)] {
+            try FileManager.default.createDirectory(atPath: dir.file(name), withIntermediateDirectories: true)
+            try syntheticJournal(requests: 300, failEvery: fails).write(toFile: dir.file(name) + "/journal.jsonl", atomically: true, encoding: .utf8)
+        }
+        let out = dir.file("cmp.html")
+        let p = try TestProcess(builtExecutable("szchaos"), ["report", dir.file("a"), dir.file("b"), "--output", out])
+        defer { p.stop() }
+        #expect(try await p.waitExit(timeout: .seconds(30)) == .exited(0), "\(p.stderrText)")
+        try await waitUntil("szchaos report's output", timeout: .seconds(5)) { p.outputClosed }
+        #expect(p.lines == ["comparison: \(out)"])
+        let html = try String(contentsOfFile: out, encoding: .utf8)
+        #expect(html.contains("#1 a") && html.contains("#2 b"))
+        #expect(occurrences("class=\"trend-point", in: html) == 2 * ComparisonReport.metrics.count)
+
+        // One directory: its report.html again.
+        let one = try TestProcess(builtExecutable("szchaos"), ["report", dir.file("a")])
+        defer { one.stop() }
+        #expect(try await one.waitExit(timeout: .seconds(30)) == .exited(0), "\(one.stderrText)")
+        #expect(FileManager.default.fileExists(atPath: dir.file("a") + "/report.html"))
+
+        let bad = try TestProcess(builtExecutable("szchaos"), ["report", dir.file("a"), dir.file("nothing-here")])
+        defer { bad.stop() }
+        #expect(try await bad.waitExit(timeout: .seconds(30)) == .exited(1))
+        try await waitUntil("szchaos report's error", timeout: .seconds(5)) { bad.outputClosed }
+        #expect(bad.stderrText.contains("\(dir.file("nothing-here")): no journal.jsonl"), "\(bad.stderrText)")
+    }
+}
