@@ -91,7 +91,9 @@ public enum ComparisonReport {
         s.open(width: w, height: hgt, id: "trend-" + m.id)
         s.raw("<text class=\"head\" x=\"\(HTMLReport.n(l))\" y=\"15\">\(HTMLReport.esc(m.title))</text>")
         s.raw("<line class=\"axis\" x1=\"\(l)\" x2=\"\(w - r)\" y1=\"\(hgt - b)\" y2=\"\(hgt - b)\"/><line class=\"axis\" x1=\"\(l)\" x2=\"\(l)\" y1=\"\(t)\" y2=\"\(hgt - b)\"/>")
-        for v in [0, top / 2, top] {
+        // The middle tick only where it reads differently from the ends (not "0" between 0 and 1).
+        let ticks = Set([m.format(0), m.format(top)]).contains(m.format(top / 2)) ? [0, top] : [0, top / 2, top]
+        for v in ticks {
             s.raw("<text class=\"tick\" x=\"\(l - 4)\" y=\"\(HTMLReport.n(y(v) + 4))\" text-anchor=\"end\">\(HTMLReport.esc(m.format(v)))</text>")
         }
         let pts = values.enumerated().compactMap { i, v in v.map { (i, $0) } }

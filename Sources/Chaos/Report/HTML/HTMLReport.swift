@@ -186,7 +186,7 @@ public enum HTMLReport {
         var byTarget: [String: [RunData.Request]] = [:]
         for q in run.requests { byTarget[q.target, default: []].append(q) }
         for target in targets {
-            y += 10
+            y += 22
             let top = y, bottom = y + panelH
             func ly(_ v: Double) -> Double {
                 let c = Swift.min(Swift.max(v, lo), hi)
@@ -194,7 +194,7 @@ public enum HTMLReport {
             }
             body += "<g class=\"latency-panel\" data-target=\"\(esc(target))\">"
             body += "<rect class=\"panel\" x=\"\(n(x0))\" y=\"\(n(top))\" width=\"\(n(layout.plotWidth))\" height=\"\(n(panelH))\"/>"
-            body += label("\(target) latency", y: top + 12, bold: true)
+            body += label("\(target): latency (log)", y: top - 6, bold: true)
             var d = lo
             while d <= hi * 1.0001 {
                 let yy = ly(d)
