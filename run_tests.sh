@@ -48,7 +48,7 @@ done
 if ! [[ "$repeat" =~ ^[1-9][0-9]*$ ]]; then echo "run_tests.sh: --repeat takes a positive count, not '$repeat'" >&2; exit 2; fi
 
 # --- What the project needs on the machine --------------------------------------------------------
-scripts/install-deps.sh || { echo "run_tests.sh: could not install the system packages" >&2; exit 1; }
+scripts/install-deps.sh "$mode" || { echo "run_tests.sh: could not install the system packages" >&2; exit 1; }
 
 # --- Selection ---------------------------------------------------------------------------------------
 # A tag token is a lowercase word followed by `_` at the start of a suite or function name.

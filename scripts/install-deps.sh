@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the project needs from Debian: libzmq (headers and pkg-config file) and Debian's pyzmq
-# (for /usr/bin/python3, used by the interop tests). Does nothing when both are there already.
+# (for /usr/bin/python3, used by the interop tests). Does nothing when they are there already.
+#   scripts/install-deps.sh [MODE]
+# MODE is run_tests.sh's mode: `slow` and `all` also install Debian's chromium, for the test that opens an
+# experiment's HTML report in a headless browser (the other modes do not run it).
 set -euo pipefail
+mode="${1:-}"
 need=()
 pkg-config --exists libzmq 2>/dev/null || need+=(libzmq3-dev)
 /usr/bin/python3 -c 'import zmq' 2>/dev/null || need+=(python3-zmq)
+case "$mode" in
+  slow|all) command -v chromium >/dev/null 2>&1 || need+=(chromium) ;;
+esac
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "==> installing ${need[*]}"
 SUDO=""

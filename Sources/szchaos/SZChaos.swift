@@ -17,7 +17,7 @@ struct SZChaos: AsyncParsableCommand {
         not be applied), 2 usage.
         """,
         subcommands: [KillRandom.self, Kill.self, Pause.self, SignalCommand.self, DropReplies.self, Delay.self, ForceEFSM.self,
-                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Proxy.self, Run.self]
+                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Proxy.self, Run.self, ReportCommand.self]
     )
 }
 
@@ -244,6 +244,7 @@ struct Run: AsyncParsableCommand {
         let env = RunnerEnvironment(deployment: driver, actuators: [fleet.actuator] + actuators, endpoints: fleet.endpoints,
                                     progress: ProgressReporter())
         let runner = ExperimentRunner(experiment: exp, environment: env, seed: seed, outputDirectory: output)
+        runner.command = ExperimentRunner.reproduceCommand(file: experiment, seed: seed, output: output, root: root, deploymentFile: file)
         let report: ExperimentReport
         do {
             report = try await runner.run()
@@ -253,6 +254,9 @@ struct Run: AsyncParsableCommand {
             throw Failure("szchaos run: \(error)")
         }
         print(report.summary, terminator: "")
+        do { print("report: \(try HTMLReport.write(directory: runner.outputDirectory))") } catch {
+            FileHandle.standardError.write(Data("szchaos run: no HTML report: \(error)\n".utf8))
+        }
         fflush(nil)
         if !report.passed { throw ExitCode(1) }
     }

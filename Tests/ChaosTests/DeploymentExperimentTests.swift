@@ -67,6 +67,14 @@ struct integration_zmq_governor_DeploymentExperiments {
             #expect(!GovernorDeploymentDriver.isRunning(rig.paths))
             #expect(rig.tracker.alive.isEmpty, "every process the governor started is gone")
             #expect(FileManager.default.fileExists(atPath: rig.dir.path + "/out/junit.xml"))
+            // The governor's events of the run's window beside the journal, and the HTML report draws them.
+            let events = try String(contentsOfFile: rig.dir.path + "/out/events.jsonl", encoding: .utf8)
+            #expect(events.contains("\"exited\"") && events.contains("\"spawned\""), "\(events)")
+            let html = try String(contentsOfFile: try HTMLReport.write(directory: rig.dir.path + "/out"), encoding: .utf8)
+            #expect(html.contains("data-event=\"exited\""))
+            #expect(occurrences("class=\"fault-window\"", in: html) == 3)
+            #expect(occurrences("class=\"recovery\"", in: html) == 3)
+            #expect(html.contains("data-passed=\"true\">PASSED"))
         }
     }
 

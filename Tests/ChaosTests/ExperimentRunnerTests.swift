@@ -251,6 +251,11 @@ struct integration_zmq_SZChaosCommand {
         #expect(child.text.get().contains("seed: 3") && child.text.get().contains("result: every check held"))
         #expect(FileManager.default.fileExists(atPath: folder.file("out/journal.jsonl")))
         #expect(FileManager.default.fileExists(atPath: folder.file("out/junit.xml")))
+        // The HTML report beside them, its path printed; a proxy-only run has no governor events.
+        #expect(child.text.get().contains("report: out/report.html\n"), "\(child.text.get())")
+        let html = try String(contentsOfFile: folder.file("out/report.html"), encoding: .utf8)
+        #expect(html.contains("data-passed=\"true\">PASSED") && html.contains("--seed 3</code>"))
+        #expect(!FileManager.default.fileExists(atPath: folder.file("out/events.jsonl")))
         let bad = try Child(["run", Fixtures.path("bad/experiments/unknown-kind.yaml")])
         #expect(try await bad.waitExit() == 1)
         #expect(bad.stderr.contains("unknown-kind.yaml:9:11: faults[0].kind"))

@@ -67,7 +67,9 @@ public final class ExperimentRunner: @unchecked Sendable {
     private let clock = ContinuousClock()
     private let applied = Atomic<Int>(0)
     /// When the run began, on the wall clock of the link journals.
-    private nonisolated(unsafe) var wallStart = Date()
+    nonisolated(unsafe) var wallStart = Date()
+    /// The command that reproduces the run, for the journal and the HTML report; `nil`: `szchaos run FILE --seed S --output DIR`.
+    public nonisolated(unsafe) var command: String?
 
     public init(experiment: Experiment, environment: RunnerEnvironment, seed: UInt64? = nil, outputDirectory: String? = nil) {
         self.experiment = experiment
@@ -182,6 +184,7 @@ public final class ExperimentRunner: @unchecked Sendable {
         do {
             let report = try await runStarted(start: start, journal: journal, paths: (journalPath, junitPath, summaryPath))
             await stopDeployment(if: startedDeployment, journal: journal)
+            await copyDeploymentEvents()
             return report
         } catch {
             await stopDeployment(if: startedDeployment, journal: journal)
@@ -215,6 +218,7 @@ public final class ExperimentRunner: @unchecked Sendable {
         journal.record("experiment_start", [
             "title": .string(experiment.title), "file": .string(experiment.file), "seed": .string(String(seed)),
             "duration_ms": .int(Int64(experiment.duration.wholeMilliseconds)), "plan": .array(plan.map(\.json)),
+            "wall_start": .double(wallStart.timeIntervalSince1970), "command": .string(command ?? reproduceCommand()),
         ])
         environment.progress?.note("szchaos: \(experiment.title): seed \(seed), \(plan.count) fault(s) planned over \(experiment.duration.millisText)")
 

@@ -41,6 +41,10 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
         LinkSummary.journals(inDeployment: try paths(deployment).directory)
     }
 
+    public func eventLog(_ deployment: String) async throws -> String? {
+        (try paths(deployment).directory as NSString).appendingPathComponent("events.jsonl")
+    }
+
     /// The deployment as its file describes it (loaded once).
     public func deployment(_ name: String) throws -> Deployment {
         if let d = lock.with({ loaded[name] }) { return d }

@@ -14,10 +14,13 @@ public protocol DeploymentDriver: Sendable {
     func endpoint(of target: String, in deployment: String) async throws -> String?
     /// The link journals of the deployment's interposed processes, by link name (`links/<name>.jsonl`).
     func linkJournals(_ deployment: String) async throws -> [String: String]
+    /// The governor's event log of the deployment (`<root>/<deployment>/events.jsonl`), `nil` when it has none.
+    func eventLog(_ deployment: String) async throws -> String?
 }
 
 extension DeploymentDriver {
     public func linkJournals(_ deployment: String) async throws -> [String: String] { [:] }
+    public func eventLog(_ deployment: String) async throws -> String? { nil }
 }
 
 /// What a steady-state probe found.
