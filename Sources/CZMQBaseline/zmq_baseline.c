@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "zmq_baseline.h"
 #include <pthread.h>
 #include <stdlib.h>
@@ -234,6 +235,7 @@ szb_hop *szb_hop_start(const char *front, const char *upstream, char *bound, int
     size_t len = (size_t)bound_len;
     zmq_getsockopt(h->front, ZMQ_LAST_ENDPOINT, bound, &len);
     pthread_create(&h->thread, NULL, hop_loop, h);
+    pthread_setname_np(h->thread, "szb-hop");
     return h;
 }
 

@@ -51,20 +51,24 @@ struct InterposerBench: ParsableCommand {
         }
         defer { _ = szb_echo_stop(server) }
         let upstream = Self.string(bound)
+        var cpu = ThreadCPU()
         guard let hop = szb_hop_start(endpoint(t, dir, "hop"), upstream, &bound, Int32(bound.count)) else {
             throw ValidationError("cannot start the C zmq_proxy hop on \(t)")
         }
         defer { szb_hop_stop(hop) }
         let hopEndpoint = Self.string(bound)
+        cpu.claim("hop")
         // As the governor runs it (ProcessGovernor.startLink): journal in the folder, a control endpoint.
         let journal = "\(dir)/links/bench.jsonl"
         let withJournal = try ChaosProxy(ChaosProxyConfiguration(
             listen: endpoint(t, dir, "ipx-j"), upstream: upstream, control: "ipc://\(dir)/ctl-j", seed: 1,
-            name: "bench", journalPath: journal))
+            name: "pj", journalPath: journal))
         defer { withJournal.stop() }
+        cpu.claim("pj")
         let noJournal = try ChaosProxy(ChaosProxyConfiguration(
-            listen: endpoint(t, dir, "ipx-n"), upstream: upstream, control: "ipc://\(dir)/ctl-n", seed: 1, name: "bench-nj"))
+            listen: endpoint(t, dir, "ipx-n"), upstream: upstream, control: "ipc://\(dir)/ctl-n", seed: 1, name: "pn"))
         defer { noJournal.stop() }
+        cpu.claim("pn")
 
         let labels = ["no hop: C REQ -> C REP (floor)", "C zmq_proxy hop (baseline)", "ChaosProxy, journal on (governor)", "ChaosProxy, journal off"]
         let endpoints = [upstream, hopEndpoint, withJournal.listenEndpoint, noJournal.listenEndpoint]
@@ -77,6 +81,7 @@ struct InterposerBench: ParsableCommand {
         }
 
         var samples = [[Double]](repeating: [], count: clients.count)
+        let cpu0 = cpu.nanoseconds()
         let chunks = iterations / chunk
         for _ in 0..<rounds {
             var ns = [Int64](repeating: 0, count: clients.count)
@@ -92,6 +97,9 @@ struct InterposerBench: ParsableCommand {
             for p in 0..<clients.count { samples[p].append(Double(ns[p]) / Double(chunks * chunk) / 1000) }
         }
 
+        let cpu1 = cpu.nanoseconds()
+        let exchanges = Double(rounds * chunks * chunk)
+        func cpuPerExchange(_ owner: String) -> Double { Double((cpu1[owner] ?? 0) - (cpu0[owner] ?? 0)) / exchanges / 1000 }
         let m = samples.map(Measure.median)
         func ratios(_ a: Int, _ b: Int) -> (Double, Double, Double) {
             let r = zip(samples[a], samples[b]).map { $0 / $1 }
@@ -105,11 +113,49 @@ struct InterposerBench: ParsableCommand {
             let (r, lo, hi) = ratios(p, 1)
             Measure.row(labels[p], Measure.fmt(m[p]), "us  \(Measure.fmt(r, 3))x zmq_proxy hop (rounds \(Measure.fmt(lo, 2))-\(Measure.fmt(hi, 2)))  \(Measure.verdict(r, goal: 1.05)); adds \(Measure.fmt(m[p] - m[0])) us")
         }
+        let hopCPU = cpuPerExchange("hop")
+        Measure.row("CPU per exchange, zmq_proxy hop (its threads)", Measure.fmt(hopCPU, 2), "us  (thread CPU time, I/O threads included: steadier than wall time)")
+        for (owner, label) in [("pj", "journal on"), ("pn", "journal off")] {
+            let c = cpuPerExchange(owner)
+            Measure.row("CPU per exchange, ChaosProxy \(label)", Measure.fmt(c, 2), "us  \(Measure.fmt(c / hopCPU, 2))x zmq_proxy hop")
+        }
         for c in clients { szb_client_close(c) }
         clients.removeAll()
         withJournal.stop()
         let counters = withJournal.linkCounters
         let lines = (try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n").count ?? 0
         print("  journal: \(lines) lines; link requests \(counters.requests), delivered \(counters.delivered), lost \(counters.lost), duplicate executions \(counters.duplicateExecutions)")
+    }
+}
+
+/// CPU time of groups of threads of this process (Linux: each thread's CPU clock, `clock_gettime` on the
+/// clock id made from its tid, nanoseconds). `claim` gives every thread that appeared since the last claim to
+/// one owner: start a component, then claim its threads (its own and its libzmq context's I/O and reaper).
+struct ThreadCPU {
+    private var owner: [Int32: String] = [:]
+    private var seen: Set<Int32>
+
+    init() { seen = Set(Self.tids()) }
+
+    static func tids() -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []).compactMap { Int32($0) }
+    }
+
+    mutating func claim(_ name: String) {
+        for t in Self.tids() where !seen.contains(t) {
+            seen.insert(t)
+            owner[t] = name
+        }
+    }
+
+    func nanoseconds() -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        for (t, name) in owner {
+            var ts = timespec()
+            // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) of the kernel's posix-cpu-timers.
+            guard clock_gettime(clockid_t((~t) << 3 | 6), &ts) == 0 else { continue }
+            out[name, default: 0] += Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+        }
+        return out
     }
 }
