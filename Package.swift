@@ -64,7 +64,7 @@ let package = Package(
         // Benchmarks: raw libzmq from C as the baseline, and the executable that prints ratios against it.
         .target(name: "CZMQBaseline", dependencies: ["CZeroMQ"], linkerSettings: [.linkedLibrary("zmq")]),
         .executableTarget(name: "szbench", dependencies: [
-            "CZMQBaseline", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "Governor",
+            "CZMQBaseline", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "Governor", "Interposer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "zmq_baseline.h"
 #include <pthread.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@ struct szb_echo_server {
     pthread_t thread;
     volatile int stop;
     uint64_t answered;
+    char *reply;      /* NULL: echo the request */
+    size_t reply_len;
 };
 
 static int64_t now_ns(void) {
@@ -27,15 +30,29 @@ static void *echo_loop(void *arg) {
         if (zmq_poll(&item, 1, 20) <= 0) continue;
         zmq_msg_init(&msg);
         if (zmq_msg_recv(&msg, s->sock, 0) < 0) { zmq_msg_close(&msg); continue; }
-        zmq_msg_send(&msg, s->sock, 0); /* takes ownership on success */
-        zmq_msg_close(&msg);
+        if (s->reply) {
+            zmq_msg_close(&msg);
+            zmq_send(s->sock, s->reply, s->reply_len, 0);
+        } else {
+            zmq_msg_send(&msg, s->sock, 0); /* takes ownership on success */
+            zmq_msg_close(&msg);
+        }
         s->answered++;
     }
     return NULL;
 }
 
 szb_echo_server *szb_echo_start(const char *endpoint, char *bound, int bound_len) {
+    return szb_reply_start(endpoint, NULL, bound, bound_len);
+}
+
+szb_echo_server *szb_reply_start(const char *endpoint, const char *reply, char *bound, int bound_len) {
     szb_echo_server *s = calloc(1, sizeof *s);
+    if (reply) {
+        s->reply_len = strlen(reply);
+        s->reply = malloc(s->reply_len + 1);
+        memcpy(s->reply, reply, s->reply_len + 1);
+    }
     s->ctx = zmq_ctx_new();
     s->sock = zmq_socket(s->ctx, ZMQ_REP);
     int linger = 0;
@@ -43,6 +60,7 @@ szb_echo_server *szb_echo_start(const char *endpoint, char *bound, int bound_len
     if (zmq_bind(s->sock, endpoint) != 0) {
         zmq_close(s->sock);
         zmq_ctx_term(s->ctx);
+        free(s->reply);
         free(s);
         return NULL;
     }
@@ -59,6 +77,7 @@ uint64_t szb_echo_stop(szb_echo_server *s) {
     zmq_close(s->sock);
     zmq_ctx_term(s->ctx);
     uint64_t n = s->answered;
+    free(s->reply);
     free(s);
     return n;
 }
@@ -183,4 +202,49 @@ void szb_client_close(szb_client *c) {
     zmq_close(c->sock);
     zmq_ctx_term(c->ctx);
     free(c);
+}
+
+struct szb_hop {
+    void *ctx;
+    void *front;
+    void *back;
+    pthread_t thread;
+};
+
+static void *hop_loop(void *arg) {
+    szb_hop *h = arg;
+    zmq_proxy(h->front, h->back, NULL); /* returns when the context is shut down */
+    return NULL;
+}
+
+szb_hop *szb_hop_start(const char *front, const char *upstream, char *bound, int bound_len) {
+    szb_hop *h = calloc(1, sizeof *h);
+    h->ctx = zmq_ctx_new();
+    h->front = zmq_socket(h->ctx, ZMQ_ROUTER);
+    h->back = zmq_socket(h->ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(h->front, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(h->back, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(h->front, front) != 0 || zmq_connect(h->back, upstream) != 0) {
+        zmq_close(h->front);
+        zmq_close(h->back);
+        zmq_ctx_term(h->ctx);
+        free(h);
+        return NULL;
+    }
+    size_t len = (size_t)bound_len;
+    zmq_getsockopt(h->front, ZMQ_LAST_ENDPOINT, bound, &len);
+    pthread_create(&h->thread, NULL, hop_loop, h);
+    pthread_setname_np(h->thread, "szb-hop");
+    return h;
+}
+
+void szb_hop_stop(szb_hop *h) {
+    if (!h) return;
+    zmq_ctx_shutdown(h->ctx);
+    pthread_join(h->thread, NULL);
+    zmq_close(h->front);
+    zmq_close(h->back);
+    zmq_ctx_term(h->ctx);
+    free(h);
 }

@@ -251,6 +251,18 @@ public final class ChaosProxy: @unchecked Sendable {
 
     fileprivate var isStopping: Bool { shared.withLock { $0.stopping } }
 
+    /// `isStopping` and `takeReleaseRequest()` under one lock: the proxy thread's check at each turn.
+    fileprivate func takeTurn() -> (stopping: Bool, release: Bool) {
+        shared.withLock { s in
+            if s.stopping { return (true, false) }
+            defer { s.releaseRequested = false }
+            return (false, s.releaseRequested)
+        }
+    }
+
+    /// `faults` and `linkFaults` under one lock.
+    fileprivate var allFaults: (faults: ProxyFaults, link: FaultSettings) { shared.withLock { ($0.faults, $0.linkFaults) } }
+
     fileprivate func record(_ body: (inout Shared) -> Void) { shared.withLock { body(&$0) } }
 
     fileprivate func finished() {
@@ -282,6 +294,9 @@ private final class ProxyEngine: @unchecked Sendable {
     var linkRNG: SeededGenerator
     let clock = ContinuousClock()
     var lastFlush = ContinuousClock.now
+    /// From the configuration, read once (not copied out of it per message).
+    let rewriter: AddressRewriter?
+    let decisionLogLimit: Int
 
     /// One message on its way, with the exchange it belongs to and the fault that touched it (for the journal).
     struct Outgoing {
@@ -318,6 +333,8 @@ private final class ProxyEngine: @unchecked Sendable {
         self.sockets = sockets
         self.recorder = recorder
         decider = FaultDecider(seed: proxy.configuration.seed)
+        rewriter = proxy.configuration.rewriter
+        decisionLogLimit = proxy.configuration.decisionLogLimit
         linkRNG = SeededGenerator(seed: proxy.configuration.seed ^ 0x11C0_FA17)
     }
 
@@ -331,16 +348,19 @@ private final class ProxyEngine: @unchecked Sendable {
             proxy.finished()
         }
         let maxWait = proxy.configuration.pollInterval
-        while !proxy.isStopping {
+        // The same sockets at every turn: built once.
+        var items: [(socket: Socket, events: PollEvents)] = [(sockets.front, .pollIn), (sockets.back, .pollIn)]
+        if let c = sockets.control { items.append((c, .pollIn)) }
+        while true {
+            let turn = proxy.takeTurn()
+            if turn.stopping { break }
             var now = clock.now
-            if proxy.takeReleaseRequest() { now = now.advanced(by: .seconds(86_400 * 365)) }
+            if turn.release { now = now.advanced(by: .seconds(86_400 * 365)) }
             fireDue(now)
             recorder.tick()
             var wait = maxWait
             if let t = timers.peek { wait = min(wait, max(.zero, t.due - now)) }
-            for h in held.values { wait = min(wait, max(.zero, h.deadline - now)) }
-            var items: [(socket: Socket, events: PollEvents)] = [(sockets.front, .pollIn), (sockets.back, .pollIn)]
-            if let c = sockets.control { items.append((c, .pollIn)) }
+            if !held.isEmpty { for h in held.values { wait = min(wait, max(.zero, h.deadline - now)) } }
             guard let ready = try? ZeroMQ.poll(items, timeout: wait) else {
                 if proxy.isStopping { break }
                 continue
@@ -367,16 +387,15 @@ private final class ProxyEngine: @unchecked Sendable {
 
     private func handle(_ frames: [[UInt8]], _ direction: MessageDirection) {
         var frames = frames
-        let envelope = envelopeKey(frames)
         var owed = Pending(deliver: true, dropsReply: false)
         var exchange: Int?
         var linkFault: String?
         var linkDelayMs = 0
-        let link = proxy.linkFaults
+        let (faults, link) = proxy.allFaults
         if direction == .request {
             let id = recorder.request(frames.last ?? [])
             exchange = id
-            if let rw = proxy.configuration.rewriter, let body = frames.last, let r = rw.rewrite(body) {
+            if let rw = rewriter, let body = frames.last, let r = rw.rewrite(body) {
                 frames[frames.count - 1] = r.body
                 recorder.rewrote(id, from: r.from, to: r.to)
             }
@@ -390,6 +409,7 @@ private final class ProxyEngine: @unchecked Sendable {
                 return
             }
         } else {
+            let envelope = envelopeKey(frames)  // only a reply looks up what it owes
             if var queue = expected[envelope], !queue.isEmpty {
                 owed = queue.removeFirst()
                 expected[envelope] = queue.isEmpty ? nil : queue
@@ -424,10 +444,9 @@ private final class ProxyEngine: @unchecked Sendable {
                 if linkDelayMs > 0 { linkFault = linkFault ?? "delay" }
             }
         }
-        let faults = proxy.faults
         var d = decider.decide(direction, bodySize: frames.last?.count ?? 0, faults: faults)
         if owed.dropsReply && !d.blackholed { d = ProxyDecision(direction: d.direction, index: d.index, dropped: true) }
-        let limit = proxy.configuration.decisionLogLimit
+        let limit = decisionLogLimit
         proxy.record { s in
             s.stats.received[direction, default: 0] += 1
             if s.decisions[direction, default: []].count < limit { s.decisions[direction, default: []].append(d) }

@@ -10,6 +10,17 @@ szb_echo_server *szb_echo_start(const char *endpoint, char *bound, int bound_len
 /* Stops the thread, closes the socket, terminates the context; returns the number of requests answered. */
 uint64_t szb_echo_stop(szb_echo_server *server);
 
+/* A REP server on its own thread that answers every request with the fixed bytes `reply` (copied), as a
+   handler answers with its own reply rather than an echo. Same binding and stop as the echo server. */
+szb_echo_server *szb_reply_start(const char *endpoint, const char *reply, char *bound, int bound_len);
+
+/* A C `zmq_proxy(router, dealer, NULL)` hop on its own thread and context: a ROUTER bound at `front` for REQ
+   clients, a DEALER connected to `upstream` (a REP server). Writes the real front endpoint into `bound`. */
+typedef struct szb_hop szb_hop;
+szb_hop *szb_hop_start(const char *front, const char *upstream, char *bound, int bound_len);
+/* Shuts the context down (zmq_proxy returns), joins the thread, closes both sockets. */
+void szb_hop_stop(szb_hop *hop);
+
 /* `iterations` REQ/REP round trips of `payload` on one socket; returns the total nanoseconds, or -1. */
 int64_t szb_roundtrips_ns(const char *endpoint, const char *payload, int iterations);
 
