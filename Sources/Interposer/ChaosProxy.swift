@@ -379,7 +379,11 @@ private final class ProxyEngine: @unchecked Sendable {
 
     private func drain(_ socket: Socket, _ direction: MessageDirection) {
         defer { proxy.record { $0.link = recorder.counters } }  // `linkCounters` is exact once a batch is handled
-        for _ in 0..<256 {  // bounded, so the other side and timers get their turn
+        for i in 0..<256 {  // bounded, so the other side and timers get their turn
+            // After the first (poll said there is one), ask ZMQ_EVENTS before receiving: a receive that finds
+            // nothing throws EAGAIN, and building that error (with libzmq's message text) on every turn was
+            // a measurable part of the hop.
+            if i > 0, (try? socket.events)?.contains(.pollIn) != true { return }
             guard let frames = try? socket.receiveMultipart(flags: .dontWait) else { return }
             handle(frames, direction)
         }
