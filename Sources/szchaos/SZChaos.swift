@@ -17,7 +17,7 @@ struct SZChaos: AsyncParsableCommand {
         not be applied), 2 usage.
         """,
         subcommands: [KillRandom.self, Kill.self, Pause.self, SignalCommand.self, DropReplies.self, Delay.self, ForceEFSM.self,
-                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Proxy.self, Run.self]
+                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Conform.self, Proxy.self, Run.self]
     )
 }
 
