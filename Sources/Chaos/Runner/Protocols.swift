@@ -14,10 +14,13 @@ public protocol DeploymentDriver: Sendable {
     func endpoint(of target: String, in deployment: String) async throws -> String?
     /// The link journals of the deployment's interposed processes, by link name (`links/<name>.jsonl`).
     func linkJournals(_ deployment: String) async throws -> [String: String]
+    /// The governor's lifecycle events of the deployment (`events.jsonl`), read for findings; `nil`: none.
+    func eventLog(_ deployment: String) async throws -> String?
 }
 
 extension DeploymentDriver {
     public func linkJournals(_ deployment: String) async throws -> [String: String] { [:] }
+    public func eventLog(_ deployment: String) async throws -> String? { nil }
 }
 
 /// What a steady-state probe found.
