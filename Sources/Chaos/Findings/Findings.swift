@@ -91,10 +91,9 @@ public enum Findings {
                 stopping[key] = e
             case .escalated:
                 escalated.insert(key)
-                let after = e.detail.flatMap { d in d.range(of: "still alive after ").map { String(d[$0.upperBound...].prefix { $0 != ":" }) } }
+                guard let esc = StopEscalation(e) else { continue }
                 out.append(Finding(kind: .ignoredSigterm, target: e.process,
-                                   message: "ignored SIGTERM and was killed after \(after ?? "its stop timeout")" + (e.pid.map { " (pid \($0))" } ?? ""),
-                                   firstAt: at))
+                                   message: String(esc.line.dropFirst(e.process.count + 1)), firstAt: at))
             case .stopped:
                 guard stopping[key] != nil, !escalated.contains(key), let d = e.detail, d.hasPrefix("exit code "),
                       let code = Int(d.dropFirst("exit code ".count)), code != 0 else { continue }
@@ -117,12 +116,8 @@ public enum Findings {
         return out
     }
 
-    /// Reads `events.jsonl`; lines that do not parse are skipped.
-    public static func readEvents(_ path: String) -> [LifecycleEvent] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [] }
-        let decoder = JSONDecoder()
-        return data.split(separator: 0x0A).compactMap { try? decoder.decode(LifecycleEvent.self, from: Data($0)) }
-    }
+    /// Reads `events.jsonl` (`EventLog.read`).
+    public static func readEvents(_ path: String) -> [LifecycleEvent] { EventLog.read(path) }
 
     /// Findings from the load's outcomes: error replies grouped by target and text (with the first one), and
     /// replies that do not follow the wire. `start` is the run's start (the journal's clock).
