@@ -96,6 +96,23 @@ struct integration_zmq_Conformance {
         #expect(!r.passed)
     }
 
+    @Test func unansweredRequestsAreErrorsAndNoCheckIsLeftStuck() async throws {
+        // Answers ping, swallows everything else (its REP socket reopened: a REQ caller would be stuck for good).
+        let peer = try TestPeer { req, _ in req?.method == "ping" ? .reply(.ok(["message": "pong", "handler_id": "p"])) : .swallow }
+        defer { peer.stop() }
+        let r = try await onThread("conform", timeout: .seconds(60)) {
+            try ConformanceProbe(endpoint: peer.endpoint, role: .handler, timeout: .milliseconds(300)).run()
+        }
+        let errors = r.results.filter { $0.severity == .error }.map(\.name)
+        #expect(errors == ["unknown_method", "invalid_json", "non_object_request.array", "non_object_request.string", "params.not_object",
+                           "multipart", "empty_frame", "non_utf8"], "\(r.table)")
+        #expect(r.results.filter { $0.severity == .error }.allSatisfy { $0.seen == "no reply" }, "\(r.table)")
+        // Every check had a socket of its own: ping still answered at the end.
+        #expect(r.results.last?.name == "alive_after" && r.results.last?.passed == true, "\(r.table)")
+        #expect(r.results.first { $0.name == "oversized_frame" }?.severity == .info)
+        #expect(!r.passed)
+    }
+
     @Test func commandPrintsJSONWritesJUnitAndExitsByTheWorstSeverity() async throws {
         let dir = TemporaryDirectory(prefix: "conf")
         defer { dir.remove() }
