@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 
+sys.dont_write_bytecode = True  # importing the clean peers must leave no __pycache__ in Fixtures/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 DEVIATIONS = ["multipart-per-frame", "register-without-params", "no-success", "ignore-sigterm",

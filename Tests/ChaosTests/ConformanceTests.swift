@@ -109,7 +109,8 @@ struct integration_zmq_Conformance {
         #expect(r.results.filter { $0.severity == .error }.allSatisfy { $0.seen == "no reply" }, "\(r.table)")
         // Every check had a socket of its own: ping still answered at the end.
         #expect(r.results.last?.name == "alive_after" && r.results.last?.passed == true, "\(r.table)")
-        #expect(r.results.first { $0.name == "oversized_frame" }?.severity == .info)
+        // Answered (an info), or not within 300 ms with ping answered right after: never an error here.
+        #expect(r.results.first { $0.name == "oversized_frame" }.map { $0.severity != .error } == true, "\(r.table)")
         #expect(!r.passed)
     }
 
