@@ -100,6 +100,7 @@ struct Exchange {
     var first: JSONValue? { replies.first.flatMap { $0.count == 1 ? (try? JSON.parse($0[0])) : nil } }
 }
 
+/// One run of the catalogue against one peer. Not for concurrent use: `run()` from one thread at a time.
 public final class ConformanceProbe: @unchecked Sendable {
     public let endpoint: String
     public let role: ConformanceRole
