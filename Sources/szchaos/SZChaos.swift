@@ -13,11 +13,12 @@ struct SZChaos: AsyncParsableCommand {
         discussion: """
         Single faults hit verified processes of a deployment (<root>/<deployment>/pids/*.pid): kill-random, kill,
         pause, signal; and, through the mock handler's control channel, drop-replies, delay, force-efsm, crash,
-        garbage, clear, status. Exit status: 0 done (every check held), 1 failure (a check failed, a fault could
-        not be applied), 2 usage.
+        garbage, clear, status. `conform` checks a live handler or server against the wire protocol. Exit status:
+        0 done (every check held), 1 failure (a check failed, a fault could not be applied), 2 usage.
         """,
         subcommands: [KillRandom.self, Kill.self, Pause.self, SignalCommand.self, DropReplies.self, Delay.self, ForceEFSM.self,
-                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Proxy.self, Run.self, ReportCommand.self]
+                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Conform.self, Proxy.self, Run.self,
+                      ReportCommand.self]
     )
 }
 

@@ -242,6 +242,11 @@ struct Down: ParsableCommand {
 
     func run() throws {
         let locator = try options.folder()
+        let began = Date()
+        // Processes that ignored SIGTERM and had to be killed at their stop timeout, said after the stop.
+        defer {
+            for e in EventLog.escalations(EventLog.read(locator.path("events.jsonl")), since: began) { print("szgovernor: \(e.line)") }
+        }
         if let pong = control(locator, "ping", timeout: .milliseconds(1500)) {
             let governorPid = pong["governor_pid"]?.intValue.map { pid_t($0) }
             guard let reply = control(locator, "down", timeout: .seconds(300)), reply.success else {
@@ -279,15 +284,19 @@ struct Status: ParsableCommand {
     func run() throws {
         let locator = try options.folder()
         if let reply = control(locator, "status"), reply.success {
+            // Processes of this governor's run that ignored SIGTERM and were killed at their stop timeout.
+            let killed = EventLog.escalations(EventLog.read(locator.path("events.jsonl")), currentRun: true)
             if json {
                 var o = reply.fields
                 o["success"] = nil
                 o["governor_running"] = true
+                o["killed_at_stop"] = .array(killed.map(\.json))
                 print(JSON.string(.object(o)))
             } else {
                 print("deployment \"\(locator.deploymentName)\": governor pid \(reply["governor_pid"]?.intValue.map(String.init) ?? "?")")
                 print(processTreeLine(reply["process_tree"]))
                 print(StatusRow.table(rows(from: reply)))
+                for e in killed { print(e.line) }
             }
             return
         }

@@ -159,6 +159,8 @@ public struct ChecksSpec: Sendable, Equatable {
     /// Checks on the deployment's interposed links (`checks.links`), from their journals: no cooperation of
     /// the service needed.
     public var links: [LinkCheckSpec]
+    /// `checks.findings`: which kinds of finding fail the run (the others are warnings). Default: none fails.
+    public var findings: [FindingKind: FindingPolicy] = [:]
     public init(steadyStateRestored: Bool = true, maxLostRequests: Int? = 0, maxErrors: Int? = nil,
                 maxDuplicates: Int? = nil, maxTimeToRecovery: Duration? = nil, links: [LinkCheckSpec] = []) {
         self.steadyStateRestored = steadyStateRestored
@@ -422,10 +424,31 @@ struct ExperimentReader {
         return s
     }
 
+    /// `findings: fail` (every kind), `findings: warn`, or `findings: {ignored_sigterm: fail, error_replies: warn}`.
+    func findingPolicies(_ v: YAMLCursor) throws(ExperimentError) -> [FindingKind: FindingPolicy] {
+        let kinds = FindingKind.allCases.map(\.rawValue)
+        func policy(_ c: YAMLCursor) throws(ExperimentError) -> FindingPolicy {
+            let text = try c.string()
+            guard let p = FindingPolicy(rawValue: text) else { throw c.fail("expected warn or fail, got \"\(text)\"") }
+            return p
+        }
+        if case .scalar = v.node {
+            let p = try policy(v)
+            return Dictionary(uniqueKeysWithValues: FindingKind.allCases.map { ($0, p) })
+        }
+        let m = try v.mapping(allowed: kinds)
+        var out: [FindingKind: FindingPolicy] = [:]
+        for k in FindingKind.allCases {
+            if let x = m.optional(k.rawValue) { out[k] = try policy(x) }
+        }
+        return out
+    }
+
     func checks(_ c: YAMLCursor) throws(ExperimentError) -> ChecksSpec {
         let m = try c.mapping(allowed: ["steady_state_restored", "max_lost_requests", "max_errors", "max_duplicates",
-                                        "max_time_to_recovery", "links"])
+                                        "max_time_to_recovery", "links", "findings"])
         var k = ChecksSpec()
+        if let v = m.optional("findings") { k.findings = try findingPolicies(v) }
         if let v = m.optional("steady_state_restored") { k.steadyStateRestored = try v.bool() }
         if let v = m.optional("max_lost_requests") { k.maxLostRequests = try v.int(min: 0) }
         if let v = m.optional("max_errors") { k.maxErrors = try v.int(min: 0) }

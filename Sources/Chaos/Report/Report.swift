@@ -44,6 +44,8 @@ public struct ExperimentReport: Sendable {
     public var summaryPath: String?
     /// What each interposed link of the deployment saw during the run.
     public var links: [LinkSummary]
+    /// What the harness saw by itself (docs/CHAOS.md, "Findings"): warnings unless `checks.findings` fails them.
+    public var findings: [Finding] = []
 
     public init(title: String, file: String, seed: UInt64, plan: [ScheduledFault], faults: [FaultRecord], load: LoadCounters,
                 checks: [CheckResult], elapsed: Duration, journalPath: String? = nil, junitPath: String? = nil,
@@ -89,6 +91,10 @@ public struct ExperimentReport: Sendable {
                            + "p99 \(ms(l.latency.p99)), max \(ms(l.latency.max))" + (faults.isEmpty ? "" : "; faults: " + faults.joined(separator: ", ")))
             }
         }
+        if !findings.isEmpty {
+            out.append("findings:")
+            for f in findings { out.append("  \(f.line)") }
+        }
         out.append("checks:")
         for c in checks { out.append("  [\(c.passed ? "PASS" : "FAIL")] \(c.name): \(c.message)") }
         out.append(passed ? "result: every check held" : "result: \(checks.filter { !$0.passed }.count) check(s) failed")
@@ -115,6 +121,9 @@ public struct ExperimentReport: Sendable {
                 if let v { props.append((k, String(format: "%.3f", v))) }
             }
             for (k, v) in props { x += "      <property name=\"link.\(Self.escape(l.link)).\(k)\" value=\"\(v)\"/>\n" }
+        }
+        for (i, f) in findings.enumerated() {
+            x += "      <property name=\"finding.\(i + 1).\(f.kind.rawValue)\" value=\"\(Self.escape(f.target + ": " + f.line))\"/>\n"
         }
         x += "    </properties>\n"
         for c in checks {

@@ -182,9 +182,16 @@ public final class ExperimentRunner: @unchecked Sendable {
             }
         }
         do {
-            let report = try await runStarted(start: start, journal: journal, paths: (journalPath, junitPath, summaryPath))
+            var report = try await runStarted(start: start, journal: journal, paths: (journalPath, junitPath, summaryPath))
             await stopDeployment(if: startedDeployment, journal: journal)
             await copyDeploymentEvents()
+            // Findings from the governor's events, the stop of the deployment included.
+            if let d = experiment.deployment, let path = try? await environment.deployment?.eventLog(d.name) {
+                report.findings += Findings.fromGovernorEvents(Findings.readEvents(path), since: wallStart, runStart: wallStart,
+                                                               faults: FaultWindow.of(report.faults))
+            }
+            report.checks += Findings.checks(report.findings, policy: experiment.checks.findings)
+            try publish(report, journal: journal)
             return report
         } catch {
             await stopDeployment(if: startedDeployment, journal: journal)
@@ -231,8 +238,8 @@ public final class ExperimentRunner: @unchecked Sendable {
             checks.append(CheckResult(name: "steady_state_before", passed: took != nil,
                                       message: took != nil ? "held before the faults" : "did not hold before the faults: " + r.details.joined(separator: "; ")))
             if took == nil {
-                return try finish(plan: plan, records: [], load: LoadCounters(), checks: checks, start: runStart, journal: journal,
-                                  paths: (journalPath, junitPath, summaryPath))
+                return finish(plan: plan, records: [], load: LoadCounters(), checks: checks, start: runStart,
+                              paths: (journalPath, junitPath, summaryPath))
             }
         }
 
@@ -314,8 +321,10 @@ public final class ExperimentRunner: @unchecked Sendable {
         if checks.isEmpty {
             checks.append(CheckResult(name: "ran", passed: true, message: "the experiment ran; it has no checks"))
         }
-        return try finish(plan: plan, records: records, load: counters, checks: checks, start: runStart, journal: journal,
-                          paths: (journalPath, junitPath, summaryPath), links: links)
+        var report = finish(plan: plan, records: records, load: counters, checks: checks, start: runStart,
+                            paths: (journalPath, junitPath, summaryPath), links: links)
+        report.findings = Findings.fromLoad(load?.outcomes ?? [], start: runStart)
+        return report
     }
 
     /// What each interposed link of the deployment saw during this run (its journal from the run's start).
@@ -359,22 +368,31 @@ public final class ExperimentRunner: @unchecked Sendable {
     }
 
     private func finish(plan: [ScheduledFault], records: [FaultRecord], load: LoadCounters, checks: [CheckResult],
-                        start: ContinuousClock.Instant, journal: Journal,
-                        paths: (journal: String, junit: String, summary: String), links: [LinkSummary] = []) throws -> ExperimentReport {
-        for c in checks {
+                        start: ContinuousClock.Instant,
+                        paths: (journal: String, junit: String, summary: String), links: [LinkSummary] = []) -> ExperimentReport {
+        ExperimentReport(title: experiment.title, file: experiment.file, seed: seed, plan: plan, faults: records,
+                         load: load, checks: checks, elapsed: clock.now - start, journalPath: paths.journal,
+                         junitPath: paths.junit, summaryPath: paths.summary, links: links)
+    }
+
+    /// Journals the findings and checks, then writes the JUnit XML and the summary.
+    private func publish(_ report: ExperimentReport, journal: Journal) throws {
+        for f in report.findings {
+            var fields = f.json.objectValue ?? [:]
+            fields["policy"] = .string((experiment.checks.findings[f.kind] ?? .warn).rawValue)
+            journal.record("finding", fields)
+        }
+        for c in report.checks {
             journal.record("check", ["name": .string(c.name), "passed": .bool(c.passed), "message": .string(c.message)])
         }
-        let report = ExperimentReport(title: experiment.title, file: experiment.file, seed: seed, plan: plan, faults: records,
-                                      load: load, checks: checks, elapsed: clock.now - start, journalPath: paths.journal,
-                                      junitPath: paths.junit, summaryPath: paths.summary, links: links)
-        journal.record("experiment_end", ["passed": .bool(report.passed), "load": load.json])
+        journal.record("experiment_end", ["passed": .bool(report.passed), "load": report.load.json])
+        guard let junit = report.junitPath, let summary = report.summaryPath else { return }
         do {
-            try report.junitXML.write(toFile: paths.junit, atomically: true, encoding: .utf8)
-            try report.summary.write(toFile: paths.summary, atomically: true, encoding: .utf8)
+            try report.junitXML.write(toFile: junit, atomically: true, encoding: .utf8)
+            try report.summary.write(toFile: summary, atomically: true, encoding: .utf8)
         } catch {
             throw RunnerError.cannotWrite(path: outputDirectory, reason: "\(error)")
         }
-        return report
     }
 
     private func snapshot(load: LoadGenerator?, planned: Int, start: ContinuousClock.Instant) -> ProgressSnapshot {

@@ -37,12 +37,12 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
 
     public func paths(_ name: String) throws -> DeploymentPaths { try DeploymentPaths(root: root, name: name) }
 
-    public func linkJournals(_ deployment: String) async throws -> [String: String] {
-        LinkSummary.journals(inDeployment: try paths(deployment).directory)
-    }
-
     public func eventLog(_ deployment: String) async throws -> String? {
         (try paths(deployment).directory as NSString).appendingPathComponent("events.jsonl")
+    }
+
+    public func linkJournals(_ deployment: String) async throws -> [String: String] {
+        LinkSummary.journals(inDeployment: try paths(deployment).directory)
     }
 
     /// The deployment as its file describes it (loaded once).

@@ -29,6 +29,22 @@ public struct RequestOutcome: Sendable, Equatable {
     public var latency: Duration
     public var error: String?
     public var finishedAt: ContinuousClock.Instant
+    /// A reply that was taken as it is but does not follow the wire (no boolean `success`).
+    public var wireProblem: String? = nil
+
+    public init(client: Int, seq: Int, method: String, target: String, kind: RequestOutcomeKind, attempts: Int, latency: Duration,
+                error: String?, finishedAt: ContinuousClock.Instant, wireProblem: String? = nil) {
+        self.client = client
+        self.seq = seq
+        self.method = method
+        self.target = target
+        self.kind = kind
+        self.attempts = attempts
+        self.latency = latency
+        self.error = error
+        self.finishedAt = finishedAt
+        self.wireProblem = wireProblem
+    }
 }
 
 /// Counters of the load so far.
@@ -148,8 +164,10 @@ public final class LoadGenerator: @unchecked Sendable {
             let t0 = clock.now
             var kind: RequestOutcomeKind = .ok
             var errorText: String?
+            var wireProblem: String?
             do {
                 let r = try client.call(call.method, params: params)
+                if r["success"] == nil { wireProblem = "a reply without a boolean success" }
                 if !r.success {
                     kind = .errorReply
                     errorText = r.error
@@ -171,7 +189,7 @@ public final class LoadGenerator: @unchecked Sendable {
             let end = clock.now
             let attempts = client.stats.retries - before + 1
             let o = RequestOutcome(client: number, seq: seq, method: call.method, target: target.name, kind: kind,
-                                   attempts: attempts, latency: end - t0, error: errorText, finishedAt: end)
+                                   attempts: attempts, latency: end - t0, error: errorText, finishedAt: end, wireProblem: wireProblem)
             state.withLock { s in
                 s.outcomes.append(o)
                 s.counters.sent += 1
@@ -191,6 +209,7 @@ public final class LoadGenerator: @unchecked Sendable {
                 "latency_ms": .double(((end - t0).secondsValue * 1e6).rounded() / 1000),
             ]
             if let errorText { fields["error"] = .string(errorText) }
+            if let wireProblem { fields["wire_problem"] = .string(wireProblem) }
             journal?.record("request", fields, at: end)
         }
     }
