@@ -90,7 +90,9 @@ def handler_main(deviation):
     def on_signal(signum, _frame):
         handler.signal_name = handler.signal_name or signal.Signals(signum).name
         handler.stop.set()
+        fh.arm_stop_watchdog()
 
+    fh.install_stop_watchdog()
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     if deviation == "ignore-sigterm":
@@ -119,7 +121,9 @@ def server_main(deviation):
     def on_signal(signum, _frame):
         server.signal_name = server.signal_name or signal.Signals(signum).name
         server.stop.set()
+        fs.arm_stop_watchdog(1 if deviation == "exit1-on-sigterm" and signum == signal.SIGTERM else 0)
 
+    fs.install_stop_watchdog()
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     code = server.run()

@@ -49,31 +49,12 @@ import time
 
 import zmq
 
-MULTIPART = "Invalid request: multipart messages are not part of the protocol"
+sys.dont_write_bytecode = True  # importing peer_common must leave no __pycache__ in Fixtures/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_common import MULTIPART, arm_stop_watchdog, emit, env_int, install_stop_watchdog, now_iso  # noqa: E402
+
 METHODS = ["ping", "heartbeat", "increment_counter", "write_file", "append_to_file", "write_timestamp",
            "get_execution_count", "clear_output", "slow", "fail"]
-
-_print_lock = threading.Lock()
-
-
-def emit(event, **fields):
-    line = json.dumps(dict(event=event, **fields))
-    with _print_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-
-def env_int(name, default):
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw.strip() else default
-    except ValueError:
-        emit("error", what="bad integer in %s: %r" % (name, raw))
-        sys.exit(2)
-
-
-def now_iso():
-    return datetime.datetime.now().isoformat()
 
 
 class Handler:
@@ -367,7 +348,9 @@ def main():
     def on_signal(signum, _frame):  # no I/O here: the main thread may hold the print lock
         handler.signal_name = handler.signal_name or signal.Signals(signum).name
         handler.stop.set()
+        arm_stop_watchdog()
 
+    install_stop_watchdog()
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     return handler.run()
