@@ -319,7 +319,7 @@ class Handler:
             reg = threading.Thread(target=self.registration_loop, name="registration", daemon=True)
             reg.start()
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not self.signal_name:
                 if not rep.poll(100, zmq.POLLIN):
                     continue
                 frames = rep.recv_multipart()
@@ -345,9 +345,11 @@ class Handler:
 def main():
     handler = Handler()
 
-    def on_signal(signum, _frame):  # no I/O here: the main thread may hold the print lock
+    def on_signal(signum, _frame):
+        # No lock and no I/O here: the interrupted main thread may hold the print lock, and a handler can be
+        # entered again while it runs (a second signal): Event.set() takes the event's lock, and a peer that
+        # got SIGTERM twice deadlocked on it. The main loop sees signal_name within its poll interval.
         handler.signal_name = handler.signal_name or signal.Signals(signum).name
-        handler.stop.set()
         arm_stop_watchdog()
 
     install_stop_watchdog()

@@ -371,7 +371,7 @@ class Server:
              deployment=self.deployment, attempts=self.attempts, timeout_ms=self.timeout_ms,
              retry_delay_ms=self.delay_ms, pid=os.getpid())
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not self.signal_name:
                 if not rep.poll(50, zmq.POLLIN):
                     continue
                 frames = rep.recv_multipart()
@@ -410,9 +410,11 @@ class Server:
 def main():
     server = Server()
 
-    def on_signal(signum, _frame):  # no I/O here: the main thread may hold the print lock
+    def on_signal(signum, _frame):
+        # No lock and no I/O here: the interrupted main thread may hold the print lock, and a handler can be
+        # entered again while it runs (a second signal): Event.set() takes the event's lock, and a peer that
+        # got SIGTERM twice deadlocked on it. The main loop sees signal_name within its poll interval.
         server.signal_name = server.signal_name or signal.Signals(signum).name
-        server.stop.set()
         arm_stop_watchdog()
 
     install_stop_watchdog()

@@ -88,14 +88,15 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Sends `signal` to the whole tree: the process group and, in cgroup mode, every process in the cgroup
-    /// (a descendant that left the group with setsid included). Returns false if the leader has been reaped.
+    /// Sends `signal` to the whole tree, once per process: the process group and, in cgroup mode, every
+    /// other process in the cgroup (a descendant that left the group with setsid). Returns false if the
+    /// leader has been reaped.
     @discardableResult
     public func signalTree(_ signal: CInt) -> Bool {
         state.withLock { s in
             guard !s.reaped else { return false }
             let sent = kill(-processGroup, signal) == 0
-            cgroup?.signalAll(signal)
+            cgroup?.signalAll(signal, exceptGroup: processGroup)
             return sent
         }
     }

@@ -253,9 +253,13 @@ public struct ProcessCgroup: Sendable, Hashable, CustomStringConvertible {
     /// Sends `signal` to every process in the group. Each PID is pinned by a pidfd and checked to be still
     /// in this group before the signal goes through the pidfd: a member that exited and whose PID was reused
     /// between the read of cgroup.procs and the signal is never hit.
-    public func signalAll(_ signal: CInt) {
+    /// `exceptGroup`: leave out the members of that process group (they were signalled through it): each
+    /// process gets a signal once. A second SIGTERM is the "stop now" of many programs (szgovernor's own
+    /// included), and a Python peer whose handler was entered twice deadlocked on its own lock.
+    public func signalAll(_ signal: CInt, exceptGroup group: pid_t? = nil) {
         let relative = path
         for pid in processes where pid > 0 {
+            if let group, getpgid(pid) == group { continue }
             let fd = SystemCalls.pidfdOpen(pid)
             guard fd >= 0 else { continue }
             if ProcessTree.cgroup(of: pid) == relative { _ = SystemCalls.pidfdSendSignal(fd, signal) }

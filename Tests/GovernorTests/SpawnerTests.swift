@@ -209,3 +209,45 @@ final class ProbeGroup: @unchecked Sendable {
         if case .cgroup(let group)? = mode { ProcessTree.removeDeploymentGroup(group, timeout: .seconds(5)) }
     }
 }
+
+/// A stop sent SIGTERM twice to a child in cgroup mode (once through its process group, once as a member of
+/// its cgroup). Many programs take a second SIGTERM as "stop now"; a Python peer whose signal handler was
+/// entered a second time deadlocked on its own lock and was killed at its stop timeout. Each process of the
+/// tree gets a signal once.
+@Suite(.tags(.regression, .integration, .governor), .leakChecked)
+struct regression_integration_governor_SignalOncePerProcess {
+    let dir = TemporaryDirectory()
+    let tracker = ProcessTracker()
+
+    /// A real-time signal queues (an ordinary one would merge), so a child that blocks it and then takes the
+    /// queue with sigtimedwait counts every delivery.
+    @Test(arguments: SpawnPath.allCases) func signalTreeDeliversOncePerProcess(_ path: SpawnPath) async throws {
+        defer { tracker.killAll() }
+        let probe = ProbeGroup(folder: dir.path)
+        let count = dir.file("count")
+        let script = try dir.write("""
+            import os, signal, sys, time
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGRTMIN})
+            open(sys.argv[1] + ".ready", "w").close()
+            while not os.path.exists(sys.argv[1] + ".go"):
+                time.sleep(0.01)
+            n = 0
+            while signal.sigtimedwait({signal.SIGRTMIN}, 0.5) is not None:
+                n += 1
+            with open(sys.argv[1] + ".tmp", "w") as f:
+                f.write(str(n))
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+            time.sleep(300)
+            """, to: "count.py")
+        let child = try Spawner.spawn(SpawnRequest(executable: "/usr/bin/python3", arguments: [script.path, count],
+                                                   environment: ["PATH": "/usr/bin:/bin"], cgroup: probe.cgroup(for: path)))
+        tracker.track(child.pid)
+        try await waitUntil("the child to block the signal") { FileManager.default.fileExists(atPath: count + ".ready") }
+        #expect(child.signalTree(__libc_current_sigrtmin()))
+        try dir.write("", to: "count.go")
+        try await waitUntil("the child to count its deliveries") { FileManager.default.fileExists(atPath: count) }
+        #expect(try String(contentsOfFile: count, encoding: .utf8) == "1", "deliveries of one signalTree")
+        child.killTree()
+        _ = await child.waitForExit(timeout: .seconds(30))
+    }
+}
