@@ -167,7 +167,8 @@ struct integration_governor_Spawner {
         tracker.track(escapee)
         #expect(child.cgroup == cgroup)
         #expect(ProcessTree.cgroup(of: escapee) == cgroup.path, "forked inside the group, it stays there")
-        #expect(LiveProcess.processGroup(of: escapee) != child.pid, "out of the child's process group")
+        // `$!` is known before the escapee's own setsid has run: wait for it (it used to be read at once).
+        try await waitUntil("the escapee to leave the child's process group") { LiveProcess.processGroup(of: escapee) != child.pid }
         let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
         #expect(log.contains("0::/" + ProcessTree.topGroup + "/"), "\(log)")
         #expect(Set(cgroup.processes) == [child.pid, escapee])
