@@ -281,12 +281,14 @@ public actor ManagedProcess {
 
     private func waitForReadiness(of child: ChildProcess) async throws {
         let probe = context.probe
-        let deadline = ContinuousClock.now + (config.readiness.timeout ?? .seconds(30))
+        let timeout = config.readiness.timeout ?? .seconds(30)
         let target = ReadinessTarget(name: name, pid: child.pid, endpoint: config.directEndpoint, config: config)
         let name = self.name
         let task = Task<Void, any Error> {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await probe.waitUntilReady(target, deadline: deadline) }
+                // The budget counts from when the probe can run: on a starved machine the probe's task once
+                // started about 17 s late and judged a server unready after probing for 3 s of its 20 s.
+                group.addTask { try await probe.waitUntilReady(target, deadline: ContinuousClock.now + timeout) }
                 group.addTask {
                     guard let exit = await child.waitForExit() else { throw CancellationError() }
                     throw ReadinessError.exited(name: name, status: exit)
