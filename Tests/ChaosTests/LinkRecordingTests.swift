@@ -57,9 +57,11 @@ struct unit_LinkRecording {
         r.forwarded(a, fault: nil)
         let b = r.request(job)
         r.forwarded(b, fault: nil)
-        usleep(5_000)
-        r.tick()                                             // both past the link's timeout, unanswered
-        #expect(r.counters.lost == 2)
+        // Both pass the link's 1 ms timeout unanswered: the next tick after that declares them lost.
+        try waitUntilSync("both requests declared lost") {
+            r.tick()
+            return r.counters.lost == 2
+        }
         #expect(r.counters.duplicateExecutions == 0)
     }
 
