@@ -142,3 +142,25 @@ struct integration_zmq_Conformance {
         #expect(try await usage.waitExit(timeout: .seconds(20)) == .exited(2))
     }
 }
+
+@Suite(.tags(.regression, .integration, .zmq), .leakChecked)
+struct regression_integration_zmq_ConformanceSlowPeer {
+    /// The probe once judged "the peer hangs" after the 2 MiB request when the peer was only busy with it for
+    /// three seconds: it asked with three pings on three sockets, each closed after a second, and closing a socket
+    /// discards the ping still queued at the peer. (Seen as a flake of `unansweredRequestsAreErrorsAndNoCheckIsLeftStuck`
+    /// on a loaded machine, where parsing the 2 MiB request took that long.)
+    @Test func aPeerBusyForSecondsWithTheOversizedRequestIsNotCalledHung() async throws {
+        let peer = try TestPeer { req, frames in
+            if frames.first.map({ $0.count > 1 << 20 }) == true { return .delayed(.milliseconds(3500), .failure("too big")) }
+            return TestPeer.echo(req, frames)
+        }
+        defer { peer.stop() }
+        let r = try await onThread("conform", timeout: .seconds(60)) {
+            try ConformanceProbe(endpoint: peer.endpoint, role: .handler, timeout: .milliseconds(300)).run()
+        }
+        let oversized = try #require(r.results.first { $0.name == "oversized_frame" })
+        #expect(oversized.severity == nil, "\(r.table)")
+        #expect(oversized.seen.contains("ping answered right after"), "\(r.table)")
+        #expect(r.results.last?.name == "alive_after" && r.results.last?.passed == true, "\(r.table)")
+    }
+}

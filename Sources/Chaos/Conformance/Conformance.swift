@@ -165,21 +165,36 @@ public final class ConformanceProbe: @unchecked Sendable {
         return ConformanceReport(endpoint: endpoint, role: role, results: results, elapsed: clock.now - start)
     }
 
-    /// Sends `frames` as one request on a fresh DEALER and collects every reply until `timeout` passed without one
-    /// (or `extraReplyWindow` after the first).
-    /// Whether the peer answers ping, judged patiently: "it hangs" is a strong verdict, and a peer that is
-    /// only slow (busy machine, a socket being reopened after a swallowed request) answers one of three pings,
-    /// each on a fresh socket and given at least a second. (One ping with the checks' own short timeout once
-    /// called a slow peer hung.)
+    /// Whether the peer answers ping, judged patiently: "it hangs" is a strong verdict, and a peer that is only
+    /// slow (a busy machine, a 2 MiB request still being parsed, a socket being reopened after a swallowed
+    /// request) answers within the budget. One DEALER stays open for the whole budget and sends a fresh ping
+    /// every `patience`: the earlier pings stay queued on it. (Three pings on three sockets, each closed after a
+    /// second, once called a slow peer hung: closing a socket discards the ping still queued at the peer, so a
+    /// peer busy for three seconds never saw one.)
     func stillAnswersPing() -> Bool {
         let patience = max(timeout, .seconds(1))
+        let budget = max(patience * 3, .seconds(10))
         let ping = JSON.encode(.object(["method": "ping", "params": .object([:])]))
-        for _ in 0..<3 {
-            if exchange([ping], wait: patience).answered { return true }
+        guard let socket = try? context.socket(.dealer) else { return false }
+        defer { socket.close(linger: .zero) }
+        guard (try? socket.setLinger(.zero)) != nil, (try? socket.setSendTimeout(patience)) != nil,
+              (try? socket.connect(endpoint)) != nil else { return false }
+        let clock = ContinuousClock()
+        let end = clock.now + budget
+        while clock.now < end {
+            guard (try? socket.send(multipart: [[], ping])) != nil else { continue }
+            let next = min(end, clock.now + patience)
+            while clock.now < next {
+                guard let ev = try? socket.poll(.pollIn, timeout: next - clock.now), ev.contains(.pollIn),
+                      let parts = try? socket.receiveMultipart(flags: .dontWait) else { continue }
+                if !parts.isEmpty { return true }
+            }
         }
         return false
     }
 
+    /// Sends `frames` as one request on a fresh DEALER and collects every reply until `timeout` passed without one
+    /// (or `extraReplyWindow` after the first).
     func exchange(_ frames: [[UInt8]], wait: Duration? = nil) -> Exchange {
         var ex = Exchange()
         let socket: Socket
