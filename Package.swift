@@ -45,7 +45,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "szgovernor", dependencies: [
-            "Governor", "GovernorHTTP", "ScheduleZeroWire",
+            "Chaos", "Governor", "GovernorHTTP", "ScheduleZeroWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The message-level proxy's engine and the link journal: what `szchaos proxy` runs and what the

@@ -1,10 +1,12 @@
 // Where a deployment's files are, and the variables that name "this build's" executables. Shared by
 // `szgovernor`, the tests and the chaos tool, so all of them find the same deployment the same way.
 //
-//   deployments root:  --root DIR, else $SZ_DEPLOYMENTS_ROOT, else ./deployments
-//   deployment file:   --file PATH, else Fixtures/deployments/<name>.yaml relative to the current
-//                      directory, else relative to the package root of the running executable
-//                      (.build/<triple>/debug/szgovernor -> the folder holding Package.swift)
+//   deployments root:  --root DIR, else $SZ_DEPLOYMENTS_ROOT, else found the way git finds a repository:
+//                      the nearest folder at or above the current one that holds `deployments/` or
+//                      `Fixtures/deployments/` (a project), its `deployments/`; else ./deployments
+//   deployment file:   --file PATH, else Fixtures/deployments/<name>.yaml in the current directory, in
+//                      the project found upwards, else relative to the package root of the running
+//                      executable (.build/<triple>/debug/szgovernor -> the folder holding Package.swift)
 //   ${SZMOCK}:         $SZMOCK when set, else `szmock` next to the running executable (this build)
 //   ${BIN_DIR}:        the running executable's folder
 //   ${PACKAGE_DIR}:    the package root of the running executable (the nearest folder at or above
@@ -31,6 +33,9 @@ public struct DeploymentLocator: Sendable {
     public var root: String
     /// The deployment file, absolute.
     public var file: String
+    /// Where the root came from (`--root`, `$SZ_DEPLOYMENTS_ROOT`, found upwards from a folder, or the
+    /// fallback), said by every "not found".
+    public var rootOrigin: String
 
     /// Validates the name and resolves the root and the file. Throws `NameError` or `LocatorError`.
     public init(deployment: String, root: String? = nil, file: String? = nil,
@@ -39,12 +44,16 @@ public struct DeploymentLocator: Sendable {
                 executableDirectory: String = BuildVariables.executableDirectory()) throws {
         try Names.validateDeployment(deployment)
         deploymentName = deployment
-        self.root = Self.absolute(Self.deploymentsRoot(option: root, environment: environment), in: currentDirectory)
+        (self.root, rootOrigin) = Self.discoverRoot(option: root, environment: environment, currentDirectory: currentDirectory)
         if let file {
             self.file = Self.absolute(file, in: currentDirectory)
         } else {
-            let candidates = Self.defaultFileCandidates(deployment: deployment, currentDirectory: currentDirectory,
+            var candidates = Self.defaultFileCandidates(deployment: deployment, currentDirectory: currentDirectory,
                                                         executableDirectory: executableDirectory)
+            if let project = Self.projectAbove(currentDirectory) {
+                let p = URL(fileURLWithPath: project).appendingPathComponent("Fixtures/deployments/\(deployment).yaml").path
+                if !candidates.contains(p) { candidates.insert(p, at: 1) }
+            }
             guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
                 throw LocatorError.fileNotFound(deployment: deployment, searched: candidates)
             }
@@ -57,7 +66,7 @@ public struct DeploymentLocator: Sendable {
                 currentDirectory: String = FileManager.default.currentDirectoryPath) throws {
         try Names.validateDeployment(deployment)
         deploymentName = deployment
-        self.root = Self.absolute(Self.deploymentsRoot(option: root, environment: environment), in: currentDirectory)
+        (self.root, rootOrigin) = Self.discoverRoot(option: root, environment: environment, currentDirectory: currentDirectory)
         file = ""
     }
 
@@ -68,10 +77,33 @@ public struct DeploymentLocator: Sendable {
     public var controlEndpoint: String { "ipc://" + path("run/governor.control") }
     public var governorPidFile: String { path("pids/governor.pid") }
 
-    public static func deploymentsRoot(option: String?, environment: [String: String]) -> String {
-        if let option, !option.isEmpty { return option }
-        if let env = environment["SZ_DEPLOYMENTS_ROOT"], !env.isEmpty { return env }
-        return "deployments"
+    /// The deployments root, absolute, and where it came from (see the top of this file).
+    public static func discoverRoot(option: String?, environment: [String: String],
+                                    currentDirectory: String) -> (root: String, origin: String) {
+        if let option, !option.isEmpty { return (absolute(option, in: currentDirectory), "--root") }
+        if let env = environment["SZ_DEPLOYMENTS_ROOT"], !env.isEmpty {
+            return (absolute(env, in: currentDirectory), "$SZ_DEPLOYMENTS_ROOT")
+        }
+        let here = absolute(".", in: currentDirectory)
+        if let project = projectAbove(here) {
+            return (URL(fileURLWithPath: project).appendingPathComponent("deployments").path, "found upwards from \(here)")
+        }
+        return (URL(fileURLWithPath: here).appendingPathComponent("deployments").path,
+                "no deployments/ or Fixtures/deployments/ at or above \(here); --root or $SZ_DEPLOYMENTS_ROOT name another")
+    }
+
+    /// The nearest folder at or above `directory` holding `deployments/` or `Fixtures/deployments/`.
+    public static func projectAbove(_ directory: String) -> String? {
+        var url = URL(fileURLWithPath: directory).standardized
+        while true {
+            for marker in ["deployments", "Fixtures/deployments"] {
+                var isDir: ObjCBool = false
+                if FileManager.default.fileExists(atPath: url.appendingPathComponent(marker).path, isDirectory: &isDir),
+                   isDir.boolValue { return url.path }
+            }
+            if url.path == "/" { return nil }
+            url.deleteLastPathComponent()
+        }
     }
 
     public static func defaultFileCandidates(deployment: String, currentDirectory: String,

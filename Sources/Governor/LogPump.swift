@@ -361,6 +361,65 @@ public enum RotatedLog {
         return out
     }
 
+    /// Follows `path` as `tail -F` does: calls `emit` with each complete line written after `offset` (the
+    /// file's size when the tail was printed), and with the new file's lines after a rotation (the governor
+    /// renames the file to `.1` and opens a new one). Woken by inotify on the log folder, no periodic poll;
+    /// returns when `shouldStop` says so (checked at each wake-up and at least every `check`).
+    public static func follow(_ path: String, from offset: Int, check: Duration = .milliseconds(500),
+                              shouldStop: () -> Bool = { false }, emit: (String) -> Void) {
+        let folder = (path as NSString).deletingLastPathComponent
+        let inotify = inotify_init1(Int32(IN_CLOEXEC))
+        defer { if inotify >= 0 { close(inotify) } }
+        if inotify >= 0 {
+            _ = inotify_add_watch(inotify, folder, UInt32(IN_MODIFY | IN_CREATE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE))
+        }
+        var position = offset
+        var inode: ino_t = 0
+        var st = stat()
+        if stat(path, &st) == 0 { inode = st.st_ino }
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let checkMs = Int32(max(1, check.components.seconds * 1000 + check.components.attoseconds / 1_000_000_000_000_000))
+        /// Reads `file` from `position` to its end, emitting complete lines.
+        func drain(_ file: String) {
+            let fd = open(file, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            while true {
+                let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position)) }
+                guard got > 0 else { break }
+                position += got
+                pending += buffer[0..<got]
+                while let nl = pending.firstIndex(of: 0x0A) {
+                    emit(String(decoding: pending[..<nl], as: UTF8.self))
+                    pending.removeSubrange(...nl)
+                }
+            }
+        }
+        while !shouldStop() {
+            if stat(path, &st) == 0 {
+                if st.st_ino != inode {
+                    // Rotated: the old file is `.1` now; its last lines first, then the new file from its start.
+                    var old = stat()
+                    if inode != 0, stat("\(path).1", &old) == 0, old.st_ino == inode { drain("\(path).1") }
+                    inode = st.st_ino
+                    position = 0
+                    pending.removeAll()
+                } else if Int(st.st_size) < position {
+                    position = 0  // truncated in place
+                    pending.removeAll()
+                }
+                if Int(st.st_size) > position { drain(path) }
+            }
+            if inotify >= 0 {
+                var pfd = pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)
+                if poll(&pfd, 1, checkMs) > 0 { _ = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) } }
+            } else {
+                usleep(UInt32(checkMs) * 1000)
+            }
+        }
+    }
+
     /// The last `lines` lines of one file, read backwards in 64 KiB blocks; nil when it does not exist.
     static func tailOfFile(_ path: String, lines: Int) -> [String]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -129,11 +129,7 @@ public struct RestartTracker: Sendable {
     }
 }
 
-func format(_ d: Duration) -> String {
-    let ms = d.msDouble
-    if ms >= 1000, ms.truncatingRemainder(dividingBy: 1000) == 0 { return "\(Int(ms / 1000))s" }
-    return "\(Int(ms.rounded()))ms"
-}
+func format(_ d: Duration) -> String { DurationText.format(d) }
 
 extension Duration {
     /// Fractional milliseconds.

@@ -35,6 +35,20 @@ public enum DurationText {
         return .success(.nanoseconds(Int64((seconds * 1e9).rounded())))
     }
 
+    /// The one formatter: whole seconds as `2s`, whole milliseconds as `250ms`, else milliseconds with up to
+    /// three decimals (`0.5ms`). What it prints, `parse` reads back.
+    public static func format(_ d: Duration) -> String {
+        let (s, atto) = d.components
+        if atto == 0 { return "\(s)s" }
+        let totalNs = s * 1_000_000_000 + atto / 1_000_000_000
+        if totalNs % 1_000_000 == 0 { return "\(totalNs / 1_000_000)ms" }
+        let micros = (Double(totalNs) / 1000).rounded()
+        var text = "\(Int64(micros) / 1000)." + String(String(Int64(micros) % 1000 + 1000).dropFirst())
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text + "ms"
+    }
+
     /// nil for any problem, for callers that only need to know whether the text is a duration.
     public static func value(_ text: String, bareUnitSeconds: Double?) -> Duration? {
         try? parse(text, bareUnitSeconds: bareUnitSeconds).get()

@@ -4,10 +4,11 @@ import Foundation
 import Governor
 import ScheduleZeroWire
 
-/// `--deployment` and `--root`, shared by every command that works on a deployment.
+/// `--deployment` and `--root`, shared by every command that works on a deployment. No default deployment:
+/// a fault hits only the deployment it names.
 struct DeploymentOptions: ParsableArguments {
-    @Option(help: "The deployment (a folder name: no '/', no '..').") var deployment: String = "demo"
-    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else ./deployments).") var root: String?
+    @Option(name: [.customShort("d"), .long], help: "The deployment (a folder name: no '/', no '..'); required.") var deployment: String
+    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else the nearest deployments/ at or above this folder).") var root: String?
 
     func validate() throws {
         do { try Names.validateDeployment(deployment) } catch { throw ValidationError("--deployment: \(error)") }

@@ -16,6 +16,7 @@ struct SZChaos: AsyncParsableCommand {
         garbage, clear, status. `conform` checks a live handler or server against the wire protocol. Exit status:
         0 done (every check held), 1 failure (a check failed, a fault could not be applied), 2 usage.
         """,
+        version: HarnessVersion.current,
         subcommands: [KillRandom.self, Kill.self, Pause.self, SignalCommand.self, DropReplies.self, Delay.self, ForceEFSM.self,
                       Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Conform.self, Proxy.self, Run.self,
                       ReportCommand.self]
@@ -179,7 +180,7 @@ struct Run: AsyncParsableCommand {
     @Argument(help: "The experiment file.") var experiment: String
     @Option(help: "Seed (overrides the file's).") var seed: String?
     @Option(help: "Output directory (overrides the file's output.directory).") var output: String?
-    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else ./deployments).") var root: String?
+    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else the nearest deployments/ at or above this folder).") var root: String?
     @Option(help: "The deployment file (default: Fixtures/deployments/<deployment>.yaml).") var file: String?
     @Flag(help: "Print the fault plan and exit without running anything.") var dryRun = false
 

@@ -1,6 +1,7 @@
 // `szgovernor`: parses the command line and wires the Governor library (docs/GOVERNOR.md).
 // Exit codes: 0 done, 1 a failure (named on stderr), 2 a usage error.
 import ArgumentParser
+import Chaos
 import Foundation
 import Governor
 import GovernorHTTP
@@ -15,11 +16,16 @@ struct SZGovernor: ParsableCommand {
         commandName: "szgovernor",
         abstract: "Run a ScheduleZero deployment (a server and its handlers): start, watch, restart, stop.",
         discussion: "Exit codes: 0 done, 1 failure, 2 usage error. See docs/GOVERNOR.md.",
-        subcommands: [Up.self, Down.self, Status.self, Restart.self, Add.self, Remove.self, Scale.self, Logs.self],
-        defaultSubcommand: Up.self
+        version: HarnessVersion.current,
+        subcommands: [Up.self, Down.self, Status.self, Restart.self, Add.self, Remove.self, Scale.self, Logs.self, Validate.self]
     )
 
     static func main() {
+        // No default subcommand: `szgovernor` alone is a usage error, not a start of the demo deployment.
+        if CommandLine.arguments.count == 1 {
+            FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
+            Glibc.exit(2)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -43,21 +49,35 @@ struct Failure: Error {
     init(_ error: any Error) { message = "\(error)" }
 }
 
+/// `--deployment` (default `demo`), `--root`, `--file`: for the commands that start or only look.
 struct DeploymentOptions: ParsableArguments {
-    @Option(help: "Deployment name (a folder name: no '/', no '..').") var deployment = "demo"
-    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else ./deployments).") var root: String?
-    @Option(help: "Deployment file (default: Fixtures/deployments/<deployment>.yaml here, else in this build's package).")
+    @Option(name: [.customShort("d"), .long], help: "Deployment name (a folder name: no '/', no '..').") var deployment = "demo"
+    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else the nearest deployments/ at or above this folder).")
+    var root: String?
+    @Option(help: "Deployment file (default: Fixtures/deployments/<deployment>.yaml here, in the project above, else in this build's package).")
     var file: String?
 
     /// Root and folder only.
-    func folder() throws -> DeploymentLocator {
-        do { return try DeploymentLocator(deployment: deployment, root: root) } catch { throw Failure(error) }
-    }
+    func folder() throws -> DeploymentLocator { try locate(deployment, root: root) }
 
     /// Root, folder and file.
     func full() throws -> DeploymentLocator {
         do { return try DeploymentLocator(deployment: deployment, root: root, file: file) } catch { throw Failure(error) }
     }
+}
+
+/// `--deployment` without a default, and `--root`: for the commands that stop or kill.
+struct NamedDeploymentOptions: ParsableArguments {
+    @Option(name: [.customShort("d"), .long], help: "Deployment name; required (a command that stops or kills acts only on a deployment it names).")
+    var deployment: String
+    @Option(help: "Deployments root (default: $SZ_DEPLOYMENTS_ROOT, else the nearest deployments/ at or above this folder).")
+    var root: String?
+
+    func folder() throws -> DeploymentLocator { try locate(deployment, root: root) }
+}
+
+func locate(_ deployment: String, root: String?) throws -> DeploymentLocator {
+    do { return try DeploymentLocator(deployment: deployment, root: root) } catch { throw Failure(error) }
 }
 
 /// Runs async work from a synchronous command: the main thread waits, the work runs on the pool.
@@ -84,24 +104,13 @@ func control(_ locator: DeploymentLocator, _ method: String, _ params: [String: 
 func requireControl(_ locator: DeploymentLocator, _ method: String, _ params: [String: JSONValue] = [:],
                     timeout: Duration = .seconds(60)) throws -> Reply {
     guard control(locator, "ping", timeout: .milliseconds(1500)) != nil else {
-        throw Failure("no governor is running deployment \"\(locator.deploymentName)\" (start it with `szgovernor up --deployment \(locator.deploymentName)`)")
+        throw Failure("no governor is running deployment \"\(locator.deploymentName)\" under \(locator.root) (root: \(locator.rootOrigin); start it with `szgovernor up --deployment \(locator.deploymentName)`)")
     }
     guard let reply = control(locator, method, params, timeout: timeout) else {
         throw Failure("the governor of deployment \"\(locator.deploymentName)\" did not answer \(method)")
     }
     guard reply.success else { throw Failure(reply.error ?? "\(method) failed") }
     return reply
-}
-
-/// `process trees: cgroup PATH` or `process trees: process group only (WHY)` from a status reply.
-func processTreeLine(_ tree: JSONValue?) -> String {
-    let o = tree?.objectValue ?? [:]
-    switch o["mode"]?.stringValue {
-    case "cgroup"?: return "process trees: cgroup \(o["cgroup"]?.stringValue ?? "?")"
-    case "process-group"?:
-        return "process trees: process group only, a descendant that calls setsid escapes it (\(o["reason"]?.stringValue ?? "?"))"
-    default: return "process trees: not decided (the governor has not started its processes)"
-    }
 }
 
 /// The fallback is a weaker guarantee: say so on stderr.
@@ -175,7 +184,7 @@ struct Up: ParsableCommand {
             print("szgovernor: deployment \"\(locator.deploymentName)\" is up (governor pid \(getpid()), control \(locator.controlEndpoint))")
             if let http { print("szgovernor: http://127.0.0.1:\(http.port)/healthz and /metrics") }
             warnIfProcessGroupOnly(status.objectValue?["process_tree"])
-            print(processTreeLine(status.objectValue?["process_tree"]))
+            print(StatusReport.processTreeLine(status.objectValue?["process_tree"]))
             print(StatusRow.table(rows))
             fflush(nil)
             await service.waitUntilStopped()
@@ -222,7 +231,7 @@ struct Up: ParsableCommand {
                     print("szgovernor: deployment \"\(locator.deploymentName)\" is up in the background (governor pid \(child.pid), log \(log))")
                     if let port = reply["http_port"]?.intValue { print("szgovernor: http://127.0.0.1:\(port)/healthz and /metrics") }
                     warnIfProcessGroupOnly(reply["process_tree"])
-                    print(processTreeLine(reply["process_tree"]))
+                    print(StatusReport.processTreeLine(reply["process_tree"]))
                     print(StatusRow.table(rows))
                     return
                 }
@@ -238,7 +247,7 @@ struct Up: ParsableCommand {
 struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop the deployment: through its governor, or from the PID files when none runs (orphans included).")
-    @OptionGroup var options: DeploymentOptions
+    @OptionGroup var options: NamedDeploymentOptions
 
     func run() throws {
         let locator = try options.folder()
@@ -261,7 +270,7 @@ struct Down: ParsableCommand {
         }
         let report: GovernorOffline.DownReport
         do { report = try runAsync { try await GovernorOffline.down(locator) } } catch { throw Failure(error) }
-        var text = "szgovernor: no governor was answering for deployment \"\(locator.deploymentName)\""
+        var text = "szgovernor: no governor was answering for deployment \"\(locator.deploymentName)\" under \(locator.root) (root: \(locator.rootOrigin))"
         if let g = report.unresponsiveGovernor { text += "; stopped its unresponsive governor pid \(g)" }
         text += report.stopped.isEmpty ? "; no orphan was running" : "; stopped orphans: \(report.stopped.joined(separator: ", "))"
         if !report.cgroupKilled.isEmpty {
@@ -277,50 +286,17 @@ struct Down: ParsableCommand {
 // MARK: status
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show every process of the deployment.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show every process of the deployment.",
+        discussion: "Exit status: 0 when the governor answers and every process is running; 3 when it is not running or a process is not running (as systemctl and supervisorctl). --json prints one schema either way.")
     @OptionGroup var options: DeploymentOptions
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         let locator = try options.folder()
-        if let reply = control(locator, "status"), reply.success {
-            // Processes of this governor's run that ignored SIGTERM and were killed at their stop timeout.
-            let killed = EventLog.escalations(EventLog.read(locator.path("events.jsonl")), currentRun: true)
-            if json {
-                var o = reply.fields
-                o["success"] = nil
-                o["governor_running"] = true
-                o["killed_at_stop"] = .array(killed.map(\.json))
-                print(JSON.string(.object(o)))
-            } else {
-                print("deployment \"\(locator.deploymentName)\": governor pid \(reply["governor_pid"]?.intValue.map(String.init) ?? "?")")
-                print(processTreeLine(reply["process_tree"]))
-                print(StatusRow.table(rows(from: reply)))
-                for e in killed { print(e.line) }
-            }
-            return
-        }
-        let rows = GovernorOffline.statusRows(locator)
-        var note = "no governor is running deployment \"\(locator.deploymentName)\"" + (rows.isEmpty ? "" : " (from PID files)")
-        if let holder = GovernorOffline.liveGovernor(locator) {
-            note = "governor pid \(holder.pid) holds deployment \"\(locator.deploymentName)\" but does not answer yet (starting?)"
-                + (rows.isEmpty ? "" : "; from PID files")
-        }
-        if let group = ProcessTree.existingDeploymentGroup(name: locator.deploymentName, folder: locator.directory.path),
-           GovernorOffline.liveGovernor(locator) == nil {
-            note += "; cgroup \(group) is left by an earlier governor (`szgovernor down` kills what is in it and removes it)"
-        }
-        if json {
-            let processes: [JSONValue] = rows.map { r in
-                .object(["name": .string(r.name), "role": .string(r.role), "status": .string(r.status),
-                         "pid": r.pid.map { .int(Int64($0)) } ?? .null, "note": r.note.map { .string($0) } ?? .null])
-            }
-            print(JSON.string(.object(["deployment": .string(locator.deploymentName), "governor_running": false,
-                                       "note": .string(note), "process_tree": .null, "processes": .array(processes)])))
-        } else {
-            print(note)
-            if !rows.isEmpty { print(StatusRow.table(rows)) }
-        }
+        let report = StatusReport.gather(locator) { control(locator, $0) }
+        print(json ? JSON.string(report.json) : report.text)
+        if !report.healthy { throw ExitCode(report.exitCode) }
     }
 }
 
@@ -328,7 +304,7 @@ struct Status: ParsableCommand {
 
 struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Restart the processes named by NAME or a glob (h-*).")
-    @OptionGroup var options: DeploymentOptions
+    @OptionGroup var options: NamedDeploymentOptions
     @Argument(help: "A process name or a glob such as 'h-*'.") var pattern: String
 
     func run() throws {
@@ -379,7 +355,7 @@ struct Add: ParsableCommand {
 
 struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop a handler and remove it from the running deployment.")
-    @OptionGroup var options: DeploymentOptions
+    @OptionGroup var options: NamedDeploymentOptions
     @Argument(help: "Handler name.") var name: String
 
     func run() throws {
@@ -390,7 +366,7 @@ struct Remove: ParsableCommand {
 
 struct Scale: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Set the number of replicas of a handler spec (h -> h-1..h-N).")
-    @OptionGroup var options: DeploymentOptions
+    @OptionGroup var options: NamedDeploymentOptions
     @Argument(help: "Handler spec id from the deployment file (e.g. h).") var name: String
     @Argument(help: "Replicas.") var replicas: Int
 
@@ -408,10 +384,13 @@ struct Scale: ParsableCommand {
 // MARK: logs
 
 struct Logs: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the last lines of a process's log (or `governor`).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the last lines of a process's log (or `governor`); -f follows it as `tail -F` does.")
     @OptionGroup var options: DeploymentOptions
     @Argument(help: "Process name, or governor.") var name: String
-    @Option(help: "How many lines.") var lines = 20
+    @Option(name: [.customShort("n"), .long], help: "How many lines.") var lines = 20
+    @Flag(name: [.customShort("f"), .long], help: "Keep printing lines as they are written, across rotations, until interrupted.")
+    var follow = false
 
     func validate() throws { guard lines > 0 else { throw ValidationError("--lines must be > 0") } }
 
@@ -422,8 +401,47 @@ struct Logs: ParsableCommand {
         guard !RotatedLog.files(of: path).isEmpty else {
             let known = ((try? FileManager.default.contentsOfDirectory(atPath: locator.path("logs"))) ?? [])
                 .filter { $0.hasSuffix(".log") }.map { String($0.dropLast(4)) }.sorted()
-            throw Failure("deployment \"\(locator.deploymentName)\" has no log for \"\(name)\" (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+            throw Failure("deployment \"\(locator.deploymentName)\" has no log for \"\(name)\" under \(locator.path("logs")) (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
         }
+        var st = stat()
+        let size = stat(path, &st) == 0 ? Int(st.st_size) : 0
         for line in RotatedLog.tail(of: path, lines: lines) { print(line) }
+        guard follow else { return }
+        fflush(nil)
+        RotatedLog.follow(path, from: size, check: .seconds(3600)) { line in
+            print(line)
+            fflush(nil)
+        }
+    }
+}
+
+// MARK: validate
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check deployment and experiment files without starting anything.",
+        discussion: "Each file is read as `up` or `szchaos run` would read it; the first error of each is printed with its file:line:column and field. Exit 0 when every file is valid, 1 otherwise.")
+    @Argument(help: "Deployment or experiment files (the kind is told by the top-level keys).") var files: [String]
+    @Option(help: "Read every file as this kind: deployment | experiment.") var kind: String?
+    @Option(help: "Deployments root for ${DEPLOYMENT_DIR} and path limits (default as for up).") var root: String?
+
+    func validate() throws {
+        guard !files.isEmpty else { throw ValidationError("name at least one file") }
+        if let kind, ValidatedFileKind(rawValue: kind) == nil { throw ValidationError("--kind must be deployment or experiment, not '\(kind)'") }
+    }
+
+    func run() throws {
+        let deploymentsRoot = DeploymentLocator.discoverRoot(option: root, environment: Foundation.ProcessInfo.processInfo.environment,
+                                                             currentDirectory: FileManager.default.currentDirectoryPath).root
+        var failed = 0
+        for file in files {
+            do {
+                print(try FileValidation.validate(file, kind: kind.flatMap(ValidatedFileKind.init), deploymentsRoot: deploymentsRoot))
+            } catch {
+                printErr("szgovernor: \(error)")
+                failed += 1
+            }
+        }
+        if failed > 0 { throw ExitCode(1) }
     }
 }

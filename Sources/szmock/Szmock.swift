@@ -13,6 +13,7 @@ struct Szmock: ParsableCommand {
         commandName: "szmock",
         abstract: "Mock ScheduleZero peers with faults on command: a handler, a server, and a client.",
         discussion: "Usage errors exit with 2 (not ArgumentParser's 64). See docs/MOCK-PEERS.md.",
+        version: HarnessVersion.current,
         subcommands: [HandlerCommand.self, ServerCommand.self, CallCommand.self]
     )
 

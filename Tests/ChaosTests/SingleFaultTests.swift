@@ -21,7 +21,7 @@ struct integration_zmq_governor_SingleFaults {
             let r = try await rig.szchaos(["kill-random", "--seed", "11", "--json"])
             #expect(r.code == 0, "\(r.text) \(r.stderr)")
             let rec = try #require(r.record)
-            #expect(rec["seed"] == "11" && rec["ok"] == true && rec["command"] == "kill-random")
+            #expect(rec["seed"] == "11" && rec["success"] == true && rec["command"] == "kill-random")
             let actions = try #require(rec["actions"]?.arrayValue)
             #expect(actions.count == 1)
             let victim = try #require(actions.first?["target"]?.stringValue)

@@ -89,3 +89,15 @@ struct unit_zmq_WireCodec {
         for _ in 0..<1000 { let u = a.unit(); #expect(u >= 0 && u < 1) }
     }
 }
+
+@Suite(.tags(.unit, .zmq), .leakChecked)
+struct unit_zmq_DurationTextFormat {
+    @Test(arguments: [(Duration.seconds(2), "2s"), (.milliseconds(250), "250ms"), (.milliseconds(1500), "1500ms"),
+                      (.seconds(90), "90s"), (.microseconds(500), "0.5ms"), (.nanoseconds(1_234_567), "1.235ms"),
+                      (.zero, "0s"), (.microseconds(1_000_001), "1000.001ms")])
+    func formatsWithTheUnitTheParserReadsBack(_ d: Duration, _ text: String) {
+        #expect(DurationText.format(d) == text)
+        let back = DurationText.value(text, bareUnitSeconds: nil)
+        #expect(back.map { abs(($0 - d).inMilliseconds) < 0.001 } == true, "\(text) reads back as \(String(describing: back))")
+    }
+}

@@ -22,9 +22,11 @@ public struct DeploymentPaths: Sendable, Equatable {
         self.name = name
     }
 
-    /// The default root: `$SZ_DEPLOYMENTS_ROOT`, else `./deployments`.
+    /// The default root: `$SZ_DEPLOYMENTS_ROOT`, else found upwards from the current folder as `szgovernor`
+    /// finds it (`DeploymentLocator.discoverRoot`).
     public static var defaultRoot: String {
-        ProcessInfo.processInfo.environment["SZ_DEPLOYMENTS_ROOT"].flatMap { $0.isEmpty ? nil : $0 } ?? "./deployments"
+        DeploymentLocator.discoverRoot(option: nil, environment: ProcessInfo.processInfo.environment,
+                                       currentDirectory: FileManager.default.currentDirectoryPath).root
     }
 
     public var directory: String { (root as NSString).appendingPathComponent(name) }

@@ -36,7 +36,7 @@ public struct FaultAction: Sendable, Equatable {
     }
 
     public var json: JSONValue {
-        var o: [String: JSONValue] = ["target": .string(target), "action": .string(action), "detail": .string(detail), "ok": .bool(ok)]
+        var o: [String: JSONValue] = ["target": .string(target), "action": .string(action), "detail": .string(detail), "success": .bool(ok)]
         o["pid"] = pid.map { .int(Int64($0)) } ?? .null
         if let data { o["data"] = data }
         return .object(o)
@@ -70,13 +70,13 @@ public struct FaultOutcome: Sendable, Equatable {
 
     /// One line per skip and per action (the seed line is printed by the caller first).
     public var lines: [String] {
-        skipped.map { "skip \($0.name): \($0.reason)" } + actions.map(\.line) + (error.map { ["error: \($0)"] } ?? [])
+        skipped.map { "skip \($0.name): \($0.reason)" } + actions.map(\.line)
     }
 
     public var json: JSONValue {
         .object([
             "command": .string(command), "deployment": .string(deployment), "root": .string(root),
-            "seed": .string(String(seed)), "dry_run": .bool(dryRun), "ok": .bool(succeeded),
+            "seed": .string(String(seed)), "dry_run": .bool(dryRun), "success": .bool(succeeded),
             "actions": .array(actions.map(\.json)),
             "skipped": .array(skipped.map { .object(["target": .string($0.name), "pid_file": .string($0.pidFile), "reason": .string($0.reason)]) }),
             "error": error.map { .string($0) } ?? .null,
