@@ -58,15 +58,13 @@ struct YAMLField {
         return value
     }
 
-    /// `250` (milliseconds), `250ms`, `1.5s`, `2m`, `1h`; at most `DurationText.maximumSeconds`.
+    /// `250ms`, `1.5s`, `2m`, `1h` (a bare number is refused); at most `DurationText.maximumSeconds`.
     /// `positive`: zero is refused too (timeouts, intervals, windows).
     func duration(positive: Bool = false) throws(DeploymentFileError) -> Duration {
         let text = try string().trimmingCharacters(in: .whitespaces)
-        switch DurationText.parse(text, bareUnitSeconds: 0.001) {
-        case .failure(.malformed):
-            throw error("must be a duration like 250ms, 5s, 1m or a number of milliseconds (got \"\(text)\")")
-        case .failure(.tooLong):
-            throw error("must be at most \(DurationText.maximumDescription) (got \"\(text)\")")
+        switch DurationText.parse(text) {
+        case .failure(let problem):
+            throw error(DurationText.message(problem, text))
         case .success(let d):
             if positive && d <= .zero { throw error("must be longer than 0 (got \"\(text)\")") }
             return d
@@ -95,7 +93,7 @@ struct YAMLField {
     }
 }
 
-/// The governor's reading of a duration: a bare number is milliseconds (DurationText has the rules).
+/// The governor's reading of a duration (DurationText has the rules: a unit always).
 func parseDuration(_ text: String) -> Duration? {
-    DurationText.value(text, bareUnitSeconds: 0.001)
+    DurationText.value(text)
 }

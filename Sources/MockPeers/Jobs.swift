@@ -64,7 +64,7 @@ public struct JobSpec: Sendable, Equatable {
 
     /// `200ms`, `1.5s`, `2m`.
     public static func parseDuration(_ s: String, context: String) throws(PeerError) -> Duration {
-        switch DurationText.parse(s, bareUnitSeconds: nil) {
+        switch DurationText.parse(s) {
         case .success(let d) where d > .zero: return d
         case .failure(.tooLong):
             throw .invalidJob("\(context): interval must be at most \(DurationText.maximumDescription), got \"\(s)\"")

@@ -2,7 +2,8 @@
 // of the project: deployment files, experiment files, szchaos options, szmock job specs. Values above
 // `DurationText.maximumSeconds` are refused instead of overflowing (`Duration.milliseconds(1e21)` traps).
 
-/// Parses durations with a unit; what a bare number means (milliseconds, seconds, or refused) is the caller's.
+/// Parses durations, which always carry a unit: a bare number (`250`) is refused everywhere, with a message
+/// that says so (it once meant milliseconds in deployment files and seconds in experiment files).
 public enum DurationText {
     /// The longest duration accepted anywhere: 7 days. Larger values are refused, never rounded or wrapped.
     public static let maximumSeconds: Double = 604_800
@@ -11,22 +12,36 @@ public enum DurationText {
     public enum Problem: Error, Equatable, Sendable {
         /// Not a non-negative number with one of the units.
         case malformed
+        /// A number without a unit.
+        case bareNumber
         /// Longer than `maximumSeconds`.
         case tooLong
     }
 
-    /// `bareUnitSeconds`: what a number without a unit counts (0.001: milliseconds, 1: seconds; nil: refused).
-    public static func parse(_ text: String, bareUnitSeconds: Double?) -> Result<Duration, Problem> {
+    /// What every message about a duration asks for.
+    public static let expected = "a duration with a unit: 250ms, 2s, 1m or 1h"
+
+    /// The message for a problem with `text` (without the field's name, which the caller adds).
+    public static func message(_ problem: Problem, _ text: String) -> String {
+        switch problem {
+        case .malformed: return "must be \(expected) (got \"\(text)\")"
+        case .bareNumber: return "must be \(expected): a number without a unit is refused (got \"\(text)\"; write \(text)ms or \(text)s)"
+        case .tooLong: return "must be at most \(maximumDescription) (got \"\(text)\")"
+        }
+    }
+
+    public static func parse(_ text: String) -> Result<Duration, Problem> {
         let t = text.trimmingWhitespace
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         var number = Substring(t)
-        var factor: Double? = bareUnitSeconds
+        var factor: Double?
         for (suffix, f) in units where t.hasSuffix(suffix) {
             number = t.dropLast(suffix.count)
             factor = f
             break
         }
         let digits = String(number).trimmingWhitespace
+        if factor == nil, let v = Double(digits), v.isFinite { _ = v; return .failure(.bareNumber) }
         guard let factor, !digits.isEmpty, let value = Double(digits), !value.isNaN, value >= 0,
               digits.allSatisfy({ $0.isNumber || $0 == "." || $0 == "e" || $0 == "E" || $0 == "+" || $0 == "-" })
         else { return .failure(.malformed) }
@@ -50,8 +65,8 @@ public enum DurationText {
     }
 
     /// nil for any problem, for callers that only need to know whether the text is a duration.
-    public static func value(_ text: String, bareUnitSeconds: Double?) -> Duration? {
-        try? parse(text, bareUnitSeconds: bareUnitSeconds).get()
+    public static func value(_ text: String) -> Duration? {
+        try? parse(text).get()
     }
 }
 

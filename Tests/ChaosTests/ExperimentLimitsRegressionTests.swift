@@ -11,9 +11,15 @@ struct regression_unit_ExperimentFileLimits {
         do { _ = try Experiment.parse(yaml, file: "e.yaml"); return nil } catch { return error }
     }
 
+    /// A bare number was seconds here and milliseconds in deployment files; refused in both now.
+    @Test func aBareNumberIsRefusedInAnExperimentFile() throws {
+        let bare = try #require(error("title: x\nduration: 2\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}}\n"))
+        #expect(bare.description == "e.yaml:2:11: duration: must be a duration with a unit: 250ms, 2s, 1m or 1h: a number without a unit is refused (got \"2\"; write 2ms or 2s)", "\(bare)")
+    }
+
     @Test func hugeAndZeroDurationsAreLocatedErrors() throws {
         let huge = try #require(error("title: x\nduration: 999999999999999999999m\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}}\n"))
-        #expect(huge.description == "e.yaml:2:11: duration: must be at most 7 days (604800s), got \"999999999999999999999m\"", "\(huge)")
+        #expect(huge.description == "e.yaml:2:11: duration: must be at most 7 days (604800s) (got \"999999999999999999999m\")", "\(huge)")
         let within = try #require(error("title: x\nduration: 1s\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}, within: 0ms}\n"))
         #expect(within.field == "steady_state.within" && within.line == 3 && within.message.contains("longer than 0"), "\(within)")
         #expect(error("title: x\nduration: 1s\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}, interval: 0s}\n")?.field == "steady_state.interval")

@@ -52,7 +52,7 @@ struct unit_governor_DeploymentFile {
         ("zero-replicas.yaml", "zero-replicas.yaml:5:15: handlers[0].replicas: must be an integer >= 1 (got \"0\")"),
         ("bad-policy.yaml", "bad-policy.yaml:4:13: defaults.restart.policy: must be one of always, on-failure, never (got \"sometimes\")"),
         ("missing-command.yaml", "missing-command.yaml:7:5: handlers[1]: needs a command (a list: [executable, args...])"),
-        ("bad-duration.yaml", "bad-duration.yaml:5:19: handlers[0].stop_timeout: must be a duration like 250ms, 5s, 1m or a number of milliseconds (got \"soon\")"),
+        ("bad-duration.yaml", "bad-duration.yaml:5:19: handlers[0].stop_timeout: must be a duration with a unit: 250ms, 2s, 1m or 1h (got \"soon\")"),
         ("bad-name.yaml", "bad-name.yaml:1:13: deployment: deployment name \"../etc\" contains \"/\" (it must be a single folder name)"),
         ("duplicate-id.yaml", "duplicate-id.yaml:6:9: handlers[1].id: process \"h-2\" is defined twice"),
         ("not-a-mapping.yaml", "not-a-mapping.yaml:1:1: must be a mapping (key: value), got a list"),
@@ -85,11 +85,11 @@ struct unit_governor_DeploymentFile {
         #expect(error?.description == "/nonexistent/x.yaml: cannot read the file")
     }
 
-    @Test func durationsAcceptUnitsAndPlainMilliseconds() {
+    @Test func durationsAcceptUnitsAndRefuseBareNumbers() {
         #expect(parseDuration("250ms") == .milliseconds(250))
         #expect(parseDuration("1.5s") == .milliseconds(1500))
         #expect(parseDuration("2m") == .seconds(120))
-        #expect(parseDuration("40") == .milliseconds(40))
+        #expect(parseDuration("40") == nil, "a bare number is refused")
         #expect(parseDuration("-1s") == nil)
         #expect(parseDuration("fast") == nil)
     }

@@ -29,12 +29,13 @@ struct regression_unit_governor_FileLimits {
         #expect(error("defaults: {stop_timeout: 7d}\nhandlers: []\n")?.message.contains("must be a duration") == true)
         #expect(try parse("defaults: {stop_timeout: 168h}\nhandlers: []\n").name == "t", "exactly the maximum is accepted")
         // Every other parser of durations goes through the same rule.
-        #expect(DurationText.parse("999999999999999999999m", bareUnitSeconds: 0.001) == .failure(.tooLong))
-        #expect(DurationText.parse("1e400", bareUnitSeconds: 1) == .failure(.tooLong))
+        #expect(DurationText.parse("999999999999999999999m") == .failure(.tooLong))
+        #expect(DurationText.parse("1e400s") == .failure(.tooLong))
         #expect(parseDuration("999999999999999999999m") == nil)
-        #expect(DurationText.parse("250", bareUnitSeconds: 0.001) == .success(.milliseconds(250)))
-        #expect(DurationText.parse("1.5s", bareUnitSeconds: nil) == .success(.milliseconds(1500)))
-        #expect(DurationText.parse("250", bareUnitSeconds: nil) == .failure(.malformed))
+        #expect(DurationText.parse("250ms") == .success(.milliseconds(250)))
+        #expect(DurationText.parse("1.5s") == .success(.milliseconds(1500)))
+        #expect(DurationText.parse("250") == .failure(.bareNumber))
+        #expect(DurationText.parse("ms") == .failure(.malformed))
     }
 
     /// `port_base: 65534` with 3 replicas gave port 65536, and the processes started.
@@ -196,5 +197,19 @@ struct regression_unit_governor_LogRotation {
         let long = (0..<30_000).map { "line \($0)" }.joined(separator: "\n") + "\n"
         try long.write(toFile: log, atomically: false, encoding: .utf8)
         #expect(RotatedLog.tail(of: log, lines: 20_000).first == "line 10000", "more than one 64 KiB block")
+    }
+}
+
+@Suite(.tags(.regression, .unit, .governor), .leakChecked)
+struct regression_unit_governor_BareNumberDurations {
+    /// A bare number once meant milliseconds in deployment files and seconds in experiment files: `stop_timeout: 2`
+    /// was 2 ms, an experiment's `duration: 2` 2 s. Refused now, saying why and what to write.
+    @Test func aBareNumberIsRefusedInADeploymentFile() throws {
+        do {
+            _ = try DeploymentFile.parse(yaml: "defaults: {stop_timeout: 2}\nhandlers: []\n", file: "t.yaml", defaultName: "t", deploymentsRoot: "/d")
+            Issue.record("stop_timeout: 2 was accepted")
+        } catch {
+            #expect(error.description == "t.yaml:1:26: defaults.stop_timeout: must be a duration with a unit: 250ms, 2s, 1m or 1h: a number without a unit is refused (got \"2\"; write 2ms or 2s)", "\(error)")
+        }
     }
 }

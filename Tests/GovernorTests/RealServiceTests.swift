@@ -207,7 +207,7 @@ struct unit_governor_RealServiceKeys {
         ("    liveness: sometimes\n", "r.yaml:5:15: handlers[0].liveness: must be none, ping, {ping: ENDPOINT, period: 2s, timeout: 1s, failures: 3} or {http: URL, ...} (got \"sometimes\")"),
         ("    liveness: {ping: tcp://127.0.0.1:1, failures: 0}\n", "r.yaml:5:51: handlers[0].liveness.failures: must be an integer >= 1 (got \"0\")"),
         ("    liveness: {ping: tcp://127.0.0.1:1, period: 0s}\n", "r.yaml:5:49: handlers[0].liveness.period: must be a duration > 0"),
-        ("    liveness: {ping: tcp://127.0.0.1:1, timeout: soon}\n", "r.yaml:5:50: handlers[0].liveness.timeout: must be a duration like 250ms, 5s, 1m or a number of milliseconds (got \"soon\")"),
+        ("    liveness: {ping: tcp://127.0.0.1:1, timeout: soon}\n", "r.yaml:5:50: handlers[0].liveness.timeout: must be a duration with a unit: 250ms, 2s, 1m or 1h (got \"soon\")"),
         ("    liveness: {ping: tcp://127.0.0.1:1, http: \"http://x/\"}\n", "r.yaml:5:47: handlers[0].liveness.http: give either ping or http, not both"),
         ("    liveness: {period: 1s}\n", "r.yaml:5:15: handlers[0].liveness: needs ping: ENDPOINT or http: URL"),
         ("    liveness: {http: \"ftp://x/\"}\n", "r.yaml:5:22: handlers[0].liveness.http: expected an http:// URL like http://127.0.0.1:8888/api/health, got \"ftp://x/\""),

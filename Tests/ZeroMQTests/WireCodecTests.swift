@@ -97,7 +97,7 @@ struct unit_zmq_DurationTextFormat {
                       (.zero, "0s"), (.microseconds(1_000_001), "1000.001ms")])
     func formatsWithTheUnitTheParserReadsBack(_ d: Duration, _ text: String) {
         #expect(DurationText.format(d) == text)
-        let back = DurationText.value(text, bareUnitSeconds: nil)
+        let back = DurationText.value(text)
         #expect(back.map { abs(($0 - d).inMilliseconds) < 0.001 } == true, "\(text) reads back as \(String(describing: back))")
     }
 }

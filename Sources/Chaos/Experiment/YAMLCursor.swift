@@ -103,21 +103,16 @@ struct YAMLCursor {
         }
     }
 
-    /// `250ms`, `2s`, `1.5s`, `1m`, `1h`, or a bare number of seconds; at most `DurationText.maximumSeconds`.
+    /// `250ms`, `2s`, `1.5s`, `1m`, `1h` (a bare number is refused); at most `DurationText.maximumSeconds`.
     /// `positive`: zero is refused too.
     func duration(positive: Bool = false) throws(ExperimentError) -> Duration {
-        guard case .scalar(let s) = node else { throw fail("expected a duration like 500ms, 2s or 1m, got \(shown)") }
-        switch DurationText.parse(s.string, bareUnitSeconds: 1) {
-        case .failure(.malformed): throw fail("expected a duration like 500ms, 2s or 1m, got \(shown)")
-        case .failure(.tooLong): throw fail("must be at most \(DurationText.maximumDescription), got \(shown)")
+        guard case .scalar(let s) = node else { throw fail("expected \(DurationText.expected), got \(shown)") }
+        switch DurationText.parse(s.string) {
+        case .failure(let problem): throw fail(DurationText.message(problem, s.string))
         case .success(let d):
             if positive && d <= .zero { throw fail("must be longer than 0, got \(shown)") }
             return d
         }
-    }
-
-    static func parseDuration(_ text: String) -> Duration? {
-        DurationText.value(text, bareUnitSeconds: 1)
     }
 
     /// Any YAML value as JSON (scalars typed by their look: numbers, booleans, null, else text).
