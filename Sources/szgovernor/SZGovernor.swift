@@ -15,7 +15,7 @@ struct SZGovernor: ParsableCommand {
         commandName: "szgovernor",
         abstract: "Run a ScheduleZero deployment (a server and its handlers): start, watch, restart, stop.",
         discussion: "Exit codes: 0 done, 1 failure, 2 usage error. See docs/GOVERNOR.md.",
-        subcommands: [Up.self, Down.self, Status.self, Restart.self, Add.self, Remove.self, Scale.self, Logs.self],
+        subcommands: [Up.self, Down.self, Status.self, Restart.self, Add.self, Remove.self, Scale.self, Logs.self, Export.self],
         defaultSubcommand: Up.self
     )
 
