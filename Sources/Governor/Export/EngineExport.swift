@@ -146,14 +146,24 @@ func durationText(_ d: Duration) -> String { format(d) }
 public enum ExportWriter {
     public static func write(_ export: EngineExport, to dir: String) throws(ExportError) -> [String] {
         let dir = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
-        try prepareDirectory(dir, what: "export directory")
-        var written: [String] = []
-        for file in export.files {
+        // Everything that can be refused is refused before the first file is written.
+        try prepareDirectory(dir, what: "export directory", create: false)
+        var dst = stat()
+        for file in export.files where lstat(dir, &dst) == 0 {
             let parts = file.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
             guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
                 throw ExportError("refusing to write \"\(file.path)\": not a plain name inside \(dir)")
             }
-            if parts.count == 2 { try prepareDirectory(dir + "/" + parts[0], what: "folder") }
+            if parts.count == 2 { try prepareDirectory(dir + "/" + parts[0], what: "folder", create: false) }
+            var st = stat()
+            if lstat(dir + "/" + file.path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+                throw ExportError("refusing \(dir)/\(file.path): it is \((st.st_mode & S_IFMT) == S_IFLNK ? "a symbolic link (export never writes through one)" : "not a regular file")")
+            }
+        }
+        try prepareDirectory(dir, what: "export directory")
+        var written: [String] = []
+        for file in export.files {
+            if file.path.contains("/") { try prepareDirectory(dir + "/" + String(file.path.split(separator: "/")[0]), what: "folder") }
             let path = dir + "/" + file.path
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
@@ -175,7 +185,8 @@ public enum ExportWriter {
         return written
     }
 
-    static func prepareDirectory(_ path: String, what: String) throws(ExportError) {
+    /// Checks `path` (a real, writable directory) and, with `create`, makes it 0755 when absent.
+    static func prepareDirectory(_ path: String, what: String, create: Bool = true) throws(ExportError) {
         var st = stat()
         if lstat(path, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFLNK {
@@ -186,6 +197,16 @@ public enum ExportWriter {
             return
         }
         guard errno == ENOENT else { throw ExportError("cannot use \(what) \(path): \(String(cString: strerror(errno)))") }
+        guard create else {
+            // Absent: its parent must let it be made.
+            let parent = (path as NSString).deletingLastPathComponent
+            var pst = stat()
+            guard lstat(parent, &pst) == 0, (pst.st_mode & S_IFMT) == S_IFDIR else {
+                throw ExportError("cannot create \(what) \(path): \(parent) is not a directory")
+            }
+            guard access(parent, W_OK | X_OK) == 0 else { throw ExportError("cannot create \(what) \(path): \(parent) is not writable") }
+            return
+        }
         guard mkdir(path, 0o755) == 0 else {
             throw ExportError("cannot create \(what) \(path): \(String(cString: strerror(errno)))")
         }
