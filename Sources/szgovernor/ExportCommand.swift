@@ -83,13 +83,12 @@ struct ExportKubernetes: ParsableCommand {
     var image = KubernetesExport.defaultImage
 
     func run() throws {
-        let (deployment, locator) = try options.load()
+        let (deployment, _) = try options.load()
         let export: EngineExport
         do {
             export = try KubernetesExport.export(deployment, image: image, variables: BuildVariables.variables(),
                                                  parentEnvironment: Foundation.ProcessInfo.processInfo.environment)
         } catch { throw Failure(error) }
-        _ = locator
         try options.write(export, engine: "kubernetes")
     }
 }
