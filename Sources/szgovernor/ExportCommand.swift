@@ -12,7 +12,8 @@ struct Export: ParsableCommand {
 
 struct ExportOptions: ParsableArguments {
     @Argument(help: "The folder to write into (made 0755 when absent; never a symbolic link).") var dir: String
-    @Argument(help: "The deployment file (instead of --file; the deployment's name is then the file's).") var fileArgument: String?
+    @Argument(help: ArgumentHelp("The deployment file (instead of --file; the deployment's name is then the file's).", valueName: "file"))
+    var fileArgument: String?
     @Option(help: "Deployment name (default: the file's `deployment:`, else demo).") var deployment: String?
     @Option(help: "Deployments root: where ${DEPLOYMENT_DIR} and ${RUN_DIR} point (default: $SZ_DEPLOYMENTS_ROOT, else ./deployments).")
     var root: String?
