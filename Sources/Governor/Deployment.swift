@@ -19,6 +19,8 @@ public struct Deployment: Sendable, Hashable {
     public var handlerSpecs: [String: Int] = [:]
     /// The ceiling on processes (server + handler instances): the file's `max_processes:`, default 1000.
     public var maxProcesses = ProcessLimits.defaultMaxProcesses
+    /// Processes whose `interpose:` was left out at load (`DeploymentFile.load(interposers: false)`).
+    public var interposersLeftOut: [String] = []
 
     /// `SZ_TEST_TMPDIR` is run_tests.sh's per-run marker: passing it on lets the runner find every process a
     /// test run started, governed children included, and fail the run if one outlives it.
@@ -38,4 +40,21 @@ public struct Deployment: Sendable, Hashable {
 
     /// Server first, then handlers in file order.
     public var processes: [HandlerConfig] { (server.map { [$0] } ?? []) + handlers }
+
+    /// A child's environment before the governor's markers: the inherited names (from `parent`), the
+    /// global environment, then the process's own.
+    public func childEnvironment(for config: HandlerConfig, parent: [String: String]) -> [String: String] {
+        var env: [String: String] = [:]
+        for name in inheritEnvironment { env[name] = parent[name] }
+        env.merge(environment) { $1 }
+        env.merge(config.environment) { $1 }
+        return env
+    }
+
+    /// The absolute executable the governor spawns for `config`: resolved against the file's folder and
+    /// the child's PATH (ExecutableResolver).
+    public func resolvedExecutable(for config: HandlerConfig, parent: [String: String]) throws(ExecutableError) -> String {
+        try ExecutableResolver.resolve(config.executable, relativeTo: baseDirectory,
+                                       searchPath: childEnvironment(for: config, parent: parent)["PATH"])
+    }
 }

@@ -40,13 +40,17 @@ public enum DeploymentFile {
 
     /// Loads a deployment file. `deploymentsRoot` is where `<name>/` folders live (for DEPLOYMENT_DIR).
     /// `replicas` overrides the replica count of handler specs by id (what `szgovernor scale` does).
+    /// `interposers: false` loads every process as if it had no `interpose:` (each binds its `endpoint:`
+    /// itself; what `szgovernor export` writes for engines without interposers), the names in
+    /// `Deployment.interposersLeftOut`.
     public static func load(path: String, variables: [String: String] = [:],
-                            deploymentsRoot: String, replicas: [String: Int] = [:]) throws(DeploymentFileError) -> Deployment {
+                            deploymentsRoot: String, replicas: [String: Int] = [:],
+                            interposers: Bool = true) throws(DeploymentFileError) -> Deployment {
         let display = (path as NSString).lastPathComponent
         let text = try YAMLSource.text(of: path, display: display)
         var deployment = try parse(yaml: text, file: display, defaultName: String(display.split(separator: ".").first ?? ""),
                                    variables: variables, deploymentsRoot: deploymentsRoot, replicas: replicas,
-                                   baseDirectory: (path as NSString).deletingLastPathComponent)
+                                   baseDirectory: (path as NSString).deletingLastPathComponent, interposers: interposers)
         deployment.baseDirectory = (path as NSString).deletingLastPathComponent
         deployment.sourcePath = path
         return deployment
@@ -54,7 +58,7 @@ public enum DeploymentFile {
 
     public static func parse(yaml: String, file: String, defaultName: String, variables: [String: String] = [:],
                              deploymentsRoot: String, replicas replicaOverrides: [String: Int] = [:],
-                             baseDirectory: String? = nil) throws(DeploymentFileError) -> Deployment {
+                             baseDirectory: String? = nil, interposers: Bool = true) throws(DeploymentFileError) -> Deployment {
         let node = try YAMLSource.compose(yaml, file: file) { yamlError($0, file: file) }
         guard let node else { throw DeploymentFileError(file: file, line: 1, column: 1, field: "", message: "the file is empty") }
         let root = YAMLField(node: node, path: "", file: file)
@@ -100,6 +104,19 @@ public enum DeploymentFile {
             }
         }
         var processCount = fields["server"] == nil ? 0 : 1
+        var interposersLeftOut: [String] = []
+        /// The process's `interpose:` setting, or nil (recorded) when interposers are left out: the process
+        /// then binds its public endpoint, and `${PORT}` is that endpoint's port as its interposer's was.
+        func processInterpose(for id: String, _ own: YAMLField?, endpoint: String?,
+                              vars: inout [String: String]) throws(DeploymentFileError) -> InterposeSetting? {
+            let setting = try own.map { f throws(DeploymentFileError) in try interposeSetting(f) } ?? defaults.interpose
+            if setting != nil, !interposers {
+                interposersLeftOut.append(id)
+                if vars["PORT"] == nil, let port = endpoint.flatMap(tcpHostPort)?.1 { vars["PORT"] = "\(port)" }
+                return nil
+            }
+            return setting
+        }
 
         var server: HandlerConfig?
         var serverEndpoint: String?
@@ -112,10 +129,11 @@ public enum DeploymentFile {
             if let e = s["endpoint"] { serverEndpoint = try endpointValue(e, vars) }
             vars["ENDPOINT"] = serverEndpoint ?? ""
             vars["SERVER_ENDPOINT"] = serverEndpoint ?? ""
-            let link = try interposer(s["interpose"].map { f throws(DeploymentFileError) in try interposeSetting(f) } ?? defaults.interpose,
+            let link = try interposer(try processInterpose(for: "server", s["interpose"], endpoint: serverEndpoint, vars: &vars),
                                       id: "server", index: 1, publicEndpoint: serverEndpoint, runDir: globals["RUN_DIR"]!,
                                       at: s["interpose"] ?? s["endpoint"] ?? f, vars: &vars)
             server = try process(f, s, id: "server", role: .server, vars: vars, endpoint: serverEndpoint, defaults: defaults)
+            server?.instanceVariables = vars.filter { HandlerConfig.instanceVariableNames.contains($0.key) }
             server?.interposer = link
         }
 
@@ -163,7 +181,7 @@ public enum DeploymentFile {
                     var endpoint: String?
                     if let e = h["endpoint"] { endpoint = try endpointValue(e, vars) }
                     vars["ENDPOINT"] = endpoint ?? ""
-                    let setting = try h["interpose"].map { f throws(DeploymentFileError) in try interposeSetting(f) } ?? defaults.interpose
+                    let setting = try processInterpose(for: id, h["interpose"], endpoint: endpoint, vars: &vars)
                     let link = try interposer(setting, id: id, index: index, publicEndpoint: endpoint, runDir: globals["RUN_DIR"]!,
                                               at: h["interpose"] ?? h["endpoint"] ?? entry, vars: &vars)
                     if link != nil, let srv = server, srv.interposer == nil {
@@ -173,6 +191,9 @@ public enum DeploymentFile {
                     }
                     var config = try process(entry, h, id: id, role: .handler, vars: vars, endpoint: endpoint, defaults: defaults)
                     config.interposer = link
+                    config.specID = baseID
+                    config.replicaIndex = replicas == nil ? nil : index
+                    config.instanceVariables = vars.filter { HandlerConfig.instanceVariableNames.contains($0.key) }
                     handlers.append(config)
                 }
             }
@@ -181,6 +202,7 @@ public enum DeploymentFile {
                                     inheritEnvironment: inherit)
         deployment.handlerSpecs = specs.mapValues { $0 ?? 0 }
         deployment.maxProcesses = maxProcesses
+        deployment.interposersLeftOut = interposersLeftOut
         return deployment
     }
 

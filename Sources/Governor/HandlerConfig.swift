@@ -27,6 +27,16 @@ public struct HandlerConfig: Sendable, Hashable {
     public var liveness: LivenessSpec?
     /// Size rotation of `logs/<id>.log` (the file's `log: {max_size, backups}`; 50 MiB and 10 by default).
     public var log = LogRotation()
+    /// The handler spec of the file it was expanded from (`h` for `h-2`) and its replica index (nil: a spec
+    /// without `replicas`, or the server).
+    public var specID: String?
+    public var replicaIndex: Int?
+    /// The per-process variables it was expanded with (NAME, INDEX, PORT, ENDPOINT, READY_FILE, ...; those
+    /// that differ between replicas of one spec), as `${...}` gave them: `szgovernor export` maps them.
+    public var instanceVariables: [String: String] = [:]
+
+    /// The variables that differ between processes of one spec.
+    public static let instanceVariableNames = ["NAME", "INDEX", "PORT", "ENDPOINT", "PUBLIC_PORT", "PUBLIC_ENDPOINT", "READY_FILE"]
 
     public init(id: String, role: ProcessRole = .handler, executable: String, arguments: [String] = [],
                 endpoint: String? = nil, environment: [String: String] = [:],

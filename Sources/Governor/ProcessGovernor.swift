@@ -345,17 +345,13 @@ public actor ProcessGovernor: GovernorBase {
 
     /// Resolves the executable and composes the environment (inherited names, global, per process, markers).
     func makeContext(for config: HandlerConfig) throws -> ProcessContext {
-        var env: [String: String] = [:]
-        for name in deployment.inheritEnvironment { env[name] = options.parentEnvironment[name] }
-        env.merge(deployment.environment) { $1 }
-        env.merge(config.environment) { $1 }
+        var env = deployment.childEnvironment(for: config, parent: options.parentEnvironment)
         env[Reconciler.markerVariable] = directory.path
         env["SZGOVERNOR_DEPLOYMENT"] = deploymentName
         env["SZGOVERNOR_NAME"] = config.id
         // Children of ours that can watch their parent (szmock) exit when this governor disappears.
         env["SZGOVERNOR_PID"] = "\(getpid())"
-        let executable = try ExecutableResolver.resolve(config.executable, relativeTo: deployment.baseDirectory,
-                                                        searchPath: env["PATH"])
+        let executable = try deployment.resolvedExecutable(for: config, parent: options.parentEnvironment)
         let spawn = SpawnRequest(executable: executable, arguments: config.arguments, environment: env,
                                  logPath: path("logs/\(config.id).log"), workingDirectory: config.workingDirectory,
                                  logRotation: config.log)

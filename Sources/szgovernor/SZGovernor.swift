@@ -17,7 +17,8 @@ struct SZGovernor: ParsableCommand {
         abstract: "Run a ScheduleZero deployment (a server and its handlers): start, watch, restart, stop.",
         discussion: "Exit codes: 0 done, 1 failure, 2 usage error. See docs/GOVERNOR.md.",
         version: HarnessVersion.current,
-        subcommands: [Up.self, Down.self, Status.self, Restart.self, Add.self, Remove.self, Scale.self, Logs.self, Validate.self]
+        subcommands: [Up.self, Down.self, Status.self, Restart.self, Add.self, Remove.self, Scale.self, Logs.self, Validate.self,
+                      Export.self]
     )
 
     static func main() {
