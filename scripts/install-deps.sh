@@ -3,7 +3,9 @@
 # (for /usr/bin/python3, used by the interop tests). Does nothing when they are there already.
 #   scripts/install-deps.sh [MODE]
 # MODE is run_tests.sh's mode: `slow` and `all` also install Debian's chromium, for the test that opens an
-# experiment's HTML report in a headless browser (the other modes do not run it).
+# experiment's HTML report in a headless browser (the other modes do not run it). `network`, `ci` and `all`
+# also install iproute2 and iptables when run as root (the network tests and scripts/testbed.sh need them;
+# without root those tests skip themselves, so nothing is installed for them).
 set -euo pipefail
 mode="${1:-}"
 need=()
@@ -11,6 +13,14 @@ pkg-config --exists libzmq 2>/dev/null || need+=(libzmq3-dev)
 /usr/bin/python3 -c 'import zmq' 2>/dev/null || need+=(python3-zmq)
 case "$mode" in
   slow|all) command -v chromium >/dev/null 2>&1 || need+=(chromium) ;;
+esac
+case "$mode" in
+  network|ci|all)
+    if [ "$(id -u)" = 0 ]; then
+      PATH="$PATH:/usr/sbin:/sbin"
+      command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
+      command -v iptables >/dev/null 2>&1 || need+=(iptables)
+    fi ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "==> installing ${need[*]}"
