@@ -105,9 +105,10 @@ struct YAMLCursor {
 
     /// `250ms`, `2s`, `1.5s`, `1m`, `1h`, or a bare number of seconds; at most `DurationText.maximumSeconds`.
     /// `positive`: zero is refused too.
-    func duration(positive: Bool = false) throws(ExperimentError) -> Duration {
+    /// `requireUnit`: a bare number is refused (the network faults' `start`, `stop`, `delay`, `jitter`).
+    func duration(positive: Bool = false, requireUnit: Bool = false) throws(ExperimentError) -> Duration {
         guard case .scalar(let s) = node else { throw fail("expected a duration like 500ms, 2s or 1m, got \(shown)") }
-        switch DurationText.parse(s.string, bareUnitSeconds: 1) {
+        switch DurationText.parse(s.string, bareUnitSeconds: requireUnit ? nil : 1) {
         case .failure(.malformed): throw fail("expected a duration like 500ms, 2s or 1m, got \(shown)")
         case .failure(.tooLong): throw fail("must be at most \(DurationText.maximumDescription), got \(shown)")
         case .success(let d):
