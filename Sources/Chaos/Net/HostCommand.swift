@@ -41,8 +41,9 @@ public enum HostCommand {
         return path.map { "\($0)/\(tool)" }.first { access($0, X_OK) == 0 }
     }
 
-    /// Runs `argv` (the first word looked up with `which`) and returns its status and output.
-    public static func run(_ argv: [String]) throws(Failure) -> Result {
+    /// Runs `argv` (the first word looked up with `which`) and returns its status and output. The child gets
+    /// a plain environment (PATH, LC_ALL=C) plus `environment`.
+    public static func run(_ argv: [String], environment: [String: String] = [:]) throws(Failure) -> Result {
         guard let tool = argv.first, let exe = which(tool) else { throw .notFound(argv.first ?? "") }
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard pipe(&outPipe) == 0 else { return Result(status: -1, output: "", errorOutput: "pipe: \(String(cString: strerror(errno)))") }
@@ -61,7 +62,7 @@ public enum HostCommand {
         var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
         // A plain environment: the tools need no more, and LC_ALL=C keeps their messages parseable.
-        let envText = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
+        let envText = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"] + environment.map { "\($0.key)=\($0.value)" }
         var cEnv: [UnsafeMutablePointer<CChar>?] = envText.map { strdup($0) } + [nil]
         defer { for p in cEnv { free(p) } }
         var pid: pid_t = 0
