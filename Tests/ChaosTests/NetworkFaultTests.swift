@@ -1,5 +1,6 @@
 import Chaos
 import Foundation
+import Governor
 import ScheduleZeroWire
 import Testing
 import TestSupport
@@ -336,5 +337,49 @@ struct integration_network_NetFaults {
             #expect(!hit.isEmpty, "no request failed or retried while the partition held: it did not act")
             for i in 1...2 { #expect(try await !bed.rules(i).contains("SZCHAOS"), "rules left in \(bed.host(i))") }
         }
+    }
+}
+
+/// The records of network faults and who owns them: no namespace needed, so these run anywhere.
+@Suite(.tags(.integration), .leakChecked)
+struct integration_NetFaultRecords {
+    /// A record is healed when its owner is gone, judged by the owner's identity (PID, start time, executable),
+    /// not by its number: a live PID whose start time differs is another process.
+    @Test func ownerIsJudgedByIdentityNotByPidNumber() async throws {
+        let dir = TemporaryDirectory(prefix: "sz-netrec")
+        defer { dir.remove() }
+        let store = NetFaultStore(directory: dir.file("net"))
+        let me = try #require(ProcessIdentity.of(pid: getpid()))
+        let dead = try TestProcess("/bin/true", [])
+        _ = try await dead.waitExit()
+        func record(_ id: String, _ owner: NetFaultRecord.Owner) -> NetFaultRecord {
+            NetFaultRecord(id: id, kind: "partition", fault: "partition [a] | [b]", owner: owner, created: 0, until: nil,
+                           namespaces: ["a", "b"], actions: [])
+        }
+        try store.write(record("1000000a", .init(pid: me.pid, startTime: me.startTime, executable: me.executable)))
+        try store.write(record("1000000b", .init(pid: me.pid, startTime: me.startTime + 1, executable: me.executable)))
+        try store.write(record("1000000c", .init(pid: dead.pid, startTime: 1, executable: "/bin/true")))
+        var st = stat()
+        #expect(stat(dir.file("net"), &st) == 0 && st.st_mode & 0o777 == 0o700, "the folder is \(String(st.st_mode & 0o777, radix: 8))")
+        #expect(stat(dir.file("net/1000000a.json"), &st) == 0 && st.st_mode & 0o777 == 0o600, "a record is \(String(st.st_mode & 0o777, radix: 8))")
+        let p = try TestProcess(builtExecutable("szchaos"), ["net", "list"], environment: ["SZCHAOS_NET_STATE": dir.file("net")])
+        defer { p.stop() }
+        #expect(try await p.waitExit(timeout: .seconds(30)) == .exited(0), "net list: \(p.stderrText)")
+        #expect(p.lines.contains { $0.hasPrefix("healed 1000000b") && $0.contains("which is gone") }, "\(p.lines)")
+        #expect(p.lines.contains { $0.hasPrefix("healed 1000000c") }, "\(p.lines)")
+        #expect(!p.lines.contains { $0.hasPrefix("healed 1000000a") }, "the record of a live owner was healed: \(p.lines)")
+        #expect(p.lines.contains { $0.hasPrefix("1000000a  owner pid \(me.pid)") }, "\(p.lines)")
+        #expect(store.records().records.map(\.id) == ["1000000a"])
+    }
+
+    @Test func aLinkedFolderIsRefusedAndOneOpenToOthersClosed() throws {
+        let dir = TemporaryDirectory(prefix: "sz-netrec")
+        defer { dir.remove() }
+        #expect(symlink(dir.path, dir.file("link")) == 0)
+        #expect(throws: NetFaultError.self) { try NetFaultStore(directory: dir.file("link")).prepare() }
+        #expect(mkdir(dir.file("open"), 0o777) == 0 && chmod(dir.file("open"), 0o777) == 0)
+        try NetFaultStore(directory: dir.file("open")).prepare()
+        var st = stat()
+        #expect(stat(dir.file("open"), &st) == 0 && st.st_mode & 0o777 == 0o700, "a folder open to others was left \(String(st.st_mode & 0o777, radix: 8))")
     }
 }

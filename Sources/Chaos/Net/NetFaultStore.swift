@@ -11,6 +11,11 @@ public struct NetFaultRecord: Codable, Sendable, Equatable {
         public var pid: Int32
         public var startTime: UInt64
         public var executable: String?
+        public init(pid: Int32, startTime: UInt64, executable: String?) {
+            self.pid = pid
+            self.startTime = startTime
+            self.executable = executable
+        }
     }
     public var version = 1
     public var id: String
@@ -22,9 +27,22 @@ public struct NetFaultRecord: Codable, Sendable, Equatable {
     public var created: Double
     /// When the owner means to undo it (seconds since 1970); nil: when it is stopped.
     public var until: Double?
-    /// Every namespace a step lives in (so `testbed.sh down` can drop the records of the namespaces it removes).
+    /// Every host (namespace) the fault touches, whether its steps live in the namespace or on the veth's other
+    /// end (so `testbed.sh down` can drop the records of the namespaces it removes).
     public var namespaces: [String]
     public var actions: [NetAction]
+
+    public init(id: String, kind: String, fault: String, owner: Owner, created: Double, until: Double?, namespaces: [String],
+                actions: [NetAction]) {
+        self.id = id
+        self.kind = kind
+        self.fault = fault
+        self.owner = owner
+        self.created = created
+        self.until = until
+        self.namespaces = namespaces
+        self.actions = actions
+    }
 
     /// Whether the owner is still the process that applied the fault (PID, start time and executable).
     public var ownerAlive: Bool {
@@ -64,10 +82,12 @@ public struct NetFaultStore: Sendable {
     /// Makes the folder (0700) if needed and refuses one that is a symbolic link, not a folder, owned by
     /// another user or open to others.
     public func prepare() throws(NetFaultError) {
-        var path = ""
-        for part in directory.split(separator: "/") {
+        // The parents (e.g. /run/szchaos) 0755, the folder itself 0700.
+        let parts = directory.split(separator: "/")
+        var path = directory.hasPrefix("/") ? "" : "."
+        for (i, part) in parts.enumerated() {
             path += "/" + part
-            if mkdir(path, path == directory || path == "/" + directory.split(separator: "/").joined(separator: "/") ? 0o700 : 0o755) != 0 && errno != EEXIST {
+            if mkdir(path, i == parts.count - 1 ? 0o700 : 0o755) != 0 && errno != EEXIST {
                 throw .state("cannot make \(path): \(String(cString: strerror(errno)))")
             }
         }
@@ -150,7 +170,7 @@ public enum NetFaults {
         let record = NetFaultRecord(id: id, kind: fault.kind, fault: fault.description,
                                     owner: .init(pid: me.pid, startTime: me.startTime, executable: me.executable),
                                     created: Date().timeIntervalSince1970, until: until,
-                                    namespaces: Array(Set(actions.compactMap(\.namespace))).sorted(), actions: actions)
+                                    namespaces: Array(Set(fault.hosts + actions.compactMap(\.namespace))).sorted(), actions: actions)
         try store.write(record)
         for (i, a) in actions.enumerated() {
             do { try a.apply() } catch {

@@ -12,6 +12,13 @@ public struct NetHost: Sendable, Equatable {
     /// The other end of that interface when it is a veth in the initial namespace (`szh1-v`): where traffic
     /// towards the host is shaped.
     public var peer: String?
+
+    public init(name: String, addresses: [String], interface: String?, peer: String?) {
+        self.name = name
+        self.addresses = addresses
+        self.interface = interface
+        self.peer = peer
+    }
 }
 
 public enum NetHosts {
