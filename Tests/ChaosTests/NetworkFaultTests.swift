@@ -51,10 +51,10 @@ final class NetBed: @unchecked Sendable {
     func host(_ i: Int) -> String { "\(prefix)\(i)" }
     func address(_ i: Int) -> String { "10.77.0.\(i)" }
 
-    /// A prefix of 1 letter + 5 random letters and digits: hosts `nab12c1`, veths `nab12c1-v`.
+    /// `szt` + 5 random letters and digits: hosts `sztab12c1`, veths `sztab12c1-v` (15 bytes at most).
     static func uniquePrefix() -> String {
         let chars = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        return "n" + String((0..<5).map { _ in chars.randomElement()! })
+        return "szt" + String((0..<5).map { _ in chars.randomElement()! })
     }
 
     /// Runs `body` on a bed of `count` hosts, then `down`, then checks nothing of the bed is left.
