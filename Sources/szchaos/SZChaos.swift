@@ -219,7 +219,7 @@ struct Run: AsyncParsableCommand {
         let netActuator: NetFaultActuator? = exp.faults.contains(where: \.kind.isNetFault) ? NetFaultActuator() : nil
         if let netActuator {
             actuators.append(netActuator)
-            for r in netActuator.store.sweepStale() { FileHandle.standardError.write(Data("szchaos run: \(r)\n".utf8)) }
+            for r in await netActuator.sweepStaleAsync() { FileHandle.standardError.write(Data("szchaos run: \(r)\n".utf8)) }
         }
         if dryRun {
             let names = exp.proxies.map(\.name)

@@ -58,6 +58,8 @@ public enum HostCommand {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        // Nothing else of this process: a child must not hold another thread's pipe open past its end.
+        if let closeFrom = Self.closeFrom { _ = closeFrom(&actions, 3) }
         let args = [exe] + argv.dropFirst()
         var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
@@ -90,6 +92,12 @@ public enum HostCommand {
 
     /// `argv` run inside network namespace `ns` (`ip netns exec NS ...`).
     public static func inNamespace(_ ns: String, _ argv: [String]) -> [String] { ["ip", "netns", "exec", ns] + argv }
+
+    private typealias CloseFromFn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let closeFrom: CloseFromFn? = {
+        guard let sym = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(sym, to: CloseFromFn.self)
+    }()
 
     private static func readBoth(_ a: Int32, _ b: Int32) -> (String, String) {
         var bufs: [[UInt8]] = [[], []]

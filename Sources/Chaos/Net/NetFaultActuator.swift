@@ -78,6 +78,12 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
         return records.map { store.heal($0, reason: "stopped") }
     }
 
+    /// `store.sweepStale()` on a thread of its own, for async callers.
+    public func sweepStaleAsync() async -> [NetHealReport] {
+        let store = self.store
+        return await onOwnThread("net-sweep") { store.sweepStale() }
+    }
+
     /// `healAll` on a thread of its own, for async callers.
     public func healAllAsync() async -> [NetHealReport] {
         await onOwnThread("net-heal-all") { self.healAll() }
