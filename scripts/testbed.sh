@@ -7,7 +7,8 @@
 #
 # Host i is the namespace Pi with loopback up and eth0 = 10.77.0.i/24 (--subnet changes 10.77.0), a veth
 # whose other end (Pi-v, in the initial namespace) is a port of the bridge P-br (no address: the hosts talk
-# to each other, not to the machine). `up` is idempotent (hosts already there are kept, missing ones made).
+# to each other, not to the machine). `up` is idempotent (hosts already there are kept, missing ones made,
+# half-made ones, left by an interrupted `up`, made again).
 # `down` finds what to remove by the prefix (every namespace P<digits>, every link P<digits>-v, the bridge
 # P-br), so it also cleans up after an interrupted `up`; it then drops szchaos's records of network faults
 # (docs/CHAOS.md, "Network faults") that lived in those namespaces: their rules and qdiscs went with the
@@ -60,6 +61,11 @@ up() {
   ip link set "$bridge" up
   for i in $(seq 1 "$n"); do
     local ns="${prefix}${i}" v="${prefix}${i}-v"
+    # `ip netns add` killed part-way leaves /run/netns/NS as a plain file that `ip netns list` shows but that
+    # is no namespace: remade, else the veth below fails ("Peer netns reference is invalid").
+    if ip netns list | awk '{print $1}' | grep -qx "$ns" && ! ip -n "$ns" link show lo >/dev/null 2>&1; then
+      ip netns delete "$ns" >/dev/null 2>&1 || rm -f "/run/netns/$ns"
+    fi
     ip netns list | awk '{print $1}' | grep -qx "$ns" || ip netns add "$ns"
     if ! ip -n "$ns" link show eth0 >/dev/null 2>&1; then
       ip link delete "$v" >/dev/null 2>&1 || true     # half made by an interrupted run

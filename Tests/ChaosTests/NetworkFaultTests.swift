@@ -182,6 +182,7 @@ struct integration_network_NetFaults {
             #expect(try await bed.ping(from: 2, to: 1), "host 2 could not reach host 1: the partition is not one way")
             fault.signal(SIGINT)
             #expect(try await fault.waitExit(timeout: .seconds(20)) == .exited(1), "interrupted before --duration: exit 1, undone early")
+            for i in 1...2 { #expect(try await !bed.rules(i).contains("SZCHAOS"), "rules left in \(bed.host(i)) after SIGINT") }
             #expect(try await bed.ping(from: 1, to: 2), "host 1 -> 2 after the heal")
         }
     }
@@ -298,6 +299,37 @@ struct integration_network_NetFaults {
         }
     }
 
+    /// `szchaos run` interrupted while its partition holds: SIGINT undoes it before the run exits 1.
+    @Test(.enabled(if: NetBed.canRun, "needs root, ip netns and iptables"))
+    func interruptedExperimentUndoesItsPartition() async throws {
+        try await NetBed.with(2) { bed in
+            let h = try await bed.handler(1)
+            defer { h.stop() }
+            let dir = TemporaryDirectory(prefix: "sz-netexp")
+            defer { dir.remove() }
+            let ep = "tcp://\(bed.address(1)):5555"
+            let file = try dir.write("""
+                title: interrupted
+                seed: 7
+                duration: 60s
+                steady_state: {endpoints: {h1: "\(ep)"}, within: 1s}
+                faults:
+                  - {kind: partition, between: [[\(bed.host(1))], [\(bed.host(2))]], start: 200ms, stop: 50s}
+                """, to: "i.yaml").path
+            let run = try TestProcess("/usr/sbin/ip", ["netns", "exec", bed.host(2), szchaosPath, "run", file, "--output", dir.file("out")],
+                                      environment: bed.environment)
+            defer { run.stop() }
+            try await waitUntil("the experiment's partition in \(bed.host(1)) (\(run.stderrText.suffix(500)))", timeout: .seconds(30)) {
+                try await bed.rules(1).contains("SZCHAOS") || run.exitStatus != nil
+            }
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: bed.state.file("net"))) ?? []).count == 1, "no record of the run's fault")
+            run.signal(SIGINT)
+            #expect(try await run.waitExit(timeout: .seconds(30)) == .exited(1), "\(run.stderrText.suffix(1000))")
+            for i in 1...2 { #expect(try await !bed.rules(i).contains("SZCHAOS"), "rules left in \(bed.host(i)) after SIGINT") }
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: bed.state.file("net"))) ?? []).isEmpty, "the record is left")
+        }
+    }
+
     /// An experiment with a Jepsen-style window (`start`/`stop`) run inside host 2 against a handler in host 1:
     /// the partition is applied and undone on time, requests fail or retry while it holds, the steady state
     /// comes back, and the time to recovery is reported.
@@ -381,5 +413,23 @@ struct integration_NetFaultRecords {
         try NetFaultStore(directory: dir.file("open")).prepare()
         var st = stat()
         #expect(stat(dir.file("open"), &st) == 0 && st.st_mode & 0o777 == 0o700, "a folder open to others was left \(String(st.st_mode & 0o777, radix: 8))")
+    }
+}
+
+@Suite(.tags(.regression, .integration, .network), .leakChecked)
+struct regression_integration_network_TestBed {
+    /// `ip netns add` killed part-way leaves `/run/netns/NAME` as a plain file, not a namespace: `ip netns list`
+    /// shows it, and the next `up` kept it and failed making the veth into it ("Peer netns reference is invalid").
+    @Test(.enabled(if: NetBed.canRun, "needs root, ip netns and iptables"))
+    func upRemakesANamespaceLeftHalfMadeByAnInterruptedUp() async throws {
+        try await NetBed.with(1) { bed in
+            let fd = open("/run/netns/\(bed.host(2))", O_WRONLY | O_CREAT | O_EXCL, 0o444)
+            #expect(fd >= 0, "could not make the half-made namespace file")
+            close(fd)
+            let up = try await bed.script(["up", "2", "--prefix", bed.prefix])
+            #expect(up.ok, "up after a half-made namespace: \(up.message)")
+            let h = try await onThread("the host") { try NetHosts.host(bed.host(2)) }
+            #expect(h.addresses == [bed.address(2)] && h.peer == "\(bed.host(2))-v", "\(h)")
+        }
     }
 }

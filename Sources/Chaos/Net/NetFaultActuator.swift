@@ -1,4 +1,5 @@
 import Foundation
+import Governor
 import ScheduleZeroWire
 
 /// Applies an experiment's network faults (`partition`, `loss`, `bandwidth`, `latency`) to hosts (network
@@ -10,6 +11,11 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
     public let store: NetFaultStore
     private let lock = NSLockLite()
     private var applied: [Int: NetFaultRecord] = [:]
+    /// Held for the whole of an apply and of `healAll`: an interrupt that heals while a fault is being applied
+    /// on another thread waits for it, so no step is added after the heal (seen: a SIGINT during the apply
+    /// left the steps applied after it). `closed` refuses faults after `healAll`.
+    private let applyLock = NSLockLite()
+    private var closed = false
 
     public init(store: NetFaultStore = NetFaultStore()) { self.store = store }
 
@@ -50,12 +56,16 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
         let store = self.store
         let until = Date().timeIntervalSince1970 + f.duration.secondsValue
         let record = try await onOwnThread("net-fault") { () -> Result<NetFaultRecord, Error> in
-            Result {
-                let fault = try Self.fault(for: f, candidates: (try? NetHosts.names()) ?? [])
-                return try NetFaults.apply(fault, store: store, until: until)
+            self.applyLock.with {
+                Result {
+                    if self.closed { throw NetFaultError.state("not applied: the run is being stopped") }
+                    let fault = try Self.fault(for: f, candidates: (try? NetHosts.names()) ?? [])
+                    let record = try NetFaults.apply(fault, store: store, until: until)
+                    self.lock.with { self.applied[f.index] = record }
+                    return record
+                }
             }
         }.get()
-        lock.with { applied[f.index] = record }
         return "applied \(record.id): \(record.fault)"
     }
 
@@ -67,13 +77,27 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
         return "undone \(record.id): every rule and qdisc removed"
     }
 
-    /// Undoes every fault this actuator has in force (an interrupted run). Blocking: any thread but the pool's.
+    /// Undoes every fault this process has in force (an interrupted run): those this actuator applied, and any
+    /// record the store holds in this process's name (a fault interrupted between its record and its steps).
+    /// Blocking: any thread but the pool's.
     @discardableResult
     public func healAll() -> [NetHealReport] {
-        let records = lock.with { () -> [NetFaultRecord] in
+        applyLock.with { () -> [NetHealReport] in
+            closed = true
+            return healAllLocked()
+        }
+    }
+
+    private func healAllLocked() -> [NetHealReport] {
+        var records = lock.with { () -> [NetFaultRecord] in
             let r = Array(applied.values)
             applied.removeAll()
             return r
+        }
+        if let me = ProcessIdentity.of(pid: getpid()) {
+            for r in store.records().records where r.owner.pid == me.pid && r.owner.startTime == me.startTime && !records.contains(where: { $0.id == r.id }) {
+                records.append(r)
+            }
         }
         return records.map { store.heal($0, reason: "stopped") }
     }
