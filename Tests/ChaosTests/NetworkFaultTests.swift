@@ -206,7 +206,8 @@ struct integration_network_NetFaults {
         }
     }
 
-    /// The same 2 MB transfer between two hosts, free and then at 4 mbit/s (about 4 s): a ratio, not a time.
+    /// The same 1 MiB transfer between two hosts, free and then at 4 mbit/s (about 2 s) on the sender's way out
+    /// and on the receiver's way in: ratios, not times.
     @Test(.enabled(if: NetBed.canRun, "needs root, ip netns and iptables"))
     func bandwidthLimitSlowsALargeTransfer() async throws {
         try await NetBed.with(2) { bed in
@@ -227,7 +228,7 @@ struct integration_network_NetFaults {
             func transfer() async throws -> Double {
                 let p = try TestProcess("/usr/sbin/ip", ["netns", "exec", bed.host(1), "/usr/bin/python3", "-c", """
                     import socket, time
-                    data = b"x" * (2 * 1024 * 1024)
+                    data = b"x" * (1024 * 1024)
                     t = time.monotonic()
                     c = socket.create_connection(("\(bed.address(2))", 7000), timeout=60)
                     c.sendall(data); c.shutdown(socket.SHUT_WR)
@@ -237,20 +238,29 @@ struct integration_network_NetFaults {
                 defer { p.stop() }
                 #expect(try await p.waitExit(timeout: .seconds(60)) == .exited(0), "transfer: \(p.stderrText)")
                 let w = p.lines.last?.split(separator: " ") ?? []
-                #expect(w.first == "\(2 * 1024 * 1024)", "the sink received \(w.first ?? "nothing")")
+                #expect(w.first == "\(1024 * 1024)", "the sink received \(w.first ?? "nothing")")
                 return w.count == 2 ? Double(w[1]) ?? 0 : 0
             }
             let free = try await transfer()
-            let fault = try bed.szchaos(["net", "bandwidth", bed.host(1), "--rate", "4mbit", "--direction", "out"])
-            defer { fault.stop() }
-            _ = try await bed.applied(fault)
-            let limited = try await transfer()
-            fault.signal(SIGTERM)
-            #expect(try await fault.waitExit(timeout: .seconds(20)) == .exited(0))
-            print("bandwidth: 2 MiB free \(free) s, at 4mbit \(limited) s")
-            #expect(free > 0 && limited > 5 * free, "2 MiB took \(free) s free and \(limited) s at 4mbit: not slowed 5x")
-            let qdisc = try await onThread("tc show") { try HostCommand.check(["tc", "-n", bed.host(1), "qdisc", "show", "dev", "eth0"]) }
-            #expect(!qdisc.contains("tbf"), "the tbf qdisc is still on: \(qdisc)")
+            // What host 1 sends (tbf on its eth0), then what host 2 receives (tbf on its veth's other end).
+            var limited: [String: Double] = [:]
+            for (host, direction) in [(1, "out"), (2, "in")] {
+                let fault = try bed.szchaos(["net", "bandwidth", bed.host(host), "--rate", "4mbit", "--direction", direction])
+                defer { fault.stop() }
+                _ = try await bed.applied(fault)
+                limited[direction] = try await transfer()
+                fault.signal(SIGTERM)
+                #expect(try await fault.waitExit(timeout: .seconds(20)) == .exited(0))
+            }
+            print("bandwidth: 1 MiB free \(free) s, at 4mbit out of host 1 \(limited["out"] ?? 0) s, into host 2 \(limited["in"] ?? 0) s")
+            for (d, t) in limited {
+                #expect(free > 0 && t > 5 * free, "1 MiB took \(free) s free and \(t) s at 4mbit (\(d)): not slowed 5x")
+            }
+            let shows = try await onThread("tc show") {
+                [try HostCommand.check(["tc", "-n", bed.host(1), "qdisc", "show", "dev", "eth0"]),
+                 try HostCommand.check(["tc", "qdisc", "show", "dev", "\(bed.host(2))-v"])]
+            }
+            #expect(!shows.joined().contains("tbf"), "a tbf qdisc is still on: \(shows)")
         }
     }
 
