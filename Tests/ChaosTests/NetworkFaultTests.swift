@@ -28,6 +28,12 @@ final class NetBed: @unchecked Sendable {
         guard (try? HostCommand.run(HostCommand.inNamespace(probe, ["iptables", "-w", "5", "-S"])))?.ok == true else {
             return "iptables does not work inside a namespace here"
         }
+        let veth = "sznv\(getpid() % 100_000)", bridge = "sznb\(getpid() % 100_000)"
+        defer { _ = try? HostCommand.run(["ip", "link", "delete", veth]); _ = try? HostCommand.run(["ip", "link", "delete", bridge]) }
+        guard (try? HostCommand.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", probe]))?.ok == true,
+              (try? HostCommand.run(["ip", "link", "add", bridge, "type", "bridge"]))?.ok == true else {
+            return "veth pairs or bridges cannot be made here"
+        }
         return nil
     }()
 
