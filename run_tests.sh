@@ -7,6 +7,7 @@
 #   quick        unit tests only: no process, no socket outside the test process; seconds
 #   zmq          every test tagged zmq
 #   governor     every test tagged governor
+#   network      every test tagged network (network namespaces, iptables, tc: root; skipped otherwise)
 #   integration  every test tagged integration
 #   regression   the regression catalogue (same set as `swift test --filter regression`)
 #   slow         every test tagged slow
@@ -18,7 +19,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 
-MODES="quick zmq governor integration regression slow all ci"
+MODES="quick zmq governor network integration regression slow all ci"
 mode=ci
 list=0
 xunit=""
@@ -57,7 +58,7 @@ filter=()
 skip=()
 case "$mode" in
   quick) filter=(--filter "$(tag_regex unit)") ;;
-  zmq|governor|integration|regression|slow) filter=(--filter "$(tag_regex "$mode")") ;;
+  zmq|governor|network|integration|regression|slow) filter=(--filter "$(tag_regex "$mode")") ;;
   all) ;;
   ci) skip=(--skip "^(?!.*$(tag_regex regression)).*$(tag_regex slow)") ;;
 esac
@@ -85,7 +86,7 @@ select_tests() {
 selected=$(select_tests)
 n_selected=$(printf '%s\n' "$selected" | sed '/^$/d' | wc -l)
 per_tag=""
-for t in unit integration regression zmq governor slow; do
+for t in unit integration regression zmq governor network slow; do
   per_tag="$per_tag${per_tag:+, }$t $(printf '%s\n' "$selected" | grep -cE "$(tag_regex "$t")")"
 done
 
@@ -99,7 +100,7 @@ echo "run_tests: $mode selects $n_selected test functions ($per_tag)"
 if [ "$n_selected" = 0 ]; then echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; fi
 
 # Seconds one run of the selection may take before the watchdog stops it (SZ_RUN_LIMIT overrides).
-case "$mode" in quick) run_limit=120 ;; ci|zmq|governor|integration|regression) run_limit=600 ;; *) run_limit=1200 ;; esac
+case "$mode" in quick) run_limit=120 ;; ci|zmq|governor|network|integration|regression) run_limit=600 ;; *) run_limit=1200 ;; esac
 run_limit="${SZ_RUN_LIMIT:-$run_limit}"
 
 if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi

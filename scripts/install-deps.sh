@@ -8,6 +8,9 @@
 # `systemd-analyze verify` of exported units) and python3-venv, and a cached venv .build/k8s-validate-venv
 # with PyPI's kubernetes-validate (the offline Kubernetes object schemas the export tests check manifests
 # against); either test skips, saying why, when its tool cannot be had (docs/DISTRIBUTED.md).
+# `network`, `ci` and `all`
+# also install iproute2 and iptables when run as root (the network tests and scripts/testbed.sh need them;
+# without root those tests skip themselves, so nothing is installed for them).
 set -euo pipefail
 mode="${1:-}"
 need=()
@@ -21,6 +24,14 @@ case "$mode" in
      /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
      want_venv=1 ;;
   *) ;;
+esac
+case "$mode" in
+  network|ci|all)
+    if [ "$(id -u)" = 0 ]; then
+      PATH="$PATH:/usr/sbin:/sbin"
+      command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
+      command -v iptables >/dev/null 2>&1 || need+=(iptables)
+    fi ;;
 esac
 make_venv() {
   [ "${want_venv:-0}" = 1 ] || return 0

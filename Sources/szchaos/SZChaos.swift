@@ -13,13 +13,14 @@ struct SZChaos: AsyncParsableCommand {
         discussion: """
         Single faults hit verified processes of a deployment (<root>/<deployment>/pids/*.pid): kill-random, kill,
         pause, signal; and, through the mock handler's control channel, drop-replies, delay, force-efsm, crash,
-        garbage, clear, status. `conform` checks a live handler or server against the wire protocol. Exit status:
+        garbage, clear, status. `net` puts network faults between hosts (network namespaces: partition, loss,
+        bandwidth, latency) and heals them. `conform` checks a live handler or server against the wire protocol. Exit status:
         0 done (every check held), 1 failure (a check failed, a fault could not be applied), 2 usage.
         """,
         version: HarnessVersion.current,
         subcommands: [KillRandom.self, Kill.self, Pause.self, SignalCommand.self, DropReplies.self, Delay.self, ForceEFSM.self,
                       Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Conform.self, Proxy.self, Run.self,
-                      ReportCommand.self]
+                      ReportCommand.self, Net.self]
     )
 }
 
@@ -214,10 +215,18 @@ struct Run: AsyncParsableCommand {
             driver = drv
             processActuator = pa
         }
+        // Network faults between hosts (network namespaces): recorded before they are applied, undone at their
+        // stop, on SIGINT/SIGTERM, or by the next `szchaos net` after a kill -9.
+        let netActuator: NetFaultActuator? = exp.faults.contains(where: \.kind.isNetFault) ? NetFaultActuator() : nil
+        if let netActuator {
+            actuators.append(netActuator)
+            for r in await netActuator.sweepStaleAsync() { FileHandle.standardError.write(Data("szchaos run: \(r)\n".utf8)) }
+        }
         if dryRun {
             let names = exp.proxies.map(\.name)
             do {
-                let plan = try ExperimentRunner.plan(exp, seed: seed) { f in f.kind == .proxy ? names : handlerNames }
+                let hosts = netActuator == nil ? [] : try NetHosts.names()
+                let plan = try ExperimentRunner.plan(exp, seed: seed) { f in f.kind == .proxy ? names : f.kind.isNetFault ? hosts : handlerNames }
                 for f in plan { print(f) }
             } catch { throw Failure("szchaos run: \(error)") }
             return
@@ -232,6 +241,7 @@ struct Run: AsyncParsableCommand {
             let sig = SignalPipe.wait(signalFD)
             FileHandle.standardError.write(Data("szchaos run: interrupted by \(SignalName.name(sig)): resuming paused processes, stopping what this run started\n".utf8))
             interruptActuator?.resumeAll()
+            netActuator?.healAll()
             fleet.stop()
             let done = DispatchSemaphore(value: 0)
             Task.detached {
@@ -252,8 +262,14 @@ struct Run: AsyncParsableCommand {
             report = try await runner.run()
         } catch {
             processActuator?.resumeAll()
+            if let netActuator { _ = await netActuator.healAllAsync() }
             await driver?.stopAll()
             throw Failure("szchaos run: \(error)")
+        }
+        if let netActuator {
+            // Faults whose stop never came (the run ended first) are undone here.
+            let left = await netActuator.healAllAsync()
+            for r in left { FileHandle.standardError.write(Data("szchaos run: \(r)\n".utf8)) }
         }
         print(report.summary, terminator: "")
         do { print("report: \(try HTMLReport.write(directory: runner.outputDirectory))") } catch {
@@ -273,9 +289,9 @@ struct Failure: Error, CustomStringConvertible {
 @main
 enum Main {
     static func main() async {
-        // pause and proxy (synchronous, on the main thread) block SIGINT/SIGTERM before any thread starts and
+        // pause, proxy and net (synchronous, on the main thread) block SIGINT/SIGTERM before any thread starts and
         // take them with sigwait/sigtimedwait; `run` (async, on the cooperative pool) uses `SignalPipe`.
-        if let sub = CommandLine.arguments.dropFirst().first, ["pause", "proxy"].contains(sub) { _ = Signals.block() }
+        if let sub = CommandLine.arguments.dropFirst().first, ["pause", "proxy", "net"].contains(sub) { _ = Signals.block() }
         do {
             var command = try SZChaos.parseAsRoot()
             if var c = command as? AsyncParsableCommand { try await c.run() } else { try command.run() }

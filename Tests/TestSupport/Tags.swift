@@ -13,6 +13,8 @@ extension Tag {
     @Tag public static var zmq: Self
     /// Touches the process governor.
     @Tag public static var governor: Self
+    /// Network faults between network namespaces (`ip netns`, iptables, tc): needs root; skipped otherwise.
+    @Tag public static var network: Self
     /// Needs more than a few seconds.
     @Tag public static var slow: Self
 }

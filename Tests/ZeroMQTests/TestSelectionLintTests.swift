@@ -7,7 +7,7 @@ import Testing
 @Suite(.tags(.unit), .leakChecked)
 struct unit_TestSelectionLint {
     static let categories: Set<String> = ["unit", "integration"]
-    static let known: Set<String> = ["unit", "integration", "regression", "zmq", "governor", "slow"]
+    static let known: Set<String> = ["unit", "integration", "regression", "zmq", "governor", "network", "slow"]
 
     @Test func everySuiteAndTestNameSpellsItsTags() throws {
         let decls = try TestSourceScanner.scanAll()

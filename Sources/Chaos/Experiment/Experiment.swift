@@ -255,8 +255,8 @@ struct ExperimentReader {
             let om = try o.mapping(allowed: ["directory"])
             e.output.directory = try om.required("directory").string()
         }
-        if e.deployment == nil && e.proxies.isEmpty && e.steadyState?.endpoints.isEmpty != false {
-            throw c.fail("nothing to run against: give a deployment, proxies, or steady_state endpoints")
+        if e.deployment == nil && e.proxies.isEmpty && e.steadyState?.endpoints.isEmpty != false && !e.faults.contains(where: \.kind.isNetFault) {
+            throw c.fail("nothing to run against: give a deployment, proxies, steady_state endpoints, or network faults")
         }
         return e
     }
@@ -367,14 +367,42 @@ struct ExperimentReader {
     }
 
     func fault(_ c: YAMLCursor) throws(ExperimentError) -> FaultSpec {
-        let m = try c.mapping(allowed: ["name", "kind", "targets", "schedule", "params"])
+        let m = try c.mapping(allowed: ["name", "kind", "targets", "schedule", "params", "between", "from", "to", "start", "stop"])
         let kc = try m.required("kind")
         let ks = try kc.string()
         guard let kind = FaultKind(rawValue: ks) else { throw kc.fail("unknown fault kind \(ks) (known: \(FaultKind.names))") }
         let name = try m.optional("name")?.string() ?? ks
+        if !kind.isNetFault, let k = ["between", "from", "to"].first(where: { m.optional($0) != nil }) {
+            throw m.optional(k)!.fail("\(k) is a key of the network faults (partition, loss, bandwidth, latency), not of \(ks)")
+        }
+        if kind.isNetFault { return try netFault(m, c, kind: kind, name: name) }
         let sel = try selector(m.required("targets"), kind: kind)
+        let sched = try schedule(m, c)
+        var params: [String: JSONValue] = [:]
+        if let p = m.optional("params") {
+            if kind == .proxy {
+                _ = try proxyFaults(p, base: .none)  // validated now, with the field named
+            }
+            guard case .object(let o) = try p.json() else { throw p.fail("expected a mapping of params") }
+            params = o
+        }
+        if kind == .proxy && sched.duration <= .zero {
+            throw (m.optional("schedule") ?? c).fail("a proxy fault needs a duration > 0 (how long the faults stay on)")
+        }
+        if kind == .pause && sched.duration <= .zero {
+            throw (m.optional("schedule") ?? c).fail("a pause needs a duration > 0 (when SIGCONT comes)")
+        }
+        return FaultSpec(name: name, kind: kind, targets: sel, schedule: sched, params: params)
+    }
+
+    /// The schedule keys of a fault entry: `schedule: {...}`, or Jepsen's `start`/`stop` (one fault from
+    /// `start` to `stop`; the network faults' durations need their unit).
+    func schedule(_ m: YAMLMap, _ c: YAMLCursor) throws(ExperimentError) -> ScheduleSpec {
         var sched = ScheduleSpec()
         if let s = m.optional("schedule") {
+            if let k = ["start", "stop"].first(where: { m.optional($0) != nil }) {
+                throw m.optional(k)!.fail("give either schedule or start/stop, not both")
+            }
             let sm = try s.mapping(allowed: ["initial_delay", "interval", "jitter", "duration", "count"])
             if let v = sm.optional("initial_delay") { sched.initialDelay = try v.duration() }
             if let v = sm.optional("interval") { sched.interval = try v.duration() }
@@ -389,20 +417,98 @@ struct ExperimentReader {
             if sched.jitter > sched.interval, sched.count.map({ $0 > 1 }) ?? true {
                 throw (sm.optional("jitter") ?? s).fail("must not exceed the interval (\(sched.interval.millisText))")
             }
+        } else if let startC = m.optional("start") {
+            let start = try startC.duration()
+            guard let stopC = m.optional("stop") else { throw startC.fail("start needs a stop (when the fault is undone)") }
+            let stop = try stopC.duration()
+            guard stop > start else { throw stopC.fail("must be later than start (\(start.millisText))") }
+            sched = ScheduleSpec(initialDelay: start, interval: stop - start, jitter: .zero, duration: stop - start, count: 1)
+        } else if let stopC = m.optional("stop") {
+            throw stopC.fail("stop needs a start")
+        }
+        return sched
+    }
+
+    /// partition, loss, bandwidth, latency: hosts are network namespaces (names; globs in `targets`).
+    func netFault(_ m: YAMLMap, _ c: YAMLCursor, kind: FaultKind, name: String) throws(ExperimentError) -> FaultSpec {
+        let sched = try schedule(m, c)
+        guard sched.duration > .zero else {
+            throw (m.optional("schedule") ?? c).fail("a \(kind.rawValue) fault needs a duration > 0 (schedule.duration, or start and stop)")
+        }
+        let allowedParams: [String] = switch kind {
+        case .partition: ["mode"]
+        case .loss: ["probability"]
+        case .bandwidth: ["rate", "direction"]
+        default: ["delay", "jitter"]
         }
         var params: [String: JSONValue] = [:]
         if let p = m.optional("params") {
-            if kind == .proxy {
-                _ = try proxyFaults(p, base: .none)  // validated now, with the field named
+            let pm = try p.mapping(allowed: allowedParams)
+            if let v = pm.optional("mode") {
+                let mode = try v.string()
+                guard ["halves", "isolate"].contains(mode) else { throw v.fail("expected halves or isolate, got \"\(mode)\"") }
+                params["mode"] = .string(mode)
             }
-            guard case .object(let o) = try p.json() else { throw p.fail("expected a mapping of params") }
-            params = o
+            if let v = pm.optional("probability") { params["probability"] = .double(try v.probability()) }
+            if let v = pm.optional("rate") {
+                let r = try v.string()
+                guard BandwidthRate.bytesPerSecond(r) != nil else { throw v.fail("expected a rate with bit, kbit, mbit or gbit (per second), e.g. 1mbit, got \"\(r)\"") }
+                params["rate"] = .string(r)
+            }
+            if let v = pm.optional("direction") {
+                let d = try v.string()
+                guard BandwidthDirection(rawValue: d) != nil else { throw v.fail("expected out, in or both, got \"\(d)\"") }
+                params["direction"] = .string(d)
+            }
+            for k in ["delay", "jitter"] {
+                if let v = pm.optional(k) { params[k] = .int(Int64(try v.duration(positive: k == "delay").wholeMilliseconds)) }
+            }
         }
-        if kind == .proxy && sched.duration <= .zero {
-            throw (m.optional("schedule") ?? c).fail("a proxy fault needs a duration > 0 (how long the faults stay on)")
+        switch kind {
+        case .loss where params["probability"] == nil: throw (m.optional("params") ?? c).fail("a loss fault needs params.probability (0 to 1)")
+        case .bandwidth where params["rate"] == nil: throw (m.optional("params") ?? c).fail("a bandwidth fault needs params.rate (e.g. 1mbit)")
+        case .latency where params["delay"] == nil: throw (m.optional("params") ?? c).fail("a latency fault needs params.delay (e.g. 100ms)")
+        default: break
         }
-        if kind == .pause && sched.duration <= .zero {
-            throw (m.optional("schedule") ?? c).fail("a pause needs a duration > 0 (when SIGCONT comes)")
+        func hosts(_ v: YAMLCursor) throws(ExperimentError) -> [String] {
+            let h = try v.stringList()
+            guard !h.isEmpty else { throw v.fail("name at least one host") }
+            if let bad = h.first(where: { $0.isEmpty || $0.contains("/") || $0.contains("*") || $0.contains("?") }) {
+                throw v.fail("expected host names (network namespaces; globs go in targets), got \"\(bad)\"")
+            }
+            return h
+        }
+        var named: [String] = []
+        if let b = m.optional("between") {
+            guard kind == .partition else { throw b.fail("between is for partition faults") }
+            var groups: [[String]] = []
+            for g in try b.list() { groups.append(try hosts(g)) }
+            guard groups.count >= 2 else { throw b.fail("expected two groups of hosts or more, e.g. [[h1], [h2, h3]]") }
+            params["between"] = .array(groups.map { .array($0.map { .string($0) }) })
+            named = groups.flatMap { $0 }
+        }
+        if m.optional("from") != nil || m.optional("to") != nil {
+            guard kind == .partition, m.optional("between") == nil else {
+                throw (m.optional("from") ?? m.optional("to")!).fail("from/to (a one-way partition) are for partition faults, without between")
+            }
+            guard let f = m.optional("from"), let t = m.optional("to") else { throw (m.optional("from") ?? m.optional("to")!).fail("a one-way partition needs both from and to") }
+            let fh = try hosts(f), th = try hosts(t)
+            params["from"] = .array(fh.map { .string($0) })
+            params["to"] = .array(th.map { .string($0) })
+            named = fh + th
+        }
+        if Set(named).count != named.count { throw c.fail("a host is named twice: \(named.joined(separator: ", "))") }
+        var sel: TargetSelector
+        if !named.isEmpty {
+            if let t = m.optional("targets") { throw t.fail("targets are the hosts of between/from/to here: leave targets out") }
+            sel = TargetSelector(include: named, random: false)
+        } else {
+            sel = try selector(m.required("targets"), kind: kind)
+            if kind == .partition && params["mode"] != .string("isolate") {
+                // Halves: the chosen targets against the other hosts the selector allows.
+                params["pool"] = .array(sel.include.map { .string($0) })
+                params["pool_exclude"] = .array(sel.exclude.map { .string($0) })
+            }
         }
         return FaultSpec(name: name, kind: kind, targets: sel, schedule: sched, params: params)
     }

@@ -25,11 +25,22 @@ public enum FaultKind: String, Sendable, CaseIterable, Equatable, Hashable {
     case garbage
     /// A `ChaosProxy`'s faults for the fault's duration (`params`: the keys of the proxy's `set`).
     case proxy
+    /// Network: hosts (network namespaces) cut off from each other for the fault's duration (`between`,
+    /// `from`/`to`, `params.mode: isolate`, or the chosen targets against the other hosts: random halves).
+    case partition
+    /// Network: each packet in or out of the hosts dropped with `params.probability`.
+    case loss
+    /// Network: the hosts' interfaces limited to `params.rate` (tc tbf; `params.direction` out, in, both).
+    case bandwidth
+    /// Network: `params.delay` (+- `params.jitter`) on what the hosts send (tc netem, where the kernel has it).
+    case latency
 
     public var isProcessFault: Bool { [.kill, .killRandom, .pause, .signal].contains(self) }
     public var isControlFault: Bool { [.dropReplies, .delay, .forceEFSM, .crash, .garbage].contains(self) }
     /// Whether the fault stays on for a duration and is then undone (the others act once).
-    public var hasDuration: Bool { [.pause, .proxy, .delay, .dropReplies].contains(self) }
+    public var hasDuration: Bool { [.pause, .proxy, .delay, .dropReplies].contains(self) || isNetFault }
+    /// Faults between hosts, applied by the `NetFaultActuator` (iptables and tc in network namespaces).
+    public var isNetFault: Bool { [.partition, .loss, .bandwidth, .latency].contains(self) }
 
     public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
 }
