@@ -41,6 +41,31 @@ struct FaultOptions: ParsableArguments {
         TargetQuery(include: include, exclude: exclude, includeServer: includeServer, limit: limit, random: random)
     }
 
+    /// Runs `round` once, or on the schedule of `repeating` (SIGINT/SIGTERM end the wait between rounds):
+    /// the seed once, then each round's lines (or one JSON record per round); exits 1 unless every round succeeded.
+    func rounds(_ repeating: RepeatOptions, seed: UInt64, stop: () -> Bool = { false },
+                _ round: (Int) -> FaultOutcome) throws {
+        guard repeating.repeats else { return try finish(round(0)) }
+        let sigs = Signals.block()
+        if !json { print("seed: \(seed)") }
+        fflush(nil)
+        let (ok, _) = repeating.run(seed: seed, sigs: sigs, stop: stop) { n in
+            let outcome = round(n)
+            if json {
+                guard case .object(var o) = outcome.json else { return outcome.succeeded }
+                o["round"] = .int(Int64(n + 1))
+                print(JSON.string(.object(o)))
+            } else {
+                print("round \(n + 1):")
+                for l in outcome.lines { print("  " + l) }
+                if let e = outcome.error { FileHandle.standardError.write(Data("szchaos \(outcome.command): round \(n + 1): \(e)\n".utf8)) }
+            }
+            fflush(nil)
+            return outcome.succeeded
+        }
+        if !ok { throw ExitCode(1) }
+    }
+
     /// Prints the outcome (the seed first in text mode) and exits 1 unless it succeeded.
     func finish(_ outcome: FaultOutcome) throws {
         if json {
@@ -54,6 +79,55 @@ struct FaultOptions: ParsableArguments {
             if let e = outcome.error, !json { FileHandle.standardError.write(Data("szchaos \(outcome.command): \(e)\n".utf8)) }
             throw ExitCode(1)
         }
+    }
+}
+
+/// Pumba-style repetition for the process faults (kill-random, kill, signal, pause): the first round after
+/// --initial-delay, then one every --interval +- --jitter (seeded, the same seed as the targets), until --count
+/// rounds or SIGINT/SIGTERM. Without --interval: one round.
+struct RepeatOptions: ParsableArguments {
+    @Option(help: "Repeat every this long (250ms, 5s, 1m): until --count rounds or SIGINT/SIGTERM.") var interval: String?
+    @Option(help: "+- this much, uniform, on each interval (needs --interval).") var jitter: String?
+    @Option(help: "How many rounds (default: 1; with --interval, until interrupted).") var count: Int?
+    @Option(help: "Wait this long before the first round (default 0).") var initialDelay: String?
+
+    func validate() throws {
+        if let interval { _ = try unitDuration(interval, option: "--interval") }
+        if let jitter {
+            guard interval != nil else { throw ValidationError("--jitter needs --interval") }
+            if DurationText.value(jitter) != .zero { _ = try unitDuration(jitter, option: "--jitter") }
+        }
+        if let initialDelay, DurationText.value(initialDelay) != .zero { _ = try unitDuration(initialDelay, option: "--initial-delay") }
+        if let count {
+            guard count >= 1 else { throw ValidationError("--count takes a count of at least 1, not \(count)") }
+            guard count == 1 || interval != nil else { throw ValidationError("--count \(count) needs --interval (the time between rounds)") }
+        }
+    }
+
+    var repeats: Bool { interval != nil || (initialDelay.flatMap(DurationText.value) ?? .zero) > .zero }
+
+    /// Runs `round` on the schedule; signals (blocked by the caller: `sigs`) end the wait between rounds, and
+    /// `stop` (asked after each round) ends the loop. A round's own time counts against the interval.
+    /// Returns whether every round succeeded and whether a signal ended the loop.
+    func run(seed: UInt64, sigs: sigset_t, stop: () -> Bool = { false }, _ round: (Int) -> Bool) -> (allSucceeded: Bool, interrupted: Bool) {
+        let spec = ScheduleSpec(initialDelay: initialDelay.flatMap(DurationText.value) ?? .zero,
+                                interval: interval.flatMap(DurationText.value) ?? .zero,
+                                jitter: jitter.flatMap(DurationText.value) ?? .zero, duration: .zero,
+                                count: count ?? (interval == nil ? 1 : nil))
+        var rng = SeededGenerator(seed: seed ^ 0x5EED_0F_1007)
+        var wait = spec.initialDelay
+        var ok = true
+        var rounds = 0
+        let clock = ContinuousClock()
+        while spec.count.map({ rounds < $0 }) ?? true {
+            if wait > .zero, Signals.wait(sigs, timeout: wait) != nil { return (ok, true) }
+            let started = clock.now
+            ok = round(rounds) && ok
+            rounds += 1
+            if stop() { return (ok, true) }
+            wait = FaultSchedule.step(spec, &rng) - (clock.now - started)
+        }
+        return (ok, false)
     }
 }
 
@@ -82,16 +156,20 @@ struct KillRandom: ParsableCommand {
     )
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
+    @OptionGroup var repeating: RepeatOptions
     @Option(help: "Processes to choose from: names or globs such as 'h-*' (repeatable).") var target: [String] = []
     @Option(help: "The signal (default SIGKILL).") var signal: String = "SIGKILL"
 
     func validate() throws { _ = try signalNumber(signal) }
 
     func run() throws {
-        let outcome = SingleFaults.signal(command: "kill-random", try signalNumber(signal),
-                                          query: fault.query(target.isEmpty ? ["*"] : target, random: true),
-                                          paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun)
-        try fault.finish(outcome)
+        let sig = try signalNumber(signal), paths = try deployment.paths(), seed = try fault.resolvedSeed()
+        let query = fault.query(target.isEmpty ? ["*"] : target, random: true)
+        try fault.rounds(repeating, seed: seed) { round in
+            // Each round draws its own victims (the PIDs change as the governor restarts them).
+            SingleFaults.signal(command: "kill-random", sig, query: query, paths: paths,
+                                seed: round == 0 ? seed : FaultSchedule.seed(seed, entry: round), dryRun: fault.dryRun)
+        }
     }
 }
 
@@ -102,6 +180,7 @@ struct Kill: ParsableCommand {
     )
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
+    @OptionGroup var repeating: RepeatOptions
     @Argument(help: "Process names or globs (h-1, 'h-*').") var names: [String] = []
     @Option(help: "The signal (default SIGKILL).") var signal: String = "SIGKILL"
 
@@ -111,8 +190,10 @@ struct Kill: ParsableCommand {
     }
 
     func run() throws {
-        try fault.finish(SingleFaults.signal(command: "kill", try signalNumber(signal), query: fault.query(names),
-                                             paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun))
+        let sig = try signalNumber(signal), paths = try deployment.paths(), seed = try fault.resolvedSeed()
+        try fault.rounds(repeating, seed: seed) { _ in
+            SingleFaults.signal(command: "kill", sig, query: fault.query(names), paths: paths, seed: seed, dryRun: fault.dryRun)
+        }
     }
 }
 
@@ -123,6 +204,7 @@ struct SignalCommand: ParsableCommand {
     )
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
+    @OptionGroup var repeating: RepeatOptions
     @Argument(help: "Process names or globs.") var names: [String] = []
     @Option(help: "The signal, e.g. SIGUSR1, HUP, 10.") var signal: String
 
@@ -132,8 +214,10 @@ struct SignalCommand: ParsableCommand {
     }
 
     func run() throws {
-        try fault.finish(SingleFaults.signal(command: "signal", try signalNumber(signal), query: fault.query(names),
-                                             paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun))
+        let sig = try signalNumber(signal), paths = try deployment.paths(), seed = try fault.resolvedSeed()
+        try fault.rounds(repeating, seed: seed) { _ in
+            SingleFaults.signal(command: "signal", sig, query: fault.query(names), paths: paths, seed: seed, dryRun: fault.dryRun)
+        }
     }
 }
 
@@ -144,12 +228,13 @@ struct Pause: ParsableCommand {
     )
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
+    @OptionGroup var repeating: RepeatOptions
     @Argument(help: "Process names or globs.") var names: [String] = []
     @Option(name: .customLong("for"), help: "How long to pause (500ms, 2s, 1m).") var duration: String
 
     func validate() throws {
         try requireNames(names)
-        guard let d = parseDuration(duration), d > .zero else { throw ValidationError("--for takes a duration like 500ms, 2s or 1m, not '\(duration)'") }
+        _ = try unitDuration(duration, option: "--for")
     }
 
     func run() throws {
@@ -157,6 +242,25 @@ struct Pause: ParsableCommand {
         // happens, SIGCONT is sent before szchaos exits.
         let sigs = Signals.block()
         let d = parseDuration(duration)!
+        if repeating.repeats {
+            // Each round pauses for --for (a signal resumes at once and ends the loop), then waits out the interval.
+            let paths = try deployment.paths(), seed = try fault.resolvedSeed()
+            var interrupted = false
+            try fault.rounds(repeating, seed: seed, stop: { interrupted }) { _ in
+                var (outcome, handles) = SingleFaults.pause(query: fault.query(names), paths: paths, seed: seed, dryRun: fault.dryRun, for: d)
+                if !handles.isEmpty {
+                    let sig = Signals.wait(sigs, timeout: d)
+                    outcome.actions += SingleFaults.resume(handles, why: sig.map { "interrupted by \(SignalName.name($0))" } ?? "after \(d.millisText)")
+                    handles = []
+                    if let sig {
+                        interrupted = true
+                        outcome.error = "interrupted by \(SignalName.name(sig)): the paused processes were resumed early"
+                    }
+                }
+                return outcome
+            }
+            return
+        }
         var (outcome, handles) = SingleFaults.pause(query: fault.query(names), paths: try deployment.paths(),
                                                     seed: try fault.resolvedSeed(), dryRun: fault.dryRun, for: d)
         if !fault.json {

@@ -199,4 +199,46 @@ struct integration_governor_CLIManners {
         #expect(r.status == .exited(1), "\(r)")
         #expect(r.stderr.components(separatedBy: "no target matches h-1").count == 2 && !r.stdout.contains("no target matches"), "\(r)")
     }
+
+    @Test func processFaultsRepeatOnASeededScheduleUntilTheirCount() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        try await h.up()
+        let before = h.pids()
+        let r = try await h.szchaos(["kill-random", "--interval", "300ms", "--jitter", "100ms", "--count", "3", "--seed", "5", "--json"],
+                                    deployment: "ci", timeout: .seconds(60))
+        #expect(r.ok, "\(r)")
+        let records = r.stdout.split(separator: "\n").compactMap { try? JSON.parse(String($0)).objectValue }
+        #expect(records.map { $0["round"]?.intValue } == [1, 2, 3], "\(r)")
+        #expect(records.allSatisfy { $0["success"] == true && $0["actions"]?.arrayValue?.count == 1 }, "\(r)")
+        try await waitUntil("every handler back", timeout: .seconds(30)) {
+            (try? await h.processes().values.allSatisfy { $0.status == "running" }) == true
+        }
+        #expect(h.pids() != before, "handlers were killed and restarted")
+
+        // A pause loop: each round paused, then resumed.
+        let p = try await h.szchaos(["pause", "h-1", "--for", "100ms", "--interval", "300ms", "--count", "2"], deployment: "ci", timeout: .seconds(60))
+        #expect(p.ok && p.stdout.contains("round 2:") && p.stdout.components(separatedBy: "resumed").count >= 3, "\(p)")
+
+        let usage = try await h.szchaos(["kill", "h-1", "--count", "3"], deployment: "ci")
+        #expect(usage.status == .exited(2) && usage.stderr.contains("--count 3 needs --interval"), "\(usage)")
+        let bare = try await h.szchaos(["kill", "h-1", "--interval", "5"], deployment: "ci")
+        #expect(bare.status == .exited(2) && bare.stderr.contains("a number without a unit is refused"), "\(bare)")
+        let down = try await h.run(["down", "-d", "ci"])
+        #expect(down.ok, "\(down)")
+    }
+
+    @Test func aRepeatingFaultEndsAtSIGINTBetweenRounds() async throws {
+        let h = CLIHarness()
+        defer { h.cleanup() }
+        try await h.up()
+        let p = try TestProcess(h.szchaosExecutable, ["kill", "h-2", "--interval", "1h", "-d", "ci", "--root", h.root])
+        defer { p.stop() }
+        try await waitUntil("the first round", timeout: .seconds(30)) { p.lines.contains { $0.contains("kill h-2") } }
+        kill(p.pid, SIGINT)
+        #expect(try await p.waitExit(timeout: .seconds(10)) == .exited(0), "\(p.lines) \(p.stderrText)")
+        #expect(p.lines.filter { $0.hasPrefix("round ") } == ["round 1:"], "\(p.lines)")
+        let down = try await h.run(["down", "-d", "ci"])
+        #expect(down.ok, "\(down)")
+    }
 }

@@ -87,15 +87,21 @@ public enum FaultSchedule {
             let chosen = try selector.choose(from: candidates, using: &rng)
             out.append(ScheduledFault(index: out.count, name: name, kind: kind, targets: chosen, offset: t,
                                       duration: spec.duration, params: params))
-            // Next start: interval +- jitter, never before this fault ends.
-            var step = spec.interval
-            if spec.jitter > .zero {
-                step = step + spec.jitter * (2 * rng.unit() - 1)
-                step = .milliseconds(Int64((step.secondsValue * 1000).rounded()))  // whole ms: plans read and compare well
-            }
-            t = t + max(step, spec.duration, .milliseconds(1))
+            t = t + step(spec, &rng)
         }
         return out
+    }
+
+    /// The time from one fault's start to the next: interval +- jitter (uniform, whole milliseconds: plans read
+    /// and compare well), never before this fault ends, at least 1 ms. Used by plans and by the command-line
+    /// loops (`szchaos kill-random --interval 5s --jitter 1s`).
+    public static func step(_ spec: ScheduleSpec, _ rng: inout SeededGenerator) -> Duration {
+        var step = spec.interval
+        if spec.jitter > .zero {
+            step = step + spec.jitter * (2 * rng.unit() - 1)
+            step = .milliseconds(Int64((step.secondsValue * 1000).rounded()))
+        }
+        return max(step, spec.duration, .milliseconds(1))
     }
 
     /// One seed per fault entry of an experiment, so adding a fault does not move the others.
