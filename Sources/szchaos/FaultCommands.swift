@@ -82,6 +82,14 @@ struct FaultOptions: ParsableArguments {
     }
 }
 
+/// The control channel's (or interposer's) reply timeout of the message-fault commands.
+struct ControlOptions: ParsableArguments {
+    @Option(help: "How long to wait for the control channel's reply (default 2s).") var timeout: String = "2s"
+
+    func validate() throws { _ = try unitDuration(timeout, option: "--timeout") }
+    func duration() throws -> Duration { try unitDuration(timeout, option: "--timeout") }
+}
+
 /// Pumba-style repetition for the process faults (kill-random, kill, signal, pause): the first round after
 /// --initial-delay, then one every --interval +- --jitter (seeded, the same seed as the targets), until --count
 /// rounds or SIGINT/SIGTERM. Without --interval: one round.
@@ -297,14 +305,14 @@ protocol ControlCommand: ParsableCommand {
     var deployment: DeploymentOptions { get }
     var fault: FaultOptions { get }
     var names: [String] { get }
-    var timeoutMs: Int { get }
+    var control: ControlOptions { get }
 }
 
 extension ControlCommand {
     func apply(_ command: String, method: String = "fault.set", params: [String: JSONValue] = [:], crashNow: Bool = false) throws {
         try fault.finish(SingleFaults.control(command: command, method: method, params: params, query: fault.query(names),
                                               paths: try deployment.paths(), seed: try fault.resolvedSeed(), dryRun: fault.dryRun,
-                                              timeout: .milliseconds(timeoutMs), crashNow: crashNow))
+                                              timeout: try control.duration(), crashNow: crashNow))
     }
 }
 
@@ -318,7 +326,7 @@ struct DropReplies: ControlCommand {
     @Argument(help: "Handler names or globs.") var names: [String] = []
     @Option(help: "Drop the next N replies.") var count: Int?
     @Option(help: "Drop each reply with this probability (seeded by the handler).") var probability: Double?
-    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+    @OptionGroup var control: ControlOptions
 
     func validate() throws {
         try requireNames(names)
@@ -333,20 +341,24 @@ struct DropReplies: ControlCommand {
 }
 
 struct Delay: ControlCommand {
-    static let configuration = CommandConfiguration(abstract: "Delay every reply of a handler by --ms +- --jitter milliseconds (interposer or mock handler).")
+    static let configuration = CommandConfiguration(abstract: "Delay every reply of a handler by --by +- --jitter (interposer or mock handler).")
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
-    @Option(help: "Delay in milliseconds.") var ms: Int
-    @Option(help: "+- jitter in milliseconds.") var jitter: Int = 0
-    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+    @Option(help: "How long each reply is held (300ms, 1.5s).") var by: String
+    @Option(help: "+- this much, uniform (default 0ms).") var jitter: String = "0ms"
+    @OptionGroup var control: ControlOptions
 
     func validate() throws {
         try requireNames(names)
-        if ms < 0 || jitter < 0 { throw ValidationError("--ms and --jitter must not be negative") }
+        _ = try unitDuration(by, option: "--by")
+        if DurationText.value(jitter) != .zero { _ = try unitDuration(jitter, option: "--jitter") }
     }
 
-    func run() throws { try apply("delay", params: ["delay_ms": .int(Int64(ms)), "jitter_ms": .int(Int64(jitter))]) }
+    func run() throws {
+        let d = try unitDuration(by, option: "--by"), j = DurationText.value(jitter) ?? .zero
+        try apply("delay", params: ["delay_ms": .int(Int64(d.wholeMilliseconds)), "jitter_ms": .int(Int64(j.wholeMilliseconds))])
+    }
 }
 
 struct ForceEFSM: ControlCommand {
@@ -358,7 +370,7 @@ struct ForceEFSM: ControlCommand {
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
     @Option(help: "How many requests to swallow.") var count: Int = 1
-    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+    @OptionGroup var control: ControlOptions
 
     func validate() throws {
         try requireNames(names)
@@ -379,7 +391,7 @@ struct Crash: ControlCommand {
     @Option(name: .customLong("exit-code"), help: "Exit with this code (default 3).") var exitCode: Int?
     @Option(help: "Crash by this signal instead: SIGABRT, SIGSEGV, SIGBUS, SIGKILL.") var signal: String?
     @Flag(name: .customLong("on-next-request"), help: "Only arm the crash.") var onNextRequest = false
-    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+    @OptionGroup var control: ControlOptions
 
     func validate() throws {
         try requireNames(names)
@@ -402,7 +414,7 @@ struct Garbage: ControlCommand {
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
     @Option(help: "bytes (not JSON) or wrong_shape (a JSON array).") var kind: String = "bytes"
-    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+    @OptionGroup var control: ControlOptions
 
     func validate() throws {
         try requireNames(names)
@@ -417,7 +429,7 @@ struct Clear: ControlCommand {
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
-    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+    @OptionGroup var control: ControlOptions
 
     func validate() throws { try requireNames(names) }
     func run() throws { try apply("clear", method: "fault.clear") }
@@ -428,7 +440,7 @@ struct Status: ControlCommand {
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var fault: FaultOptions
     @Argument(help: "Handler names or globs.") var names: [String] = []
-    @Option(name: .customLong("timeout-ms"), help: "Control channel timeout.") var timeoutMs: Int = 2000
+    @OptionGroup var control: ControlOptions
 
     func validate() throws { try requireNames(names) }
     func run() throws { try apply("status", method: "status") }

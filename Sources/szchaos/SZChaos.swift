@@ -123,8 +123,8 @@ struct Proxy: ParsableCommand {
     @Option(help: "Control endpoint (REP) for ping/status/set/clear.") var control: String?
     @Option(help: "Seed for every random decision (default: drawn and printed).") var seed: String?
     @Option(help: "Probability of losing an exchange (with --direction requests|replies: a message of that side).") var drop: Double = 0
-    @Option(name: .customLong("delay-ms"), help: "Delay each exchange (its request) this many milliseconds.") var delayMs: Int = 0
-    @Option(name: .customLong("jitter-ms"), help: "+- this many milliseconds on the delay.") var jitterMs: Int = 0
+    @Option(help: "Delay each exchange (its request) this long (300ms, 1s; default 0ms).") var delay: String = "0ms"
+    @Option(help: "+- this much on the delay (default 0ms).") var jitter: String = "0ms"
     @Option(name: .customLong("delay-probability"), help: "Probability that a message is delayed.") var delayProbability: Double = 1
     @Option(help: "Probability of forwarding a message twice.") var duplicate: Double = 0
     @Option(help: "Probability of holding a message and swapping it with the next.") var reorder: Double = 0
@@ -137,7 +137,9 @@ struct Proxy: ParsableCommand {
         for (v, n) in [(drop, "drop"), (duplicate, "duplicate"), (reorder, "reorder"), (corrupt, "corrupt"), (delayProbability, "delay-probability")] {
             try probability(v, n)
         }
-        if delayMs < 0 || jitterMs < 0 { throw ValidationError("--delay-ms and --jitter-ms must not be negative") }
+        for (text, option) in [(delay, "--delay"), (jitter, "--jitter")] where DurationText.value(text) != .zero {
+            _ = try unitDuration(text, option: option)
+        }
         if FaultDirection(rawValue: direction) == nil { throw ValidationError("--direction takes requests, replies or both, not '\(direction)'") }
         if let seed { _ = try parseSeed(seed) }
     }
@@ -146,7 +148,8 @@ struct Proxy: ParsableCommand {
         let sigs = Signals.block()
         let seed = try seed.map(parseSeed) ?? SeededGenerator.randomSeed()
         print("seed: \(seed)")
-        let faults = ProxyFaults(drop: drop, delay: delayProbability, delayMs: delayMs, jitterMs: jitterMs, duplicate: duplicate,
+        let faults = ProxyFaults(drop: drop, delay: delayProbability, delayMs: Int((DurationText.value(delay) ?? .zero).wholeMilliseconds),
+                                 jitterMs: Int((DurationText.value(jitter) ?? .zero).wholeMilliseconds), duplicate: duplicate,
                                  reorder: reorder, corrupt: corrupt, blackhole: blackhole,
                                  direction: FaultDirection(rawValue: direction) ?? .both)
         let proxy: ChaosProxy

@@ -134,11 +134,15 @@ struct Up: ParsableCommand {
     @Flag(help: "Run in the background (own session, output to <root>/<d>/logs/governor.log); return once every process is ready.")
     var detach = false
     @Option(help: "Serve GET /healthz and GET /metrics on 127.0.0.1:PORT (0: a free port, printed).") var httpPort: Int?
-    @Option(help: "With --detach: how long to wait for every process to be ready, seconds.") var readyTimeout = 120
+    @Option(help: "With --detach: how long to wait for every process to be ready (90s, 2m; default 2m).") var readyTimeout = "2m"
 
     func validate() throws {
         if let p = httpPort, !(0...65535).contains(p) { throw ValidationError("--http-port must be 0...65535") }
-        guard readyTimeout > 0 else { throw ValidationError("--ready-timeout must be > 0") }
+        switch DurationText.parse(readyTimeout) {
+        case .success(let d) where d > .zero: break
+        case .success: throw ValidationError("--ready-timeout must be longer than 0 (got \"\(readyTimeout)\")")
+        case .failure(let problem): throw ValidationError("--ready-timeout \(DurationText.message(problem, readyTimeout))")
+        }
     }
 
     func run() throws {
@@ -218,7 +222,7 @@ struct Up: ParsableCommand {
         } catch {
             throw Failure("cannot start the governor: \(error)")
         }
-        let deadline = ContinuousClock.now + .seconds(readyTimeout)
+        let deadline = ContinuousClock.now + (DurationText.value(readyTimeout) ?? .seconds(120))
         while ContinuousClock.now < deadline {
             if let exit = child.exitStatus {
                 let tail = RotatedLog.tail(of: log, lines: 15).joined(separator: "\n  ")
@@ -239,7 +243,7 @@ struct Up: ParsableCommand {
             }
             usleep(20_000)
         }
-        throw Failure("the deployment was not ready within \(readyTimeout) s; the governor (pid \(child.pid)) keeps trying: see \(log), `szgovernor status`, `szgovernor down`")
+        throw Failure("the deployment was not ready within \(readyTimeout); the governor (pid \(child.pid)) keeps trying: see \(log), `szgovernor status`, `szgovernor down`")
     }
 }
 

@@ -256,7 +256,7 @@ struct CallCommand: ParsableCommand {
     @Argument(help: "Endpoint, e.g. tcp://127.0.0.1:4245.") var endpoint: String
     @Argument(help: "Method name.") var method: String
     @Argument(help: "Params as a JSON object.") var params: String = "{}"
-    @Option(help: "Timeout of each attempt, ms.") var timeout = 2_500
+    @Option(help: "Timeout of each attempt (250ms, 2.5s; default 2500ms).") var timeout = "2500ms"
     @Option(help: "Attempts.") var attempts = 3
     @Option(help: "Delay before a retry, ms.") var retryDelayMs = 0
     @Option(help: "Recovery strategy: lazy-pirate | relaxed.") var strategy = "lazy-pirate"
@@ -271,12 +271,17 @@ struct CallCommand: ParsableCommand {
     func validate() throws {
         try checkEndpoint(endpoint, "ENDPOINT")
         _ = try parsedParams()
-        guard timeout > 0, attempts >= 1, retryDelayMs >= 0 else { throw ValidationError("--timeout > 0, --attempts >= 1, --retry-delay-ms >= 0") }
+        switch DurationText.parse(timeout) {
+        case .success(let d) where d > .zero: break
+        case .success: throw ValidationError("--timeout must be longer than 0 (got \"\(timeout)\")")
+        case .failure(let problem): throw ValidationError("--timeout \(DurationText.message(problem, timeout))")
+        }
+        guard attempts >= 1, retryDelayMs >= 0 else { throw ValidationError("--attempts >= 1, --retry-delay-ms >= 0") }
         guard RecoveryStrategy(rawValue: strategy) != nil else { throw ValidationError("--strategy must be lazy-pirate or relaxed") }
     }
 
     func run() throws {
-        let cfg = ClientConfiguration(timeout: ms(timeout), attempts: attempts, retryDelay: ms(retryDelayMs),
+        let cfg = ClientConfiguration(timeout: DurationText.value(timeout)!, attempts: attempts, retryDelay: ms(retryDelayMs),
                                       strategy: RecoveryStrategy(rawValue: strategy)!)
         do {
             let reply = try SyncClient.with(endpoint: endpoint, configuration: cfg) { try $0.call(method, params: try parsedParams()) }

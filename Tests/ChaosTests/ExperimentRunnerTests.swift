@@ -209,7 +209,7 @@ struct integration_zmq_SZChaosCommand {
         let peer = try TestPeer()
         defer { peer.stop() }
         let port = freeTCPPort()
-        let child = try Child(["proxy", "--listen", "tcp://127.0.0.1:\(port)", "--upstream", peer.endpoint, "--seed", "5", "--delay-ms", "1"])
+        let child = try Child(["proxy", "--listen", "tcp://127.0.0.1:\(port)", "--upstream", peer.endpoint, "--seed", "5", "--delay", "1ms"])
         try await waitUntil("ready line", timeout: .seconds(10)) { child.text.get().contains("ready:") }
         #expect(child.text.get().hasPrefix("seed: 5\n"))
         let reply = try await onThread("call through szchaos proxy") {

@@ -176,7 +176,7 @@ struct regression_integration_zmq_governor_InterposedLinks {
         try await Self.withRig { rig in
             let h2 = rig.dataEndpoint("h-2")
             // delay: once, on the reply
-            #expect(try await rig.szchaos(["delay", "h-2", "--ms", "300"]).code == 0)
+            #expect(try await rig.szchaos(["delay", "h-2", "--by", "300ms"]).code == 0)
             let clock = ContinuousClock()
             let t0 = clock.now
             let (delayed, _) = try await clientCall(h2, timeout: .seconds(5))

@@ -131,7 +131,7 @@ final class NetBed: @unchecked Sendable {
     /// `szmock call tcp://ADDRESS(to):5555 ping` from host `from`: whether it got its reply.
     func ping(from: Int, to: Int, timeoutMs: Int = 800, attempts: Int = 2) async throws -> Bool {
         let p = try TestProcess("/usr/sbin/ip", ["netns", "exec", host(from), szmockPath, "call", "tcp://\(address(to)):5555", "ping",
-                                                  "--timeout", "\(timeoutMs)", "--attempts", "\(attempts)"])
+                                                  "--timeout", "\(timeoutMs)ms", "--attempts", "\(attempts)"])
         defer { p.stop() }
         let st = try await p.waitExit(timeout: .seconds(30))
         return st == .exited(0)

@@ -140,7 +140,7 @@ struct integration_zmq_governor_SingleFaults {
     @Test func delayAndGarbageThroughTheControlChannel() async throws {
         try await withCIRig { rig in
             let ep = rig.dataEndpoint("h-3")
-            var r = try await rig.szchaos(["delay", "h-3", "--ms", "30", "--jitter", "10"])
+            var r = try await rig.szchaos(["delay", "h-3", "--by", "30ms", "--jitter", "10ms"])
             #expect(r.code == 0)
             let (slow, _) = try await clientCall(ep, timeout: .seconds(3))
             #expect((try? slow.get())?["message"] == "pong")

@@ -222,7 +222,7 @@ struct integration_zmq_governor_ForeignInterposed {
     @Test func everyMessageFaultOnTheJobLinkReachesTheForeignHandler() async throws {
         try await Self.withForeign { rig in
             // delay: added once to what the server sees, below its timeout: one slower attempt
-            #expect(try await rig.chaos(["delay", "h-2", "--ms", "400"]).ok)
+            #expect(try await rig.chaos(["delay", "h-2", "--by", "400ms"]).ok)
             let delayed = try await rig.runNow("h-2", counter: "delayed")
             #expect(delayed.status == 200 && delayed.reply["attempts"]?.intValue == 1, "\(delayed.reply)")
             #expect(delayed.took >= .milliseconds(400), "the delay did not reach the job: \(delayed.took)")

@@ -214,7 +214,7 @@ struct integration_zmq_ForeignPeers {
         let h = try ForeignHandler(id: "f-call", serverPort: server.zmqPort, environment: ["SZ_NO_REGISTRATION": "1"])
         _ = try await h.process.ready(timeout: .seconds(20))
         func reply(_ args: [String]) async throws -> (TestSupport.ExitStatus, JSONValue) {
-            let (status, lines) = try await runCall(args + ["--timeout", "3000", "--attempts", "1"])
+            let (status, lines) = try await runCall(args + ["--timeout", "3s", "--attempts", "1"])
             return (status, try JSON.parse(try #require(lines.first, "no reply line for \(args)")))
         }
         #expect(try await reply([h.endpoint, "ping"]) == (.exited(0), ["success": true, "message": "pong", "handler_id": "f-call"]))

@@ -42,7 +42,7 @@ struct integration_zmq_SzmockProcess {
         #expect(failed.0 == .exited(1))
         #expect(try JSON.parse(try #require(failed.1.first)) == ["success": false, "error": "no"])
         let nobody = "tcp://127.0.0.1:\(freeTCPPort())"
-        #expect(try await runCall([nobody, "ping", "--timeout", "150", "--attempts", "2"]).0 == .exited(1))
+        #expect(try await runCall([nobody, "ping", "--timeout", "150ms", "--attempts", "2"]).0 == .exited(1))
         #expect(try await runCall([h.endpoint, "ping", "[1,2]"]).0 == .exited(2))
         #expect(try await runCall([h.endpoint, "ping", "--bogus"]).0 == .exited(2))
         #expect(try await runCall(["localhost:1", "ping"]).0 == .exited(2))

@@ -307,8 +307,8 @@ public enum NetFaultError: Error, Sendable, CustomStringConvertible, Equatable {
 public enum NetEm {
     public static let missingMessage = """
         latency needs tc netem, which this kernel does not have (sch_netem). Add the latency on the ZeroMQ \
-        links instead, with the interposer: `szchaos delay NAME --ms M [--jitter J]` on a handler with \
-        `interpose: true`, a `delay` fault in an experiment, or `szchaos proxy --delay-ms M` in front of an endpoint
+        links instead, with the interposer: `szchaos delay NAME --by 300ms [--jitter 50ms]` on a handler with \
+        `interpose: true`, a `delay` fault in an experiment, or `szchaos proxy --delay 300ms` in front of an endpoint
         """
 
     public static func available() -> Bool {

@@ -3,6 +3,7 @@
 // Service (docs/DISTRIBUTED.md). Emitted with Yams' Node emitter: every string double-quoted (so "1",
 // "true" or "0700" stay strings), keys in a fixed order, no line wrapping.
 import Foundation
+import ScheduleZeroWire
 import Yams
 
 public enum KubernetesExport {
@@ -179,7 +180,7 @@ public enum KubernetesExport {
                 if !ports.contains(where: { $0.1 == p }) { ports.append(("zmq-\(ports.count)", p)) }
                 return map([("tcpSocket", map([("port", int(p))]))])
             }
-            return probeCommand(field) { [szmock, "call", endpoint($0), "ping", "--timeout", "\(Int(timeout.msDouble.rounded()))", "--attempts", "1"] }
+            return probeCommand(field) { [szmock, "call", endpoint($0), "ping", "--timeout", DurationText.format(timeout), "--attempts", "1"] }
         }
         func httpProbe(_ url: HTTPURL) -> Node {
             if !ports.contains(where: { $0.1 == url.port }) { ports.append(("http", url.port)) }
@@ -225,7 +226,7 @@ public enum KubernetesExport {
                 liveness = probeCommand("liveness") { i in
                     var endpoint = i.endpoint ?? ""
                     if case .ping(let own?)? = i.liveness?.check { endpoint = own }
-                    return [szmock, "call", endpoint, "ping", "--timeout", "\(Int(l.timeout.msDouble.rounded()))", "--attempts", "1"]
+                    return [szmock, "call", endpoint, "ping", "--timeout", DurationText.format(l.timeout), "--attempts", "1"]
                 }
             case .http(let url): liveness = httpProbe(url)
             }
