@@ -19,7 +19,7 @@ struct SZChaos: AsyncParsableCommand {
         """,
         version: HarnessVersion.current,
         subcommands: [KillRandom.self, Kill.self, Pause.self, SignalCommand.self, DropReplies.self, Delay.self, ForceEFSM.self,
-                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Conform.self, Proxy.self, Run.self,
+                      Crash.self, Garbage.self, Clear.self, Status.self, Links.self, Conform.self, Proxy.self, ProxyFaultsCommand.self, Run.self,
                       ReportCommand.self, Net.self]
     )
 }

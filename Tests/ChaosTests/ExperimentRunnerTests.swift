@@ -223,6 +223,46 @@ struct integration_zmq_SZChaosCommand {
         #expect(child.text.get().contains("stopped on SIGTERM"))
     }
 
+    @Test func proxyFaultsAreAddedListedAndRemovedAtRunTime() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let folder = try TemporaryFolder(prefix: "szpf")
+        defer { folder.remove() }
+        let control = "ipc://" + folder.path + "/p.control"
+        let port = freeTCPPort()
+        let proxy = try Child(["proxy", "--listen", "tcp://127.0.0.1:\(port)", "--upstream", peer.endpoint, "--control", control])
+        try await waitUntil("ready line", timeout: .seconds(10)) { proxy.text.get().contains("ready:") }
+        func faults(_ args: [String]) async throws -> (Int32, [String], String) {
+            let c = try Child(["proxy-faults"] + args)
+            let code = try await c.waitExit()
+            return (code, c.process.lines, c.stderr)
+        }
+        var r = try await faults(["add", control, "--drop", "0.5", "--delay", "300ms", "--jitter", "50ms"])
+        #expect(r.0 == 0 && r.1 == ["drop 0.5", "delay 300ms +-50ms"], "\(r)")
+        r = try await faults(["list", control, "--json"])
+        let listed = try #require(r.1.first.flatMap { try? JSON.parse($0).objectValue }, "\(r)")
+        #expect(listed["settings"]?["drop"] == 0.5 && listed["settings"]?["delay_ms"] == 300 && listed["success"] == true, "\(r)")
+        r = try await faults(["remove", control, "--fault", "drop"])
+        #expect(r.0 == 0 && r.1 == ["delay 300ms +-50ms"], "\(r)")
+        r = try await faults(["remove", control, "--all"])
+        #expect(r.0 == 0 && r.1 == ["none"], "\(r)")
+        // Traffic passes untouched again.
+        let reply = try await onThread("call through the proxy") {
+            try SyncClient.with(endpoint: "tcp://127.0.0.1:\(port)", configuration: .init(timeout: .seconds(2), attempts: 1)) {
+                try $0.call("echo", params: ["seq": 4])["seq"]
+            }
+        }
+        #expect(reply == 4)
+        r = try await faults(["add", control])
+        #expect(r.0 == 2 && r.2.contains("name at least one fault"), "\(r)")
+        r = try await faults(["add", control, "--delay", "300"])
+        #expect(r.0 == 2 && r.2.contains("a number without a unit is refused"), "\(r)")
+        r = try await faults(["list", "ipc://" + folder.path + "/nobody.control"])
+        #expect(r.0 == 1 && r.2.contains("no chaos proxy answers"), "\(r)")
+        proxy.terminate()
+        #expect(try await proxy.waitExit() == 0)
+    }
+
     @Test func usageErrorsExit2() async throws {
         let child = try Child(["proxy", "--listen", "tcp://127.0.0.1:1", "--upstream", "tcp://127.0.0.1:2", "--drop", "7"])
         #expect(try await child.waitExit() == 2)

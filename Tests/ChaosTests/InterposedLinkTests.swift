@@ -175,6 +175,11 @@ struct regression_integration_zmq_governor_InterposedLinks {
     @Test func everyMessageFaultReachesAHandlerWithoutAControlChannelThroughItsInterposer() async throws {
         try await Self.withRig { rig in
             let h2 = rig.dataEndpoint("h-2")
+            // The link's proxy faults from the command line (toxiproxy-cli style) on the same interposer.
+            let added = try await rig.szchaos(["proxy-faults", "add", "--link", "h-2", "--duplicate", "0.25"])
+            #expect(added.code == 0 && added.lines == ["duplicate 0.25"], "\(added.lines)")
+            let removed = try await rig.szchaos(["proxy-faults", "remove", "--link", "h-2", "--all"])
+            #expect(removed.code == 0 && removed.lines == ["none"], "\(removed.lines)")
             // delay: once, on the reply
             #expect(try await rig.szchaos(["delay", "h-2", "--by", "300ms"]).code == 0)
             let clock = ContinuousClock()
