@@ -3,6 +3,9 @@
 #
 #   ./run_tests.sh [MODE] [--list] [--xunit FILE] [--coverage] [--repeat N] [-- swift test options]
 #
+# Options after `--` go to `swift test`; a `--filter REGEX` there narrows the mode's selection (both must
+# match), and `--list` shows the narrowed selection. JUnit XML counts one failure per failed test.
+#
 # MODE (default: ci)
 #   quick        unit tests only: no process, no socket outside the test process; seconds
 #   zmq          every test tagged zmq
@@ -27,7 +30,7 @@ coverage=0
 repeat=1
 extra=()
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -uo pipefail$/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -62,6 +65,24 @@ case "$mode" in
   all) ;;
   ci) skip=(--skip "^(?!.*$(tag_regex regression)).*$(tag_regex slow)") ;;
 esac
+# `-- --filter X`: swift test ORs its filters, so the mode's and the user's are joined into one that needs
+# both (a lookahead); the other options pass through as they are.
+user_filters=()
+passthrough=()
+for ((k = 0; k < ${#extra[@]}; k++)); do
+  if [ "${extra[$k]}" = --filter ] && [ $((k + 1)) -lt ${#extra[@]} ]; then
+    user_filters+=("${extra[$((k + 1))]}"); k=$((k + 1))
+  elif [[ "${extra[$k]}" == --filter=* ]]; then
+    user_filters+=("${extra[$k]#--filter=}")
+  else
+    passthrough+=("${extra[$k]}")
+  fi
+done
+if [ ${#user_filters[@]} -gt 0 ]; then
+  joined=$(IFS='|'; echo "${user_filters[*]}")
+  if [ ${#filter[@]} -gt 0 ]; then filter=(--filter "^(?=.*${filter[1]}).*(${joined})"); else filter=(--filter "$joined"); fi
+fi
+extra=("${passthrough[@]+"${passthrough[@]}"}")
 
 build_flags=()
 # Coverage builds go to a scratch folder of their own, so switching coverage on and off rebuilds nothing.
@@ -81,7 +102,8 @@ select_tests() {
         printf '%s\n' "$all_tests" | grep -E "$(tag_regex slow)" | grep -E "$(tag_regex regression)" ;;
     quick) printf '%s\n' "$all_tests" | grep -E "$(tag_regex unit)" ;;
     *) printf '%s\n' "$all_tests" | grep -E "$(tag_regex "$mode")" ;;
-  esac | sed '/^$/d' | sort -u
+  esac | { if [ ${#user_filters[@]} -gt 0 ]; then grep -P "$(IFS='|'; echo "${user_filters[*]}")" || true; else cat; fi; } \
+       | sed '/^$/d' | sort -u
 }
 selected=$(select_tests)
 n_selected=$(printf '%s\n' "$selected" | sed '/^$/d' | wc -l)
@@ -208,6 +230,36 @@ for ((i = 1; i <= repeat; i++)); do
   wait "$runner"
   grep -vE '^warning: prohibited flag' "$raw" > "$log"
   rc=$(cat "$log.rc" 2>/dev/null || echo 1)
+  # Swift Testing writes one <failure> per recorded issue and counts issues as failures: one per failed
+  # test instead (a test with two failed expectations is one failure, its messages kept in one element).
+  if [ ${#xunit_flags[@]} -gt 0 ] && [ -f "${xunit_flags[1]}" ]; then
+    /usr/bin/python3 - "${xunit_flags[1]}" <<'PY' || echo "run_tests.sh: could not normalise ${xunit_flags[1]}" >&2
+import sys, xml.etree.ElementTree as ET
+path = sys.argv[1]
+tree = ET.parse(path)
+root = tree.getroot()
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+total = 0
+for suite in suites:
+    failed = 0
+    for case in suite.iter("testcase"):
+        fails = case.findall("failure")
+        if not fails:
+            continue
+        failed += 1
+        if len(fails) > 1:
+            first = fails[0]
+            first.set("message", " | ".join(f.get("message", "") for f in fails))
+            first.text = "\n".join((f.text or "") for f in fails) or None
+            for f in fails[1:]:
+                case.remove(f)
+    suite.set("failures", str(failed))
+    total += failed
+if root.tag == "testsuites":
+    root.set("failures", str(total))
+tree.write(path, encoding="UTF-8", xml_declaration=True)
+PY
+  fi
   timed_out=0
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     timed_out=1

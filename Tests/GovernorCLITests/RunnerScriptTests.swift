@@ -46,4 +46,79 @@ struct regression_integration_RunnerScript {
         #expect(p.stderrText.contains("run_tests: FAILED (run 1): the leak guard found what the tests left behind"), "\(p.stderrText)")
         #expect(!FileManager.default.fileExists(atPath: naturalEnd), "the runner waited for the leaked stdout holder to end by itself")
     }
+
+    /// A stand-in `swift` that lists `ids`, records the arguments of `swift test` in `args`, and runs `body`
+    /// (shell) for `swift test`.
+    func fakeSwift(_ dir: TemporaryDirectory, ids: [String], test body: String) throws -> [String: String] {
+        try dir.write("""
+            #!/bin/sh
+            case "$1 $2" in
+              build*) exit 0 ;;
+              "test list") printf '%s\\n' \(ids.map { "'\($0)'" }.joined(separator: " ")); exit 0 ;;
+              test*)
+                printf '%s\\n' "$@" > "\(dir.file("args"))"
+                \(body)
+                ;;
+            esac
+            exit 2
+            """, to: "bin/swift", executable: true)
+        return ["PATH": dir.file("bin") + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
+    }
+
+    func runner(_ args: [String], _ env: [String: String]) async throws -> (TestSupport.ExitStatus, [String], String) {
+        let p = try TestProcess("/bin/bash", [Self.runTests] + args, environment: env)
+        defer { p.stop() }
+        let status = try await p.waitExit(timeout: .seconds(60))
+        try await waitUntil("the runner's output to end") { p.outputClosed }
+        return (status, p.lines, p.stderrText)
+    }
+
+    /// JUnit counted two failures for one test with two failed expectations (Swift Testing writes a <failure>
+    /// per issue): one failure per failed test now, its messages in one element.
+    @Test func junitCountsOneFailurePerFailedTest() async throws {
+        let dir = TemporaryDirectory(prefix: "szrt")
+        defer { dir.remove() }
+        let env = try fakeSwift(dir, ids: ["Fake.unit_Fake/one()", "Fake.unit_Fake/two()"], test: """
+            out=""; prev=""; for a in "$@"; do [ "$prev" = --xunit-output ] && out="$a"; prev="$a"; done
+            cat > "$out" <<'XML'
+            <?xml version="1.0" encoding="UTF-8"?>
+            <testsuites><testsuite name="TestResults" errors="0" tests="2" failures="3" skipped="0" time="0.1">
+            <testcase classname="Fake.unit_Fake" name="one()" time="0.1"><failure message="first" /><failure message="second" /></testcase>
+            <testcase classname="Fake.unit_Fake" name="two()" time="0.1"><failure message="third" /></testcase>
+            </testsuite></testsuites>
+            XML
+            echo "✘ Test one() failed after 0.100 seconds with 2 issues."
+            echo "✘ Test two() failed after 0.100 seconds with 1 issue."
+            echo "✘ Test run with 2 tests in 1 suite failed after 0.100 seconds with 3 issues."
+            exit 1
+            """)
+        let xml = dir.file("junit.xml")
+        let (status, lines, _) = try await runner(["quick", "--xunit", xml], env)
+        #expect(status == .exited(1) && lines.last == "0 passed, 2 failed", "\(lines)")
+        let text = try String(contentsOfFile: xml, encoding: .utf8)
+        #expect(text.contains("failures=\"2\"") && !text.contains("failures=\"3\""), "\(text)")
+        #expect(text.components(separatedBy: "<failure").count == 3, "one element per failed test: \(text)")
+        #expect(text.contains("first | second"), "\(text)")
+    }
+
+    /// `./run_tests.sh quick -- --filter X` ran the union of the mode and X (swift test ORs its filters): the
+    /// user's filter narrows the mode's selection now, in `--list` and in the run.
+    @Test func aFilterAfterTheDashesNarrowsTheModesSelection() async throws {
+        let dir = TemporaryDirectory(prefix: "szrt")
+        defer { dir.remove() }
+        let env = try fakeSwift(dir, ids: ["Fake.unit_Fake/one()", "Fake.unit_Fake/two()", "Fake.integration_Fake/two()"], test: """
+            echo "✔ Test two() passed after 0.001 seconds."
+            echo "✔ Test run with 1 test in 1 suite passed after 0.001 seconds."
+            exit 0
+            """)
+        let (listed, lines, _) = try await runner(["quick", "--list", "--", "--filter", "two"], env)
+        #expect(listed == .exited(0), "\(lines)")
+        #expect(lines.filter { $0.hasPrefix("Fake.") } == ["Fake.unit_Fake/two()"], "\(lines)")
+        let (ran, out, err) = try await runner(["quick", "--", "--filter", "two", "--parallel"], env)
+        #expect(ran == .exited(0), "\(out) \(err)")
+        let args = try String(contentsOfFile: dir.file("args"), encoding: .utf8).split(separator: "\n").map(String.init)
+        let filters = args.indices.filter { args[$0] == "--filter" }.map { args[$0 + 1] }
+        #expect(filters == ["^(?=.*[./]([a-z]+_)*unit_).*(two)"], "\(args)")
+        #expect(args.contains("--parallel"), "the other options pass through: \(args)")
+    }
 }
