@@ -376,7 +376,7 @@ public actor ProcessGovernor: GovernorBase {
         // descendant that escaped the group kill could hold a pipe open).
         await LogPump.shared.waitDrained(Set(all.map { path("logs/\($0.config.id).log") }), timeout: .seconds(1))
         if case .cgroup(let group)? = tree.mode {
-            let leftovers = await runOnDedicatedThread(name: "cgroup-rm") { ProcessTree.removeDeploymentGroup(group) }
+            let leftovers = await BlockingPool.shared.run { ProcessTree.removeDeploymentGroup(group) }
             if !leftovers.isEmpty {
                 events.record("governor", .warning, detail: "killed what was left in the cgroups of \(leftovers.joined(separator: ", "))")
             }
