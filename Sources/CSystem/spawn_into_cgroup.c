@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -39,7 +40,7 @@ static void close_from(int low, int keep) {
     syscall(SYS_close_range, (unsigned)(keep + 1), ~0u, 0u);
 }
 
-static void child(const sz_spawn_request *r, int report) {
+static void child(const sz_spawn_request *r, int report, pid_t parent) {
     // Default dispositions for every signal (as POSIX_SPAWN_SETSIGDEF with a full set). glibc refuses its
     // two internal signals; their dispositions are reset by execve anyway.
     struct sigaction dfl;
@@ -48,6 +49,12 @@ static void child(const sz_spawn_request *r, int report) {
     for (int s = 1; s < NSIG; s++) (void)sigaction(s, &dfl, NULL);
 
     if (setsid() < 0) child_fail(report, errno);
+    if (r->death_signal > 0) {
+        if (prctl(PR_SET_PDEATHSIG, (unsigned long)r->death_signal, 0, 0, 0) < 0) child_fail(report, errno);
+        // The parent died before the prctl: nothing will send it. Pending (every signal is blocked here)
+        // until the mask is emptied right before execve, where its default action ends the child.
+        if (getppid() != parent) (void)kill(getpid(), r->death_signal);
+    }
 
     // Move the error pipe above the stdio range first, so dup2 onto 0..2 cannot clobber it.
     if (report < 3) {
@@ -99,14 +106,15 @@ pid_t sz_spawn_into_cgroup(const sz_spawn_request *request, int *pidfd, int *err
     int fd = -1;
     struct clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = CLONE_VFORK | CLONE_INTO_CGROUP | CLONE_PIDFD;
+    pid_t parent = getpid();
+    args.flags = CLONE_VFORK | CLONE_PIDFD | (request->cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
     args.pidfd = (uint64_t)(uintptr_t)&fd;
     args.exit_signal = SIGCHLD;
-    args.cgroup = (uint64_t)request->cgroup_fd;
+    args.cgroup = request->cgroup_fd >= 0 ? (uint64_t)request->cgroup_fd : 0;
     long pid = syscall(SYS_clone3, &args, sizeof args);
     if (pid == 0) {
         close(pipefd[0]);
-        child(request, pipefd[1]);  // does not return
+        child(request, pipefd[1], parent);  // does not return
         _exit(127);
     }
     int cloneErrno = errno;
@@ -132,6 +140,10 @@ pid_t sz_spawn_into_cgroup(const sz_spawn_request *request, int *pidfd, int *err
     }
     *pidfd = fd;
     return (pid_t)pid;
+}
+
+int sz_set_parent_death_signal(int signal) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0);
 }
 
 int sz_set_xattr(const char *path, const char *name, const char *value) {

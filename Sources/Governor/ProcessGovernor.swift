@@ -352,13 +352,15 @@ public actor ProcessGovernor: GovernorBase {
         env[Reconciler.markerVariable] = directory.path
         env["SZGOVERNOR_DEPLOYMENT"] = deploymentName
         env["SZGOVERNOR_NAME"] = config.id
-        // Children of ours that can watch their parent (szmock) exit when this governor disappears.
+        // Every child gets SIGTERM when this governor dies, even by SIGKILL (PR_SET_PDEATHSIG, spawned on the
+        // event loop's thread, which lives as long as the governor); szmock also checks at start that its
+        // parent is still this governor (the race with a governor that died during the spawn).
         env["SZGOVERNOR_PID"] = "\(getpid())"
         let executable = try ExecutableResolver.resolve(config.executable, relativeTo: deployment.baseDirectory,
                                                         searchPath: env["PATH"])
         let spawn = SpawnRequest(executable: executable, arguments: config.arguments, environment: env,
                                  logPath: path("logs/\(config.id).log"), workingDirectory: config.workingDirectory,
-                                 logRotation: config.log)
+                                 logRotation: config.log, deathSignal: SIGTERM)
         return ProcessContext(spawn: spawn, pidFilePath: path("pids/\(config.id).pid"),
                               probe: try options.probes.probe(for: config), clock: options.clock,
                               events: events, latency: latency, seed: options.seed ^ fnv1a(config.id),
