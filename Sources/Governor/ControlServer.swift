@@ -50,6 +50,9 @@ public final class ControlServer: Sendable {
         }
     }
 
+    /// Whether the socket is closed (after `stop()`, once the reply in flight, if any, has been sent).
+    public var isClosed: Bool { serving.isClosed }
+
     /// Asks the loop to stop serving after the request it is answering (if any): non-blocking, so a request
     /// handler (`down`) may call it. `join()` waits until the socket is closed.
     public func stop() {
@@ -86,6 +89,8 @@ private final class Serving: @unchecked Sendable {
     private var busy = false
     private var stopping = false
     private var closed = false
+    private let closedFlag = Atomic<Bool>(false)
+    var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
 
     init(socket: Socket, fd: Int32, service: ReplyService, endpoint: String, handler: @escaping ControlServer.Handler) {
         self.socket = socket
@@ -151,6 +156,7 @@ private final class Serving: @unchecked Sendable {
         closed = true
         if let t = token.withLock({ $0 }) { EventLoop.shared.unwatch(t) }
         socket.close(linger: .seconds(1))
+        closedFlag.store(true, ordering: .releasing)
         finished.signal()
     }
 }

@@ -229,7 +229,7 @@ struct regression_integration_governor_CLICatalogue {
     @Test func governorKilledWithSigkillLeavesNoUnnoticedChildren() async throws {
         let h = CLIHarness()
         defer { h.cleanup() }
-        // szmock children notice by themselves (they watch their parent governor) ...
+        // szmock children notice by themselves (their parent-death signal, SIGINT) ...
         try await h.up()
         let pids = h.pids()
         kill(try #require(pids["governor"]), SIGKILL)
@@ -238,12 +238,13 @@ struct regression_integration_governor_CLICatalogue {
         #expect(down.ok && down.stdout.contains("removed stale PID files"), "\(down)")
         #expect(h.pidFiles().isEmpty && h.socketFiles().isEmpty)
 
-        // ... and a child that cannot notice (sleep) is found through its PID file by the next up and down.
+        // ... and a child that ignores its parent-death signal (SIGTERM: a `sleep` that inherited SIG_IGN) is
+        // found through its PID file by the next up and down.
         let file = try h.writeDeployment("plain", """
             deployment: plain
             handlers:
               - id: s
-                command: ["/bin/sleep", "300"]
+                command: ["/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 300"]
                 stop_timeout: 1s
             """)
         try await h.up("plain", file: file)
