@@ -73,6 +73,8 @@ public final class LogPump: @unchecked Sendable {
         var byID: [UInt64: (Source, LogFile)] = [:]
         var nextID: UInt64 = 1
         var started = false
+        /// Stopping governors waiting until these log files' pipes have all reached EOF.
+        var drainWaiters: [UInt64: (paths: Set<String>, once: OneShot<Bool>)] = [:]
     }
 
     /// Guarded by `lock` (Mutex would need Sendable contents; these classes live only here).
@@ -138,15 +140,28 @@ public final class LogPump: @unchecked Sendable {
     }
 
     /// Waits (suspending, never blocking a thread) until every pipe writing into `logPaths` has reached EOF,
-    /// or the deadline. Returns whether everything was drained.
+    /// or the deadline. Returns whether everything was drained. No polling: the pump resumes the wait when
+    /// the last of those pipes ends; the deadline is a timer of the event loop.
     @discardableResult
     public func waitDrained(_ logPaths: Set<String>, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while openPipes(for: logPaths) > 0 {
-            if ContinuousClock.now >= deadline { return false }
-            try? await Task.sleep(for: .milliseconds(2))
+        let once = OneShot<Bool>()
+        let id: UInt64? = state.withLock { s in
+            guard logPaths.contains(where: { !(s.files[$0]?.sources.isEmpty ?? true) }) else { return nil }
+            let id = s.nextID
+            s.nextID += 1
+            s.drainWaiters[id] = (logPaths, once)
+            return id
         }
-        return true
+        guard let id else { return true }
+        let timer = EventLoop.shared.schedule(after: timeout) { [self] in
+            _ = state.withLock { $0.drainWaiters.removeValue(forKey: id) }
+            once.fire(.success(false))
+        }
+        let drained = (try? await withCheckedThrowingContinuation { (c: CheckedContinuation<Bool, any Error>) in
+            _ = once.arm(c)
+        }) ?? false
+        EventLoop.shared.cancel(timer)
+        return drained
     }
 
     private func run() {
@@ -195,6 +210,7 @@ public final class LogPump: @unchecked Sendable {
             }
         }
         guard !finished.isEmpty else { return }
+        var drained: [OneShot<Bool>] = []
         state.withLock { s in
             for source in finished {
                 Epoll.remove(epollFD, source.fd)
@@ -207,7 +223,13 @@ public final class LogPump: @unchecked Sendable {
                 file.fd = -1
                 if s.files[file.path] === file { s.files[file.path] = nil }
             }
+            for (id, waiter) in s.drainWaiters
+            where !waiter.paths.contains(where: { !(s.files[$0]?.sources.isEmpty ?? true) }) {
+                s.drainWaiters[id] = nil
+                drained.append(waiter.once)
+            }
         }
+        for once in drained { once.fire(.success(true)) }
     }
 
     // MARK: writing and rotating (pump thread only)
