@@ -43,8 +43,9 @@ public struct PeerRefusal: Sendable {
 
 /// The answering side of the ScheduleZero protocol: a REP socket that decodes each request, asks `handle`
 /// for the reply and sends it, with the protocol's error replies for what is not a request (invalid JSON, a
-/// non-object, a multipart message). Used by the mock server's registration socket, the mock handler's and
-/// the governor's control endpoints.
+/// non-object, a multipart message). `serve` is used by the mock server's registration socket and the mock
+/// handler's control endpoint; the governor's control endpoint, served by its event loop, binds here and
+/// uses the same per-message steps (`refusalReply(to:endpoint:)`, `request(from:)`).
 ///
 /// `bind` and `serve` run on the caller's thread (a thread of the caller's own, never the cooperative pool):
 /// every wait is a poll of `pollInterval`, so `shouldStop` is seen promptly, and the loop also ends when the
