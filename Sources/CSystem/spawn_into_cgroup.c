@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -90,6 +92,19 @@ static void child(const sz_spawn_request *r, int report, pid_t parent) {
     child_fail(report, errno);
 }
 
+struct shared_child { const sz_spawn_request *request; int report; int unused; pid_t parent; };
+
+static int shared_child_entry(void *p) {
+    struct shared_child *c = p;
+    close(c->unused);
+    child(c->request, c->report, c->parent);  // does not return
+    return 127;
+}
+
+// The child's stack for CLONE_VM: its own mapping (the parent's stack is the parent's), freed after the
+// child has exec'd or exited (CLONE_VFORK: the parent resumes only then).
+enum { shared_child_stack = 256 * 1024 };
+
 pid_t sz_spawn_into_cgroup(const sz_spawn_request *request, int *pidfd, int *error, int *in_child) {
     *pidfd = -1;
     *error = 0;
@@ -104,20 +119,42 @@ pid_t sz_spawn_into_cgroup(const sz_spawn_request *request, int *pidfd, int *err
     pthread_sigmask(SIG_SETMASK, &all, &saved);
 
     int fd = -1;
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
     pid_t parent = getpid();
-    args.flags = CLONE_VFORK | CLONE_PIDFD | (request->cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
-    args.pidfd = (uint64_t)(uintptr_t)&fd;
-    args.exit_signal = SIGCHLD;
-    args.cgroup = request->cgroup_fd >= 0 ? (uint64_t)request->cgroup_fd : 0;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0) {
-        close(pipefd[0]);
-        child(request, pipefd[1], parent);  // does not return
-        _exit(127);
+    long pid;
+    int cloneErrno;
+    if (request->cgroup_fd >= 0) {
+        // Into a cgroup: clone3, the only call with CLONE_INTO_CGROUP; no CLONE_VM (a raw clone3 child
+        // cannot start on a stack of its own), so it works on a copy of the parent's memory.
+        struct clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = CLONE_VFORK | CLONE_PIDFD | CLONE_INTO_CGROUP;
+        args.pidfd = (uint64_t)(uintptr_t)&fd;
+        args.exit_signal = SIGCHLD;
+        args.cgroup = (uint64_t)request->cgroup_fd;
+        pid = syscall(SYS_clone3, &args, sizeof args);
+        if (pid == 0) {
+            close(pipefd[0]);
+            child(request, pipefd[1], parent);  // does not return
+            _exit(127);
+        }
+        cloneErrno = errno;
+    } else {
+        // No cgroup: glibc's clone with CLONE_VM | CLONE_VFORK and a stack of its own, as posix_spawn does
+        // (no copy of the parent's page tables: about 0.7 ms a spawn here against 2 ms without CLONE_VM).
+        // The child shares our memory while we wait: it only makes system calls and writes its own stack.
+        void *stack = mmap(NULL, shared_child_stack, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) {
+            cloneErrno = errno;
+            pid = -1;
+        } else {
+            struct shared_child c = { request, pipefd[1], pipefd[0], parent };
+            pid = clone(shared_child_entry, (char *)stack + shared_child_stack,
+                        CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &c, &fd);
+            cloneErrno = errno;
+            munmap(stack, shared_child_stack);
+        }
     }
-    int cloneErrno = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     close(pipefd[1]);
     if (pid < 0) {

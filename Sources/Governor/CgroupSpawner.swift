@@ -5,8 +5,9 @@
 // own session, default dispositions, empty mask, stdin /dev/null, stdout and stderr appended to the log
 // (or dup2'ed from a descriptor), every other fd closed, chdir, execve of the absolute executable with
 // exactly the given environment. Why not posix_spawn and a write to cgroup.procs: docs/ARCHITECTURE.md.
-// Without a cgroup (nil), the same clone3 child outside any new group: the path of a child that needs a
-// parent-death signal (`SpawnRequest.deathSignal`), which posix_spawn has no attribute for.
+// Without a cgroup (nil), the same child made by glibc's clone(CLONE_VM | CLONE_VFORK) outside any new
+// group: the path of a child that needs a parent-death signal (`SpawnRequest.deathSignal`), which
+// posix_spawn has no attribute for.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,7 +78,7 @@ enum CgroupSpawner {
             cgroup?.remove()
             if inChild == 0 {
                 guard let cgroup else {
-                    throw SpawnError.spawnFailed(executable: request.executable, reason: "clone3: \(SystemCalls.describe(code))")
+                    throw SpawnError.spawnFailed(executable: request.executable, reason: "clone: \(SystemCalls.describe(code))")
                 }
                 throw SpawnError.cgroupFailed(cgroup: cgroup.path, reason: "clone3: \(SystemCalls.describe(code))")
             }

@@ -10,7 +10,7 @@
 // executable that is an absolute path resolved beforehand (ExecutableResolver), never a PATH search here.
 // With `cgroup` set, the same child is made by clone3 straight into that cgroup2 group instead
 // (CgroupSpawner.swift), so no descendant can start outside it; with `deathSignal` set (posix_spawn cannot
-// set a parent-death signal), by the same clone3 path without a cgroup.
+// set a parent-death signal), by the same C child without a cgroup (clone with CLONE_VM | CLONE_VFORK).
 #if canImport(Glibc)
 import Glibc
 #endif

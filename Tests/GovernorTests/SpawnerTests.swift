@@ -14,7 +14,7 @@ struct integration_governor_Spawner {
 
     init() { probe = ProbeGroup(folder: dir.path) }
 
-    /// Through posix_spawn, clone3 into a cgroup, or clone3 with a parent-death signal (the same inputs, the
+    /// Through posix_spawn, clone3 into a cgroup, or clone(CLONE_VM) with a parent-death signal (the same inputs, the
     /// same child: CgroupSpawner); the last on the event loop's thread, as the governor does.
     func spawn(_ path: SpawnPath, _ script: String, env: [String: String] = [:], log: String = "child.log") async throws -> ChildProcess {
         let request = SpawnRequest(
@@ -188,7 +188,7 @@ struct integration_governor_Spawner {
 }
 
 enum SpawnPath: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case posixSpawn = "posix_spawn", cgroup = "clone3 into a cgroup", deathSignal = "clone3 with a parent-death signal"
+    case posixSpawn = "posix_spawn", cgroup = "clone3 into a cgroup", deathSignal = "clone with a parent-death signal"
     var testDescription: String { rawValue }
 }
 

@@ -1,4 +1,5 @@
-// Linux process creation the Swift Glibc module cannot express: clone3 into a cgroup2 group.
+// Linux process creation the Swift Glibc module cannot express: clone3 into a cgroup2 group, a child with a
+// parent-death signal; prctl and xattrs.
 #ifndef SZ_CSYSTEM_H
 #define SZ_CSYSTEM_H
 
@@ -20,8 +21,9 @@ typedef struct {
 } sz_spawn_request;
 
 /// clone3(CLONE_VFORK | CLONE_INTO_CGROUP | CLONE_PIDFD): the child is a member of the group from its
-/// first instruction, so nothing it forks can start outside it (without CLONE_INTO_CGROUP when cgroup_fd is
-/// -1). In the child, only async-signal-safe system calls: default dispositions for every signal, setsid,
+/// first instruction, so nothing it forks can start outside it. With cgroup_fd -1: glibc's
+/// clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) on a stack mapped for the child, as posix_spawn does (no
+/// copy of the parent's page tables). In the child, only async-signal-safe system calls: default dispositions for every signal, setsid,
 /// the parent-death signal (then, against the race with a parent that died before it, the signal to itself
 /// when the parent is already gone: it is delivered when the mask is emptied), stdin from /dev/null,
 /// stdout and stderr to the log, every other descriptor closed, chdir, an empty signal mask, execve.
