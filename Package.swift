@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "TestSupport"]),
 
         // Mock ScheduleZero peers (handler, server) with faults on command; `szmock` is their command line.
-        .target(name: "MockPeers", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient"]),
+        .target(name: "MockPeers", dependencies: ["CSystem", "ZeroMQ", "ScheduleZeroWire", "ZMQClient"]),
         .executableTarget(
             name: "szmock",
             dependencies: ["MockPeers", .product(name: "ArgumentParser", package: "swift-argument-parser")]

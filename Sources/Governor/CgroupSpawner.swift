@@ -5,6 +5,9 @@
 // own session, default dispositions, empty mask, stdin /dev/null, stdout and stderr appended to the log
 // (or dup2'ed from a descriptor), every other fd closed, chdir, execve of the absolute executable with
 // exactly the given environment. Why not posix_spawn and a write to cgroup.procs: docs/ARCHITECTURE.md.
+// Without a cgroup (nil), the same child made by glibc's clone(CLONE_VM | CLONE_VFORK) outside any new
+// group: the path of a child that needs a parent-death signal (`SpawnRequest.deathSignal`), which
+// posix_spawn has no attribute for.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,18 +15,21 @@ import CSystem
 import Foundation
 
 enum CgroupSpawner {
-    static func spawn(_ request: SpawnRequest, into cgroup: ProcessCgroup,
+    static func spawn(_ request: SpawnRequest, into cgroup: ProcessCgroup?,
                       onExit: (@Sendable (ChildProcess, ExitStatus) -> Void)?) throws -> ChildProcess {
-        do {
-            try cgroup.create()
-        } catch {
-            throw SpawnError.cgroupFailed(cgroup: cgroup.path, reason: error.description)
+        var dirfd: CInt = -1
+        if let cgroup {
+            do {
+                try cgroup.create()
+            } catch {
+                throw SpawnError.cgroupFailed(cgroup: cgroup.path, reason: error.description)
+            }
+            dirfd = cgroup.openDirectory()
+            guard dirfd >= 0 else {
+                throw SpawnError.cgroupFailed(cgroup: cgroup.path, reason: "open: \(SystemCalls.describe(errno))")
+            }
         }
-        let dirfd = cgroup.openDirectory()
-        guard dirfd >= 0 else {
-            throw SpawnError.cgroupFailed(cgroup: cgroup.path, reason: "open: \(SystemCalls.describe(errno))")
-        }
-        defer { close(dirfd) }
+        defer { if dirfd >= 0 { close(dirfd) } }
 
         let argv = [request.argv0 ?? request.executable] + request.arguments
         let envp = request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
@@ -49,7 +55,8 @@ enum CgroupSpawner {
                     withOptionalCString(request.workingDirectory) { dir in
                         var r = sz_spawn_request(executable: exe, argv: UnsafePointer(cArgv.pointer),
                                                  envp: UnsafePointer(cEnvp.pointer), stdout_fd: stdoutFD, stdout_path: log,
-                                                 working_directory: dir, cgroup_fd: dirfd)
+                                                 working_directory: dir, cgroup_fd: dirfd,
+                                                 death_signal: request.deathSignal ?? 0)
                         pid = sz_spawn_into_cgroup(&r, &pidfd, &code, &inChild)
                     }
                 }
@@ -68,8 +75,11 @@ enum CgroupSpawner {
             }
         }
         guard pid > 0 else {
-            cgroup.remove()
+            cgroup?.remove()
             if inChild == 0 {
+                guard let cgroup else {
+                    throw SpawnError.spawnFailed(executable: request.executable, reason: "clone: \(SystemCalls.describe(code))")
+                }
                 throw SpawnError.cgroupFailed(cgroup: cgroup.path, reason: "clone3: \(SystemCalls.describe(code))")
             }
             throw SpawnError.spawnFailed(executable: request.executable, reason: SystemCalls.describe(code))

@@ -1,15 +1,15 @@
-// One spawned child: its pidfd, the thread that waits for its exit, and signalling that cannot hit a
-// reused PID.
+// One spawned child: its pidfd, the wait for its exit, and signalling that cannot hit a reused PID.
 //
-// Exit monitoring. Each child gets one dedicated OS thread (not a Swift task: the cooperative pool has only
-// as many threads as cores) blocked in `waitid(P_PIDFD, pidfd, WEXITED | WNOWAIT)`. The kernel wakes it the
-// moment the child dies: no polling, no SIGCHLD handler. The thread then, under the child's lock:
+// Exit monitoring. The child's pidfd is registered with the governor's event loop (EventLoop.swift): it
+// becomes readable the moment the child dies; no thread per child, no polling, no SIGCHLD handler. The
+// loop thread then, under the child's lock:
 //   1. SIGKILLs what is left of the child's process group (when `killGroupOnExit`), while the leader is
 //      still an unreaped zombie, so the group id cannot have been reused, and, when the child was started
 //      in a cgroup (ProcessTree.swift), everything in that group (`cgroup.kill`: setsid escapees too);
 //   2. reaps the zombie (`waitid(P_PIDFD, WEXITED)`), marks the child exited, closes the pidfd;
-// and after the lock waits until the cgroup reports `populated 0` and removes it (at most 10 s), then
-// resumes every task waiting in `waitForExit()` and calls `onExit`: "exited" means the whole tree is gone.
+// and after the lock, when the cgroup still reports `populated 1`, hands the wait for `populated 0` and its
+// removal (at most 10 s) to the BlockingPool (an emptied group is removed on the loop at once), then resumes
+// every task waiting in `waitForExit()` and calls `onExit`: "exited" means the whole tree is gone.
 //
 // Lock: `state` (a Mutex) is a leaf lock: nothing else is locked while holding it and no callback runs
 // under it. `signal`/`signalGroup` check "not reaped" under the same lock, so a signal is only ever sent
@@ -56,17 +56,29 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
         self.onExit = onExit
         self.spawnedAt = .now
         self.identity = ProcessIdentity.of(pid: pid)
-        let thread = Thread { [self] in self.monitor() }
-        thread.name = "exit-\(pid)"
-        thread.stackSize = 256 * 1024
-        thread.start()
+        let loop = EventLoop.shared
+        // Stored under the lock `exited()` takes first, so an exit seen at once still finds the token.
+        let token = watchToken.withLock { t in
+            t = loop.watch(pidfd, events: Epoll.inEvent) { [self] _ in self.exited() }
+            return t
+        }
+        if token == nil {
+            // epoll refused the pidfd (max_user_watches): wait on a thread of the pool instead.
+            BlockingPool.shared.submit { [self] in
+                var info = siginfo_t()
+                while waitid(P_PIDFD, id_t(pidfd), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+                loop.post { self.exited() }
+            }
+        }
     }
+
+    private let watchToken = Mutex<EventLoop.Token?>(nil)
 
     public var description: String { "pid \(pid)" }
 
     /// The exit status once the child has been reaped; nil while it runs.
     public var exitStatus: ExitStatus? { state.withLock { $0.exit } }
-    /// When the monitor thread saw the exit (monotonic).
+    /// When the event loop saw the exit (monotonic).
     public var exitedAt: ContinuousClock.Instant? { state.withLock { $0.exitedAt } }
     public var hasExited: Bool { state.withLock { $0.reaped } }
 
@@ -144,7 +156,7 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
         return await withTaskGroup(of: ExitStatus?.self) { group in
             group.addTask { await self.waitForExit() }
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                try? await EventLoop.shared.sleep(for: timeout)
                 return nil
             }
             let first = await group.next() ?? nil
@@ -153,13 +165,15 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Runs on the dedicated monitor thread.
-    private func monitor() {
+    /// On the loop thread, when the pidfd is readable (the child has exited).
+    private func exited() {
         var info = siginfo_t()
         var rc: CInt
         repeat {
-            rc = waitid(P_PIDFD, id_t(pidfd), &info, WEXITED | WNOWAIT)
+            rc = waitid(P_PIDFD, id_t(pidfd), &info, WEXITED | WNOWAIT | WNOHANG)
         } while rc == -1 && errno == EINTR
+        if rc == 0 && info._sifields._sigchld.si_pid == 0 { return }  // not waitable yet: the pidfd stays watched
+        if let token = watchToken.withLock({ $0 }) { EventLoop.shared.unwatch(token) }
         let seenAt = ContinuousClock.now
         let status: ExitStatus = rc == 0 ? ExitStatus(siginfo: info) : .signaled(signal: 0, coreDumped: false)
 
@@ -177,10 +191,22 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
             s.reaped = true
         }
         if killGroupOnExit, let cgroup {
-            // SIGKILL cannot be ignored: only a process in uninterruptible sleep delays this. A group that is
-            // still populated at the deadline stays, and goes with the deployment's group.
-            if cgroup.waitUntilEmpty(timeout: .seconds(10)) { cgroup.remove() }
+            if !cgroup.isPopulated {
+                cgroup.remove()
+            } else {
+                // SIGKILL cannot be ignored: only a process in uninterruptible sleep delays this. A group that
+                // is still populated at the deadline stays, and goes with the deployment's group.
+                BlockingPool.shared.submit { [self] in
+                    if cgroup.waitUntilEmpty(timeout: .seconds(10)) { cgroup.remove() }
+                    settle(status)
+                }
+                return
+            }
         }
+        settle(status)
+    }
+
+    private func settle(_ status: ExitStatus) {
         let waiters: [CheckedContinuation<ExitStatus?, Never>] = state.withLock { s in
             s.settled = true
             let all = Array(s.waiters.values)

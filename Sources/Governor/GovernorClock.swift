@@ -16,7 +16,7 @@ public struct SystemGovernorClock: GovernorClock {
     private let origin = ContinuousClock.now
     public init() {}
     public func now() -> Duration { ContinuousClock.now - origin }
-    public func sleep(for duration: Duration) async throws { try await Task.sleep(for: duration) }
+    public func sleep(for duration: Duration) async throws { try await EventLoop.shared.sleep(for: duration) }
 }
 
 /// A clock that moves only when a test calls `advance(by:)`. Sleepers whose deadline is reached resume in

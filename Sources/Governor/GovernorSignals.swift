@@ -1,7 +1,7 @@
 // SIGTERM, SIGINT and SIGQUIT for a governor: blocked in every thread (call `block()` first thing in
-// `main`, before any thread exists, so every later thread inherits the mask) and taken synchronously by
-// one dedicated thread with sigtimedwait(2). No code runs in a signal handler. The first signal asks for a
-// graceful stop, every later one for a forced stop.
+// `main`, before any thread exists, so every later thread inherits the mask) and read from a signalfd by
+// the governor's event loop (EventLoop.swift): no thread of their own, no code in a signal handler. The
+// first signal asks for a graceful stop, every later one for a forced stop.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,21 +17,24 @@ public enum GovernorSignals {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    /// Starts the watcher thread: `onFirst(signal)` for the first signal, `onForce(signal)` for each later one.
-    public static func watch(onFirst: @escaping @Sendable (Int32) -> Void, onForce: @escaping @Sendable (Int32) -> Void) {
-        let thread = Thread {
-            var count = 0
-            while true {
-                var set = signalSet()
-                let sig = sigwaitinfo(&set, nil)
-                guard sig > 0 else { continue }
+    /// Watches the handled signals on the event loop: `onFirst(signal)` for the first signal, `onForce(signal)`
+    /// for each later one, both called on the loop thread (they must not block: start a Task for the stop).
+    /// False when no signalfd could be made.
+    @discardableResult
+    public static func watch(onFirst: @escaping @Sendable (Int32) -> Void, onForce: @escaping @Sendable (Int32) -> Void) -> Bool {
+        let fd = Epoll.signalFD(signalSet())
+        guard fd >= 0 else { return false }
+        nonisolated(unsafe) var count = 0  // the loop thread's only
+        let token = EventLoop.shared.watch(fd, events: Epoll.inEvent) { _ in
+            var info = [UInt8](repeating: 0, count: Epoll.signalInfoSize)
+            while info.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) == Epoll.signalInfoSize {
+                let sig = Int32(info.withUnsafeBytes { $0.load(as: UInt32.self) })
                 count += 1
                 if count == 1 { onFirst(sig) } else { onForce(sig) }
             }
         }
-        thread.name = "governor-signals"
-        thread.stackSize = 256 * 1024
-        thread.start()
+        if token == nil { close(fd) }
+        return token != nil
     }
 
     static func signalSet() -> sigset_t {

@@ -195,40 +195,26 @@ public struct HTTPReadinessProbe: ReadinessProbe {
     }
 
     public func waitUntilReady(_ target: ReadinessTarget, deadline: ContinuousClock.Instant) async throws {
-        let cancelled = CancelFlag()
         let (url, interval, within) = (self.url, self.interval, self.within)
         let started = ContinuousClock.now
-        let last: String? = try await withTaskCancellationHandler {
-            try Task.checkCancellation()
-            return await runOnDedicatedThread(name: "http-ready-\(target.name)") {
-                Self.getUntil2xx(url, interval: interval, within: within, deadline: deadline, cancelled: cancelled)
-            }
-        } onCancel: {
-            cancelled.set()
-        }
-        if cancelled.isSet { throw CancellationError() }
-        if let last {
-            throw ReadinessError.timedOut(name: target.name, waitingFor: "a 2xx reply to GET \(url) (last: \(last))",
-                                          after: ContinuousClock.now - started)
-        }
-    }
-
-    /// Blocking: nil once a GET answered 2xx; otherwise what the last attempt gave, at the deadline. The
-    /// first GET is made even when this thread starts late (a loaded machine), with at least 100 ms.
-    static func getUntil2xx(_ url: HTTPURL, interval: Duration, within: Duration, deadline: ContinuousClock.Instant,
-                            cancelled: CancelFlag) -> String? {
         var last: String?
-        while !cancelled.isSet {
+        // One GET per BlockingPool job; the pause between two is a timer of the event loop. The first GET is
+        // made even when this task starts late (a loaded machine), with at least 100 ms.
+        while true {
+            try Task.checkCancellation()
             let left = deadline - ContinuousClock.now
-            if left <= .zero, let last { return last }
-            switch HTTPProbe.get(url, timeout: max(min(within, left), .milliseconds(100))) {
-            case .success(let status) where (200...299).contains(status): return nil
+            if left <= .zero, let last {
+                throw ReadinessError.timedOut(name: target.name, waitingFor: "a 2xx reply to GET \(url) (last: \(last))",
+                                              after: ContinuousClock.now - started)
+            }
+            let attempt = max(min(within, left), .milliseconds(100))
+            switch await BlockingPool.shared.run({ HTTPProbe.get(url, timeout: attempt) }) {
+            case .success(let status) where (200...299).contains(status): return
             case .success(let status): last = "status \(status)"
             case .failure(let f): last = f.reason
             }
             let pause = min(interval, deadline - ContinuousClock.now)
-            if pause > .zero { usleep(UInt32(min(pause.msDouble * 1000, 10_000_000))) }
+            if pause > .zero { try await EventLoop.shared.sleep(for: pause) }
         }
-        return last ?? "cancelled"
     }
 }

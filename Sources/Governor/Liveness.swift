@@ -10,9 +10,10 @@
 //   liveness: {http: URL, period: 2s, timeout: 1s, failures: 3}
 //   liveness: none                                         # off (e.g. over `defaults`)
 //
-// Each monitor is a thread of its own that sleeps on a semaphore between checks (so `stop()` wakes it at
-// once) and makes its blocking calls there (SyncClient, HTTPProbe.get); the cooperative pool never waits for
-// a probe. The thread reports back through a new Task that awaits the ManagedProcess actor.
+// No thread per monitor: the wait between checks is a timer of the governor's event loop (EventLoop.swift;
+// `stop()` cancels it), and each check, a blocking call (SyncClient, HTTPProbe.get), runs on the fixed
+// BlockingPool; the cooperative pool never waits for a probe. A failure is reported through a new Task
+// that awaits the ManagedProcess actor.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,28 +52,30 @@ public struct LivenessSpec: Sendable, Hashable {
     }
 }
 
-/// One running process's liveness checks, on a thread of its own. Started once the process is ready,
-/// stopped when the process stops, exits or is found unhealthy.
-final class LivenessMonitor: Sendable {
+/// One running process's liveness checks: a loop timer for each period, the check on the BlockingPool.
+/// Started once the process is ready, stopped when the process stops, exits or is found unhealthy.
+final class LivenessMonitor: @unchecked Sendable {
     let spec: LivenessSpec
     let name: String
     private let endpoint: String?
+    private let onUnhealthy: @Sendable (String) -> Void
     private let stopped = CancelFlag()
-    private let wake = DispatchSemaphore(value: 0)
+    private let timer = Mutex<EventLoop.Token?>(nil)
     /// Failed checks in a row so far.
     private let failing = Atomic<Int>(0)
     /// Checks made so far.
     private let checks = Atomic<Int>(0)
+    // Touched by one check at a time (each is started by the timer the one before it set): no lock.
+    private var client: SyncClient?
+    private var reasons: [String] = []
 
-    /// `onUnhealthy` is called once, from the monitor thread, with what the failed checks said.
+    /// `onUnhealthy` is called once, from a pool thread, with what the failed checks said.
     init(spec: LivenessSpec, name: String, endpoint: String?, onUnhealthy: @escaping @Sendable (String) -> Void) {
         self.spec = spec
         self.name = name
         self.endpoint = endpoint
-        let t = Thread { [self] in self.run(onUnhealthy) }
-        t.name = "liveness-\(name)"
-        t.stackSize = 256 * 1024
-        t.start()
+        self.onUnhealthy = onUnhealthy
+        scheduleNext()
     }
 
     var consecutiveFailures: Int { failing.load(ordering: .relaxed) }
@@ -82,51 +85,62 @@ final class LivenessMonitor: Sendable {
     func stop() {
         guard !stopped.isSet else { return }
         stopped.set()
-        wake.signal()
+        guard let t = timer.withLock({ $0 }), EventLoop.shared.cancel(t) else { return }  // a check will see `stopped`
+        BlockingPool.shared.submit { [self] in finish() }
     }
 
-    private func run(_ onUnhealthy: @Sendable (String) -> Void) {
-        var client: SyncClient?
-        defer { client?.terminate() }
-        var reasons: [String] = []
-        while !stopped.isSet {
-            if wake.wait(timeout: .now() + .milliseconds(Int(spec.period.msDouble.rounded()))) == .success { return }
-            if stopped.isSet { return }
-            let failure: String?
-            switch spec.check {
-            case .http(let url):
-                switch HTTPProbe.get(url, timeout: spec.timeout) {
-                case .success(let status) where (200...299).contains(status): failure = nil
-                case .success(let status): failure = "GET \(url): status \(status)"
-                case .failure(let f): failure = f.reason
-                }
-            case .ping(let configured):
-                guard let address = configured ?? endpoint else { return }  // refused at load
-                if client == nil {
-                    client = try? SyncClient(endpoint: address, configuration: ClientConfiguration(
-                        timeout: spec.timeout, attempts: 1, reconnectInterval: .milliseconds(20)))
-                }
-                if let client, let reply = try? client.ping(), reply.success {
-                    failure = nil
-                } else {
-                    failure = "no ping reply from \(address) within \(format(spec.timeout))"
-                }
-            }
-            if stopped.isSet { return }
-            checks.add(1, ordering: .relaxed)
-            guard let failure else {
-                reasons.removeAll()
-                failing.store(0, ordering: .relaxed)
-                continue
-            }
-            reasons.append(failure)
-            failing.store(reasons.count, ordering: .relaxed)
-            if reasons.count >= spec.failures {
-                let distinct = reasons.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-                onUnhealthy("\(reasons.count) liveness checks failed in a row (\(spec.check), every \(format(spec.period))): "
-                            + distinct.joined(separator: "; "))
-                return
+    private func scheduleNext() {
+        timer.withLock { t in
+            t = EventLoop.shared.schedule(after: spec.period) { [self] in
+                BlockingPool.shared.submit { self.check() }
             }
         }
+    }
+
+    private func finish() {
+        client?.terminate()
+        client = nil
+    }
+
+    /// One check, on a pool thread.
+    private func check() {
+        if stopped.isSet { return finish() }
+        let failure: String?
+        switch spec.check {
+        case .http(let url):
+            switch HTTPProbe.get(url, timeout: spec.timeout) {
+            case .success(let status) where (200...299).contains(status): failure = nil
+            case .success(let status): failure = "GET \(url): status \(status)"
+            case .failure(let f): failure = f.reason
+            }
+        case .ping(let configured):
+            guard let address = configured ?? endpoint else { return finish() }  // refused at load
+            if client == nil {
+                client = try? SyncClient(endpoint: address, configuration: ClientConfiguration(
+                    timeout: spec.timeout, attempts: 1, reconnectInterval: .milliseconds(20)))
+            }
+            if let client, let reply = try? client.ping(), reply.success {
+                failure = nil
+            } else {
+                failure = "no ping reply from \(address) within \(format(spec.timeout))"
+            }
+        }
+        if stopped.isSet { return finish() }
+        checks.add(1, ordering: .relaxed)
+        guard let failure else {
+            reasons.removeAll()
+            failing.store(0, ordering: .relaxed)
+            return scheduleNext()
+        }
+        reasons.append(failure)
+        failing.store(reasons.count, ordering: .relaxed)
+        if reasons.count >= spec.failures {
+            let distinct = reasons.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            finish()
+            onUnhealthy("\(reasons.count) liveness checks failed in a row (\(spec.check), every \(format(spec.period))): "
+                        + distinct.joined(separator: "; "))
+            return
+        }
+        scheduleNext()
     }
 }

@@ -73,6 +73,8 @@ public final class LogPump: @unchecked Sendable {
         var byID: [UInt64: (Source, LogFile)] = [:]
         var nextID: UInt64 = 1
         var started = false
+        /// Stopping governors waiting until these log files' pipes have all reached EOF.
+        var drainWaiters: [UInt64: (paths: Set<String>, once: OneShot<Bool>)] = [:]
     }
 
     /// Guarded by `lock` (Mutex would need Sendable contents; these classes live only here).
@@ -138,15 +140,28 @@ public final class LogPump: @unchecked Sendable {
     }
 
     /// Waits (suspending, never blocking a thread) until every pipe writing into `logPaths` has reached EOF,
-    /// or the deadline. Returns whether everything was drained.
+    /// or the deadline. Returns whether everything was drained. No polling: the pump resumes the wait when
+    /// the last of those pipes ends; the deadline is a timer of the event loop.
     @discardableResult
     public func waitDrained(_ logPaths: Set<String>, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while openPipes(for: logPaths) > 0 {
-            if ContinuousClock.now >= deadline { return false }
-            try? await Task.sleep(for: .milliseconds(2))
+        let once = OneShot<Bool>()
+        let id: UInt64? = state.withLock { s in
+            guard logPaths.contains(where: { !(s.files[$0]?.sources.isEmpty ?? true) }) else { return nil }
+            let id = s.nextID
+            s.nextID += 1
+            s.drainWaiters[id] = (logPaths, once)
+            return id
         }
-        return true
+        guard let id else { return true }
+        let timer = EventLoop.shared.schedule(after: timeout) { [self] in
+            _ = state.withLock { $0.drainWaiters.removeValue(forKey: id) }
+            once.fire(.success(false))
+        }
+        let drained = (try? await withCheckedThrowingContinuation { (c: CheckedContinuation<Bool, any Error>) in
+            _ = once.arm(c)
+        }) ?? false
+        EventLoop.shared.cancel(timer)
+        return drained
     }
 
     private func run() {
@@ -195,6 +210,7 @@ public final class LogPump: @unchecked Sendable {
             }
         }
         guard !finished.isEmpty else { return }
+        var drained: [OneShot<Bool>] = []
         state.withLock { s in
             for source in finished {
                 Epoll.remove(epollFD, source.fd)
@@ -207,7 +223,13 @@ public final class LogPump: @unchecked Sendable {
                 file.fd = -1
                 if s.files[file.path] === file { s.files[file.path] = nil }
             }
+            for (id, waiter) in s.drainWaiters
+            where !waiter.paths.contains(where: { !(s.files[$0]?.sources.isEmpty ?? true) }) {
+                s.drainWaiters[id] = nil
+                drained.append(waiter.once)
+            }
         }
+        for once in drained { once.fire(.success(true)) }
     }
 
     // MARK: writing and rotating (pump thread only)
@@ -296,8 +318,13 @@ enum Epoll {
     private static let ctlFn = symbol("epoll_ctl", CtlFn.self)
     private static let waitFn = symbol("epoll_wait", WaitFn.self)
     private static let pipe2Fn = symbol("pipe2", Pipe2Fn.self)
+    private typealias EventFDFn = @convention(c) (CUnsignedInt, CInt) -> CInt
+    private typealias SignalFDFn = @convention(c) (CInt, UnsafePointer<sigset_t>, CInt) -> CInt
+    private static let eventfdFn = symbol("eventfd", EventFDFn.self)
+    private static let signalfdFn = symbol("signalfd", SignalFDFn.self)
 
-    static let inEvent: UInt32 = 0x001, hangUp: UInt32 = 0x010, readHangUp: UInt32 = 0x2000
+    static let inEvent: UInt32 = 0x001, priority: UInt32 = 0x002, hangUp: UInt32 = 0x010, readHangUp: UInt32 = 0x2000
+    static let edgeTriggered: UInt32 = 1 << 31
     static let ctlAdd: CInt = 1, ctlDel: CInt = 2
     #if arch(x86_64)
     static let eventSize = 12, dataOffset = 4
@@ -308,10 +335,17 @@ enum Epoll {
     static func create() -> CInt { createFn(O_CLOEXEC) }
     static func pipe2(_ fds: UnsafeMutablePointer<CInt>, _ flags: CInt) -> CInt { pipe2Fn(fds, flags) }
 
-    static func add(_ epfd: CInt, _ fd: CInt, id: UInt64) -> Bool {
+    /// An eventfd (non-blocking, close-on-exec): what wakes an epoll wait from another thread.
+    static func eventFD() -> CInt { eventfdFn(0, O_NONBLOCK | O_CLOEXEC) }
+    /// A signalfd (non-blocking, close-on-exec) for `set`; the signals must be blocked in every thread.
+    static func signalFD(_ set: sigset_t) -> CInt { withUnsafePointer(to: set) { signalfdFn(-1, $0, O_NONBLOCK | O_CLOEXEC) } }
+    /// `struct signalfd_siginfo`: 128 bytes, `ssi_signo` (UInt32) first.
+    static let signalInfoSize = 128
+
+    static func add(_ epfd: CInt, _ fd: CInt, id: UInt64, events: UInt32 = inEvent | hangUp | readHangUp) -> Bool {
         let event = UnsafeMutableRawPointer.allocate(byteCount: eventSize, alignment: 8)
         defer { event.deallocate() }
-        event.storeBytes(of: inEvent | hangUp | readHangUp, toByteOffset: 0, as: UInt32.self)
+        event.storeBytes(of: events, toByteOffset: 0, as: UInt32.self)
         event.storeBytes(of: id, toByteOffset: dataOffset, as: UInt64.self)
         return ctlFn(epfd, ctlAdd, fd, event) == 0
     }
@@ -320,6 +354,19 @@ enum Epoll {
         let event = UnsafeMutableRawPointer.allocate(byteCount: eventSize, alignment: 8)
         defer { event.deallocate() }
         _ = ctlFn(epfd, ctlDel, fd, event)
+    }
+
+    /// The ready descriptors' ids and events, waiting at most `timeoutMs` (-1: until there is one); [] on
+    /// EINTR or timeout, nil on another error.
+    static func waitEvents(_ epfd: CInt, max: Int, timeoutMs: CInt) -> [(id: UInt64, events: UInt32)]? {
+        let events = UnsafeMutableRawPointer.allocate(byteCount: eventSize * max, alignment: 8)
+        defer { events.deallocate() }
+        let n = waitFn(epfd, events, CInt(max), timeoutMs)
+        if n < 0 { return errno == EINTR ? [] : nil }
+        return (0..<Int(n)).map { i in
+            (events.loadUnaligned(fromByteOffset: i * eventSize + dataOffset, as: UInt64.self),
+             events.loadUnaligned(fromByteOffset: i * eventSize, as: UInt32.self))
+        }
     }
 
     /// The ids of the ready descriptors (blocks until there is one); nil on an error other than EINTR.

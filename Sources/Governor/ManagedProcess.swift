@@ -217,14 +217,19 @@ public actor ManagedProcess {
             if case .cgroup(let group)? = context.tree.mode {
                 request.cgroup = ProcessCgroup(path: (group as NSString).appendingPathComponent(name))
             }
+            // On the event loop's thread: it lives as long as the governor, so the child's parent-death
+            // signal (SpawnRequest.deathSignal) is sent when the governor dies and at no other time.
+            let loop = EventLoop.shared
             do {
-                child = try Spawner.spawn(request)
+                let first = request
+                child = try await loop.perform { try Spawner.spawn(first) }
             } catch SpawnError.cgroupFailed(let cgroup, let reason) {
                 // The deployment's group exists but this child's could not be made or entered: start it
                 // anyway, in its process group only, and say so.
                 context.events.record(name, .warning, detail: "cannot start in cgroup \(cgroup) (\(reason)): process group only")
                 request.cgroup = nil
-                child = try Spawner.spawn(request)
+                let second = request
+                child = try await loop.perform { try Spawner.spawn(second) }
             }
         } catch {
             lastExitOfFailedStart = nil

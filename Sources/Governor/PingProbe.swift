@@ -6,9 +6,11 @@
 // reply before the probe closes the socket and sends a fresh one; `timeout`: the whole readiness deadline).
 // `{kind: zmq-ping, endpoint: ..., within: ...}` is the same probe in the generic form.
 //
-// Every ping runs on a thread of its own through the blocking `SyncClient` (never on Swift's cooperative
-// pool, which has two threads here); the task awaiting it only suspends. Cancellation (a stop that
-// overtakes a start) is seen by the thread between two pings, so it returns within one `within`.
+// Every ping is one job of the governor's BlockingPool through the blocking `SyncClient` (never on Swift's
+// cooperative pool, which has two threads here); the task awaiting it only suspends, and between two pings
+// it gives the pool back (a refused ipc connect waits 2 ms on the event loop's timer), so a fixed number of
+// threads serves any number of starting processes. Cancellation (a stop that overtakes a start) is seen
+// between two pings, so the probe returns within one `within`.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -50,21 +52,20 @@ public struct PingProbe: ReadinessProbe {
         guard let address = endpoint ?? target.endpoint else {
             throw GovernorError.invalidConfig("\(target.name): readiness ping needs an endpoint (set `endpoint` or `ping:`)")
         }
-        let cancelled = CancelFlag()
         let within = self.within
         let started = ContinuousClock.now
-        let answered: Bool = try await withTaskCancellationHandler {
+        let client = PingAttempts(address: address, within: within)
+        defer { BlockingPool.shared.submit { client.close() } }
+        while true {
             try Task.checkCancellation()
-            return await runOnDedicatedThread(name: "ping-\(target.name)") {
-                Self.pingUntilAnswered(address, within: within, deadline: deadline, cancelled: cancelled)
+            if ContinuousClock.now >= deadline {
+                throw ReadinessError.timedOut(name: target.name, waitingFor: "a ping reply from \(address)",
+                                              after: ContinuousClock.now - started)
             }
-        } onCancel: {
-            cancelled.set()
-        }
-        if cancelled.isSet { throw CancellationError() }
-        if !answered {
-            throw ReadinessError.timedOut(name: target.name, waitingFor: "a ping reply from \(address)",
-                                          after: ContinuousClock.now - started)
+            let attemptStart = ContinuousClock.now
+            if await BlockingPool.shared.run({ client.ping() }) { return }
+            // A refused ipc connect fails at once: do not spin.
+            if ContinuousClock.now - attemptStart < .milliseconds(2) { try await EventLoop.shared.sleep(for: .milliseconds(2)) }
         }
     }
 
@@ -82,6 +83,29 @@ public struct PingProbe: ReadinessProbe {
             if spent < .milliseconds(2) { usleep(2_000) }
         }
         return false
+    }
+}
+
+/// One probe's client, used by one pool job at a time (each attempt awaits the one before it).
+private final class PingAttempts: @unchecked Sendable {
+    let address: String
+    let config: ClientConfiguration
+    private var client: SyncClient?
+
+    init(address: String, within: Duration) {
+        self.address = address
+        config = ClientConfiguration(timeout: within, attempts: 1, reconnectInterval: .milliseconds(5))
+    }
+
+    func ping() -> Bool {
+        if client == nil { client = try? SyncClient(endpoint: address, configuration: config) }
+        guard let client, let reply = try? client.ping() else { return false }
+        return reply.success
+    }
+
+    func close() {
+        client?.terminate()
+        client = nil
     }
 }
 

@@ -349,12 +349,14 @@ public actor ProcessGovernor: GovernorBase {
         env[Reconciler.markerVariable] = directory.path
         env["SZGOVERNOR_DEPLOYMENT"] = deploymentName
         env["SZGOVERNOR_NAME"] = config.id
-        // Children of ours that can watch their parent (szmock) exit when this governor disappears.
+        // Every child gets SIGTERM when this governor dies, even by SIGKILL (PR_SET_PDEATHSIG, spawned on the
+        // event loop's thread, which lives as long as the governor); szmock also checks at start that its
+        // parent is still this governor (the race with a governor that died during the spawn).
         env["SZGOVERNOR_PID"] = "\(getpid())"
         let executable = try deployment.resolvedExecutable(for: config, parent: options.parentEnvironment)
         let spawn = SpawnRequest(executable: executable, arguments: config.arguments, environment: env,
                                  logPath: path("logs/\(config.id).log"), workingDirectory: config.workingDirectory,
-                                 logRotation: config.log)
+                                 logRotation: config.log, deathSignal: SIGTERM)
         return ProcessContext(spawn: spawn, pidFilePath: path("pids/\(config.id).pid"),
                               probe: try options.probes.probe(for: config), clock: options.clock,
                               events: events, latency: latency, seed: options.seed ^ fnv1a(config.id),
@@ -372,7 +374,7 @@ public actor ProcessGovernor: GovernorBase {
         // descendant that escaped the group kill could hold a pipe open).
         await LogPump.shared.waitDrained(Set(all.map { path("logs/\($0.config.id).log") }), timeout: .seconds(1))
         if case .cgroup(let group)? = tree.mode {
-            let leftovers = await runOnDedicatedThread(name: "cgroup-rm") { ProcessTree.removeDeploymentGroup(group) }
+            let leftovers = await BlockingPool.shared.run { ProcessTree.removeDeploymentGroup(group) }
             if !leftovers.isEmpty {
                 events.record("governor", .warning, detail: "killed what was left in the cgroups of \(leftovers.joined(separator: ", "))")
             }

@@ -95,7 +95,7 @@ public struct ReadyFileProbe: ReadinessProbe {
                 throw ReadinessError.timedOut(name: target.name, waitingFor: "ready file \(path)",
                                               after: ContinuousClock.now - started)
             }
-            try await Task.sleep(for: interval)
+            try await EventLoop.shared.sleep(for: interval)
         }
     }
 }

@@ -64,7 +64,7 @@ public enum Reconciler {
         }
         if let deploymentName,
            let group = ProcessTree.existingDeploymentGroup(name: deploymentName, folder: deploymentDirectory) {
-            let leftovers = await runOnDedicatedThread(name: "cgroup-rm") {
+            let leftovers = await BlockingPool.shared.run {
                 ProcessTree.removeDeploymentGroup(group, timeout: stopTimeout + .seconds(5))
             }
             for name in leftovers {
@@ -94,20 +94,12 @@ public enum Reconciler {
             if leadsGroup { kill(-identity.pid, signal) } else { _ = SystemCalls.pidfdSendSignal(pidfd, signal) }
         }
         send(SIGTERM)
-        let timeoutMs = CInt(min(timeout.msDouble, Double(CInt.max)))
-        let exited = await runOnDedicatedThread(name: "orphan-\(identity.pid)") { waitReadable(pidfd, timeoutMs) }
+        // The pidfd becomes readable when the process exits: waited for on the event loop, no thread.
+        let exited = await EventLoop.shared.waitReadable(pidfd, timeout: timeout)
         if !exited {
             send(SIGKILL)
-            _ = await runOnDedicatedThread(name: "orphan-\(identity.pid)") { waitReadable(pidfd, 30_000) }
+            _ = await EventLoop.shared.waitReadable(pidfd, timeout: .seconds(30))
         }
         return true
-    }
-
-    /// poll(2) on a pidfd: readable once the process has exited.
-    static func waitReadable(_ fd: CInt, _ timeoutMs: CInt) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        var rc: CInt
-        repeat { rc = poll(&p, 1, timeoutMs) } while rc == -1 && errno == EINTR
-        return rc == 1
     }
 }

@@ -9,7 +9,8 @@
 // appended to the file directly), every other fd closed (closefrom 3), exactly the environment given, and an
 // executable that is an absolute path resolved beforehand (ExecutableResolver), never a PATH search here.
 // With `cgroup` set, the same child is made by clone3 straight into that cgroup2 group instead
-// (CgroupSpawner.swift), so no descendant can start outside it.
+// (CgroupSpawner.swift), so no descendant can start outside it; with `deathSignal` set (posix_spawn cannot
+// set a parent-death signal), by the same C child without a cgroup (clone with CLONE_VM | CLONE_VFORK).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,11 +36,16 @@ public struct SpawnRequest: Sendable, Hashable {
     public var killGroupOnExit: Bool
     /// The cgroup2 group to start the child in (made if missing); nil: posix_spawn, process group only.
     public var cgroup: ProcessCgroup?
+    /// `PR_SET_PDEATHSIG` of the child: the signal it gets when the thread that spawned it ends. Only right
+    /// when that thread lives as long as the process: the governor spawns on its event loop
+    /// (`EventLoop.shared.perform`). nil: none (the detached governor outlives the CLI that starts it).
+    public var deathSignal: CInt?
 
     public init(executable: String, arguments: [String] = [], argv0: String? = nil,
                 environment: [String: String] = [:], logPath: String? = nil,
                 workingDirectory: String? = nil, killGroupOnExit: Bool = true, logRotation: LogRotation? = nil,
-                cgroup: ProcessCgroup? = nil) {
+                cgroup: ProcessCgroup? = nil, deathSignal: CInt? = nil) {
+        self.deathSignal = deathSignal
         self.logRotation = logRotation
         self.cgroup = cgroup
         self.executable = executable
@@ -74,7 +80,8 @@ public enum Spawner {
     /// How long a spawn keeps trying an executable that is busy being written (ETXTBSY) before it fails.
     public static let textBusyPatience: Duration = .seconds(1)
 
-    /// Spawns the child and starts its exit monitor. `onExit` runs on the monitor thread after the reap.
+    /// Spawns the child and watches its exit on the event loop. `onExit` runs on the loop thread (a pool thread
+    /// when its cgroup took time to empty) after the reap.
     public static func spawn(_ request: SpawnRequest,
                              onExit: (@Sendable (ChildProcess, ExitStatus) -> Void)? = nil) throws -> ChildProcess {
         guard request.executable.hasPrefix("/") else { throw SpawnError.notAbsolute(request.executable) }
@@ -88,7 +95,9 @@ public enum Spawner {
                                              reason: "cannot create log folder \(folder): \(error)")
             }
         }
-        if let cgroup = request.cgroup { return try CgroupSpawner.spawn(request, into: cgroup, onExit: onExit) }
+        if request.cgroup != nil || request.deathSignal != nil {
+            return try CgroupSpawner.spawn(request, into: request.cgroup, onExit: onExit)
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSystem
 
 /// Signals taken synchronously: blocked in every thread (call `install` before starting any thread, so
 /// libzmq's I/O threads inherit the mask) and collected by `next(timeout:)` with `sigtimedwait`.
@@ -18,25 +19,15 @@ public enum ProcessSignals {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    /// When started by szgovernor (`SZGOVERNOR_PID` in the environment): stop gracefully, by SIGINT to
-    /// ourselves (SIGINT stops even with --ignore-sigterm), as soon as that governor is no longer our parent
-    /// (it died, even by SIGKILL, and we were reparented). A thread checks getppid() every 50 ms.
-    /// Not prctl(PR_SET_PDEATHSIG): Linux sends it when the parent *thread* that spawned us exits, and the
-    /// governor spawns from Swift's cooperative pool, whose idle threads may exit at any time.
+    /// When started by szgovernor (`SZGOVERNOR_PID` in the environment): stop gracefully, by SIGINT (SIGINT
+    /// stops even with --ignore-sigterm), when that governor dies, even by SIGKILL. An event, not a poll:
+    /// `PR_SET_PDEATHSIG` SIGINT, which Linux sends when the thread that spawned us ends; the governor
+    /// spawns on its event loop's thread, which lives as long as the governor (docs/ARCHITECTURE.md). One
+    /// getppid() check right after, against the race with a governor that died before the prctl.
     public static func watchParent(environment: [String: String]) {
         guard let text = environment["SZGOVERNOR_PID"], let governor = pid_t(text), governor > 1 else { return }
-        if getppid() != governor {
-            kill(getpid(), SIGINT)
-            return
-        }
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { arg in
-            let governor = pid_t(Int(bitPattern: arg))
-            while getppid() == governor { usleep(50_000) }
-            kill(getpid(), SIGINT)
-            return nil
-        }, UnsafeMutableRawPointer(bitPattern: Int(governor)))
-        if rc == 0 { pthread_detach(thread) }
+        _ = sz_set_parent_death_signal(SIGINT)
+        if getppid() != governor { kill(getpid(), SIGINT) }
     }
 
     /// The next pending handled signal, or nil after `timeout`.

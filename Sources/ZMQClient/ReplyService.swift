@@ -43,8 +43,9 @@ public struct PeerRefusal: Sendable {
 
 /// The answering side of the ScheduleZero protocol: a REP socket that decodes each request, asks `handle`
 /// for the reply and sends it, with the protocol's error replies for what is not a request (invalid JSON, a
-/// non-object, a multipart message). Used by the mock server's registration socket, the mock handler's and
-/// the governor's control endpoints.
+/// non-object, a multipart message). `serve` is used by the mock server's registration socket and the mock
+/// handler's control endpoint; the governor's control endpoint, served by its event loop, binds here and
+/// uses the same per-message steps (`refusalReply(to:endpoint:)`, `request(from:)`).
 ///
 /// `bind` and `serve` run on the caller's thread (a thread of the caller's own, never the cooperative pool):
 /// every wait is a poll of `pollInterval`, so `shouldStop` is seen promptly, and the loop also ends when the
@@ -118,24 +119,44 @@ public struct ReplyService: Sendable {
                 continue
             }
             guard let message = try? socket.receiveMessage(flags: .dontWait) else { continue }
-            if let policy = peerPolicy, let reason = policy.refusal(of: message, endpoint: endpoint) {
-                let method = message.frames.count == 1 ? (try? Request.decode(message.frames[0]))?.method : nil
-                onRefused?(PeerRefusal(endpoint: endpoint, credentials: message.peerCredentials,
-                                       peerAddress: message.peerAddress, reason: reason, method: method))
-                _ = try? socket.send(Reply.failure("permission denied: \(reason)").encoded())
+            if let refused = refusalReply(to: message, endpoint: endpoint) {
+                _ = try? socket.send(refused.encoded())
                 continue
             }
             _ = try? socket.send(Self.reply(to: message.frames, handle).encoded())
         }
     }
 
-    /// The reply to one message: the protocol's errors for what is not a single-frame request.
-    public static func reply(to frames: [[UInt8]], _ handle: (Request) -> Reply) -> Reply {
-        guard frames.count == 1 else { return .failure(Wire.multipartRejected) }
+    /// The error reply to a message the peer policy refuses (reported to `onRefused`), nil when it may be
+    /// answered. What `serve` does per message; the governor's event loop does the same.
+    public func refusalReply(to message: ReceivedMessage, endpoint: String) -> Reply? {
+        guard let policy = peerPolicy, let reason = policy.refusal(of: message, endpoint: endpoint) else { return nil }
+        let method = message.frames.count == 1 ? (try? Request.decode(message.frames[0]))?.method : nil
+        onRefused?(PeerRefusal(endpoint: endpoint, credentials: message.peerCredentials,
+                               peerAddress: message.peerAddress, reason: reason, method: method))
+        return Reply.failure("permission denied: \(reason)")
+    }
+
+    /// The request of a message, or the protocol's error reply for what is not a single-frame request.
+    public static func request(from frames: [[UInt8]]) -> Result<Request, ReplyError> {
+        guard frames.count == 1 else { return .failure(ReplyError(reply: .failure(Wire.multipartRejected))) }
         do {
-            return handle(try Request.decode(frames[0]))
+            return .success(try Request.decode(frames[0]))
         } catch {
-            return .failure(error.replyText)
+            return .failure(ReplyError(reply: .failure(error.replyText)))
         }
     }
+
+    /// The reply to one message: the protocol's errors for what is not a single-frame request.
+    public static func reply(to frames: [[UInt8]], _ handle: (Request) -> Reply) -> Reply {
+        switch request(from: frames) {
+        case .success(let r): return handle(r)
+        case .failure(let e): return e.reply
+        }
+    }
+}
+
+/// The error reply to what is not a request (see `ReplyService.request(from:)`).
+public struct ReplyError: Error, Sendable {
+    public var reply: Reply
 }

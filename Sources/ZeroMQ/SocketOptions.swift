@@ -117,6 +117,10 @@ extension Socket {
     /// `ZMQ_RCVMORE`: more frames of the current message are waiting.
     public var hasMoreFrames: Bool { get throws { try int32Option(ZMQ_RCVMORE) != 0 } }
 
+    /// `ZMQ_FD`: a descriptor that becomes readable (edge-triggered) when `events` may have changed. After
+    /// each wake, and after each send or receive, read `events` again: it is the only truth.
+    public var fileDescriptor: Int32 { get throws { try int32Option(ZMQ_FD) } }
+
     /// `ZMQ_EVENTS` right now.
     public var events: PollEvents { get throws { PollEvents(rawValue: try int32Option(ZMQ_EVENTS)) } }
 }

@@ -93,6 +93,16 @@ func runAsync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thr
     return try result!.get()
 }
 
+/// Waits until process `pid` has exited (its pidfd becomes readable: no polling), at most `timeout`.
+func waitUntilGone(_ pid: pid_t, timeout: Duration) {
+    let fd = SystemCalls.pidfdOpen(pid)
+    guard fd >= 0 else { return }  // already gone
+    defer { close(fd) }
+    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    let ms = CInt(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+    while poll(&p, 1, ms) == -1 && errno == EINTR {}
+}
+
 func printErr(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
 
 /// Calls the running governor; nil when none answers.
@@ -266,10 +276,7 @@ struct Down: ParsableCommand {
             guard let reply = control(locator, "down", timeout: .seconds(300)), reply.success else {
                 throw Failure("the governor of deployment \"\(locator.deploymentName)\" did not confirm the stop")
             }
-            if let pid = governorPid {
-                let deadline = ContinuousClock.now + .seconds(30)
-                while ProcessIdentity.of(pid: pid) != nil && ContinuousClock.now < deadline { usleep(10_000) }
-            }
+            if let pid = governorPid { waitUntilGone(pid, timeout: .seconds(30)) }
             print("szgovernor: deployment \"\(locator.deploymentName)\" stopped by its governor (pid \(governorPid.map(String.init) ?? "?"))")
             return
         }

@@ -225,11 +225,19 @@ struct regression_integration_governor_CLICatalogue {
         #expect(!FileManager.default.fileExists(atPath: longRoot + "/plain/pids/s.pid"), "nothing started")
     }
 
+    /// Whether `pid`'s SigIgn (/proc/PID/status) has SIGTERM.
+    static func ignoresSigterm(_ pid: pid_t) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SigIgn:") }),
+              let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        return mask & (1 << (UInt64(SIGTERM) - 1)) != 0
+    }
+
     /// Upstream: a governor killed with SIGKILL left its children running, unnoticed by anyone.
     @Test func governorKilledWithSigkillLeavesNoUnnoticedChildren() async throws {
         let h = CLIHarness()
         defer { h.cleanup() }
-        // szmock children notice by themselves (they watch their parent governor) ...
+        // szmock children notice by themselves (their parent-death signal, SIGINT) ...
         try await h.up()
         let pids = h.pids()
         kill(try #require(pids["governor"]), SIGKILL)
@@ -238,17 +246,19 @@ struct regression_integration_governor_CLICatalogue {
         #expect(down.ok && down.stdout.contains("removed stale PID files"), "\(down)")
         #expect(h.pidFiles().isEmpty && h.socketFiles().isEmpty)
 
-        // ... and a child that cannot notice (sleep) is found through its PID file by the next up and down.
+        // ... and a child that ignores its parent-death signal (SIGTERM: a shell that traps it, with no exec,
+        // so its PID file keeps naming what runs) is found through its PID file by the next up and down.
         let file = try h.writeDeployment("plain", """
             deployment: plain
             handlers:
               - id: s
-                command: ["/bin/sleep", "300"]
+                command: ["/bin/sh", "-c", "trap '' TERM; while :; do /bin/sleep 1; done"]
                 stop_timeout: 1s
             """)
         try await h.up("plain", file: file)
         let first = h.pids("plain")
         let sleeper = try #require(first["s"])
+        try await waitUntil("s to ignore SIGTERM") { Self.ignoresSigterm(sleeper) }
         kill(try #require(first["governor"]), SIGKILL)
         try await waitUntil("the governor to be gone") { !LiveProcess.isAlive(first["governor"]!) }
         #expect(LiveProcess.isAlive(sleeper))
@@ -256,6 +266,7 @@ struct regression_integration_governor_CLICatalogue {
         #expect(!LiveProcess.isAlive(sleeper), "the next up stopped the orphan")
         #expect(h.events("plain").contains { $0["event"] == "orphan_stopped" && $0["pid"]?.intValue == Int64(sleeper) })
         let second = h.pids("plain")
+        try await waitUntil("the new s to ignore SIGTERM") { Self.ignoresSigterm(second["s"] ?? 0) }
         kill(try #require(second["governor"]), SIGKILL)
         try await waitUntil("the governor to be gone") { !LiveProcess.isAlive(second["governor"]!) }
         let offline = try await h.run(["down", "--deployment", "plain"])

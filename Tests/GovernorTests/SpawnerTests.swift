@@ -14,18 +14,22 @@ struct integration_governor_Spawner {
 
     init() { probe = ProbeGroup(folder: dir.path) }
 
-    /// Through posix_spawn, or clone3 into a cgroup (the same inputs, the same child: CgroupSpawner).
-    func spawn(_ path: SpawnPath, _ script: String, env: [String: String] = [:], log: String = "child.log") throws -> ChildProcess {
-        let child = try Spawner.spawn(SpawnRequest(
+    /// Through posix_spawn, clone3 into a cgroup, or clone(CLONE_VM) with a parent-death signal (the same inputs, the
+    /// same child: CgroupSpawner); the last on the event loop's thread, as the governor does.
+    func spawn(_ path: SpawnPath, _ script: String, env: [String: String] = [:], log: String = "child.log") async throws -> ChildProcess {
+        let request = SpawnRequest(
             executable: "/bin/sh", arguments: ["-c", script], environment: env,
-            logPath: dir.appending(log).path, cgroup: probe.cgroup(for: path)))
+            logPath: dir.appending(log).path, cgroup: probe.cgroup(for: path),
+            deathSignal: path == .deathSignal ? SIGTERM : nil)
+        let child = path == .deathSignal ? try await EventLoop.shared.perform { try Spawner.spawn(request) }
+                                         : try Spawner.spawn(request)
         tracker.track(child.pid)
         return child
     }
 
     @Test(arguments: SpawnPath.allCases) func exitCodeIsReportedAtOnce(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn(path, "exit 3")
+        let child = try await spawn(path, "exit 3")
         let status = await child.waitForExit(timeout: .seconds(30))
         #expect(status == .exited(code: 3))
         #expect(child.hasExited)
@@ -33,7 +37,7 @@ struct integration_governor_Spawner {
 
     @Test(arguments: SpawnPath.allCases) func killSignalIsReported(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn(path, "exec /bin/sleep 300")
+        let child = try await spawn(path, "exec /bin/sleep 300")
         #expect(child.signal(SIGKILL))
         let status = await child.waitForExit(timeout: .seconds(30))
         #expect(status == .signaled(signal: SIGKILL, coreDumped: false))
@@ -42,7 +46,7 @@ struct integration_governor_Spawner {
 
     @Test(arguments: SpawnPath.allCases) func childLeadsItsOwnSessionAndGroup(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn(path, "exec /bin/sleep 300")
+        let child = try await spawn(path, "exec /bin/sleep 300")
         let stat = try #require(ProcStat.read(pid: child.pid))
         #expect(stat.processGroup == child.pid)
         #expect(stat.session == child.pid)
@@ -54,7 +58,7 @@ struct integration_governor_Spawner {
     @Test(arguments: SpawnPath.allCases) func groupSignalKillsTheGrandchildToo(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
         let pidFile = dir.appending("grandchild.pid").path
-        let child = try spawn(path, "/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); wait")
+        let child = try await spawn(path, "/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); wait")
         try await waitUntil("the grandchild's pid file") { FileManager.default.fileExists(atPath: pidFile) }
         let grandchild = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -69,7 +73,7 @@ struct integration_governor_Spawner {
         defer { tracker.killAll() }
         let pidFile = dir.appending("orphan.pid").path
         // The shell starts a background sleep and exits at once: the sleep must not outlive it.
-        let child = try spawn(path, "/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); exit 0")
+        let child = try await spawn(path, "/bin/sleep 300 & echo $! > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); exit 0")
         _ = await child.waitForExit(timeout: .seconds(30))
         let orphan = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -80,7 +84,7 @@ struct integration_governor_Spawner {
     @Test(arguments: SpawnPath.allCases) func outputIsAppendedToTheLog(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
         for word in ["first", "second"] {
-            let child = try spawn(path, "echo \(word); echo \(word)-err >&2")
+            let child = try await spawn(path, "echo \(word); echo \(word)-err >&2")
             #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         }
         let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
@@ -89,7 +93,7 @@ struct integration_governor_Spawner {
 
     @Test(arguments: SpawnPath.allCases) func environmentIsExactlyTheOneGiven(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn(path, "env", env: ["ONLY_THIS": "yes", "PATH": "/usr/bin:/bin"])
+        let child = try await spawn(path, "env", env: ["ONLY_THIS": "yes", "PATH": "/usr/bin:/bin"])
         #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         let lines = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
             .split(separator: "\n").map(String.init).filter { !$0.hasPrefix("PWD=") && !$0.hasPrefix("SHLVL=") && !$0.hasPrefix("_=") }
@@ -98,7 +102,7 @@ struct integration_governor_Spawner {
 
     @Test(arguments: SpawnPath.allCases) func stdinIsDevNullAndNoOtherFdIsInherited(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try spawn(path, "ls /proc/$$/fd; readlink /proc/$$/fd/0")
+        let child = try await spawn(path, "ls /proc/$$/fd; readlink /proc/$$/fd/0")
         #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         let lines = try String(contentsOf: dir.appending("child.log"), encoding: .utf8).split(separator: "\n")
         #expect(Array(lines.prefix(3)) == ["0", "1", "2"])
@@ -119,7 +123,7 @@ struct integration_governor_Spawner {
                 Glibc.signal(SIGUSR2, previousHandler)
                 pthread_sigmask(SIG_SETMASK, &previousMask, nil)
             }
-            child = try spawn(path, "exec /bin/grep -E '^(SigBlk|SigIgn)' /proc/self/status")
+            child = try await spawn(path, "exec /bin/grep -E '^(SigBlk|SigIgn)' /proc/self/status")
         }
         #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 0))
         let log = try String(contentsOf: dir.appending("child.log"), encoding: .utf8)
@@ -138,14 +142,17 @@ struct integration_governor_Spawner {
 
     @Test(arguments: SpawnPath.allCases) func missingExecutableNamesIt(_ path: SpawnPath) throws {
         let error = #expect(throws: SpawnError.self) {
-            try Spawner.spawn(SpawnRequest(executable: "/nonexistent/szmock", cgroup: probe.cgroup(for: path)))
+            try Spawner.spawn(SpawnRequest(executable: "/nonexistent/szmock", cgroup: probe.cgroup(for: path),
+                                           deathSignal: path == .deathSignal ? SIGTERM : nil))
         }
         #expect("\(error!)".contains("/nonexistent/szmock"))
     }
 
     @Test(arguments: SpawnPath.allCases) func identityIsReadAfterExec(_ path: SpawnPath) async throws {
         defer { tracker.killAll() }
-        let child = try Spawner.spawn(SpawnRequest(executable: "/bin/sleep", arguments: ["300"], cgroup: probe.cgroup(for: path)))
+        let request = SpawnRequest(executable: "/bin/sleep", arguments: ["300"], cgroup: probe.cgroup(for: path),
+                                   deathSignal: path == .deathSignal ? SIGTERM : nil)
+        let child = try await EventLoop.shared.perform { try Spawner.spawn(request) }
         tracker.track(child.pid)
         let identity = try #require(child.identity)
         #expect(identity.executable == "/usr/bin/sleep" || identity.executable == "/bin/sleep")
@@ -181,7 +188,7 @@ struct integration_governor_Spawner {
 }
 
 enum SpawnPath: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case posixSpawn = "posix_spawn", cgroup = "clone3 into a cgroup"
+    case posixSpawn = "posix_spawn", cgroup = "clone3 into a cgroup", deathSignal = "clone with a parent-death signal"
     var testDescription: String { rawValue }
 }
 

@@ -1,4 +1,5 @@
-// Linux process creation the Swift Glibc module cannot express: clone3 into a cgroup2 group.
+// Linux process creation the Swift Glibc module cannot express: clone3 into a cgroup2 group, a child with a
+// parent-death signal; prctl and xattrs.
 #ifndef SZ_CSYSTEM_H
 #define SZ_CSYSTEM_H
 
@@ -15,17 +16,24 @@ typedef struct {
     int stdout_fd;                 // >= 0: dup2'ed onto 1 and 2 (a log pipe, an open log file)
     const char *stdout_path;       // used when stdout_fd < 0: opened O_WRONLY|O_APPEND|O_CREAT 0644 ("/dev/null" when NULL)
     const char *working_directory; // NULL: the parent's
-    int cgroup_fd;                 // an O_DIRECTORY fd of the cgroup2 group the child starts in
+    int cgroup_fd;                 // an O_DIRECTORY fd of the cgroup2 group the child starts in; -1: no cgroup
+    int death_signal;              // > 0: PR_SET_PDEATHSIG in the child (sent when the spawning thread ends)
 } sz_spawn_request;
 
 /// clone3(CLONE_VFORK | CLONE_INTO_CGROUP | CLONE_PIDFD): the child is a member of the group from its
-/// first instruction, so nothing it forks can start outside it. In the child, only async-signal-safe
-/// system calls: default dispositions for every signal, setsid, stdin from /dev/null, stdout and stderr to
-/// the log, every other descriptor closed, chdir, an empty signal mask, execve.
+/// first instruction, so nothing it forks can start outside it. With cgroup_fd -1: glibc's
+/// clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) on a stack mapped for the child, as posix_spawn does (no
+/// copy of the parent's page tables). In the child, only async-signal-safe system calls: default dispositions for every signal, setsid,
+/// the parent-death signal (then, against the race with a parent that died before it, the signal to itself
+/// when the parent is already gone: it is delivered when the mask is emptied), stdin from /dev/null,
+/// stdout and stderr to the log, every other descriptor closed, chdir, an empty signal mask, execve.
 /// Returns the PID and stores the pidfd (close-on-exec) in *pidfd; on failure returns -1 with the errno in
 /// *error, and *in_child 0 when clone3 itself failed (no process was made: the cgroup or the kernel said no)
 /// or 1 when a step of the child before execve failed (the child exited 127 and was reaped).
 pid_t sz_spawn_into_cgroup(const sz_spawn_request *request, int *pidfd, int *error, int *in_child);
+
+/// prctl(PR_SET_PDEATHSIG, signal) for the calling process (prctl is variadic: Swift cannot call it). 0 or -1/errno.
+int sz_set_parent_death_signal(int signal);
 
 /// setxattr(2) of a NUL-terminated value (the Glibc module does not import <sys/xattr.h>). 0 or -1/errno.
 int sz_set_xattr(const char *path, const char *name, const char *value);
