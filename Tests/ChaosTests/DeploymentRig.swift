@@ -3,7 +3,7 @@ import Foundation
 import Governor
 import MockPeers
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 #if canImport(Glibc)
@@ -108,7 +108,7 @@ final class CIRig: @unchecked Sendable {
 
 /// One finished `szchaos` run: exit status, stdout lines, stderr.
 struct SZChaosRun: Sendable {
-    var status: TestSupport.ExitStatus
+    var status: ScheduleZeroTesting.ExitStatus
     var lines: [String]
     var stderr: String
 

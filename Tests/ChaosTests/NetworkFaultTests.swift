@@ -3,7 +3,7 @@ import Foundation
 import Governor
 import ScheduleZeroWire
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,7 +114,7 @@ final class NetBed: @unchecked Sendable {
     }
 
     /// `szchaos net ...` run to its end: exit status and stdout.
-    func szchaosRun(_ args: [String], timeout: Duration = .seconds(30)) async throws -> (TestSupport.ExitStatus, [String], String) {
+    func szchaosRun(_ args: [String], timeout: Duration = .seconds(30)) async throws -> (ScheduleZeroTesting.ExitStatus, [String], String) {
         let p = try szchaos(args)
         defer { p.stop() }
         let st = try await p.waitExit(timeout: timeout)

@@ -2,7 +2,7 @@ import Foundation
 import Governor
 import ScheduleZeroWire
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,7 +26,7 @@ final class CLIHarness: Sendable {
     static func bad(_ name: String) -> String { fixtures.appendingPathComponent("bad/deployments/\(name)").path }
 
     struct Run: CustomStringConvertible {
-        var status: TestSupport.ExitStatus
+        var status: ScheduleZeroTesting.ExitStatus
         var stdout: String
         var stderr: String
         var ok: Bool { status == .exited(0) }
