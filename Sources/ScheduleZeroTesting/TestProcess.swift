@@ -228,7 +228,11 @@ public func builtProductsDirectory() -> String {
     return URL(fileURLWithPath: exe).deletingLastPathComponent().path
 }
 
-/// The path of a built executable of this package (e.g. `szmock`), next to the test bundle.
+/// The path of a built executable of this package (`szgovernor`, `szchaos`, `szmock`): in `SZ_BIN_DIR` when
+/// that is set, else next to the test bundle. SwiftPM builds an executable there when the test target
+/// depends on it: this package's test targets list them; a package depending on this one lists the
+/// products (`.product(name: "szgovernor", package: ...)`, see docs/TESTING.md, "The test kit").
 public func builtExecutable(_ name: String) -> String {
-    builtProductsDirectory() + "/" + name
+    if let dir = ProcessInfo.processInfo.environment["SZ_BIN_DIR"], !dir.isEmpty { return dir + "/" + name }
+    return builtProductsDirectory() + "/" + name
 }
