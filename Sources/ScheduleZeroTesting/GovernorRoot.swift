@@ -44,8 +44,11 @@ public final class GovernorRoot: Sendable {
         /// It exited 0.
         public var ok: Bool { status == .exited(0) }
         public var description: String { "\(status); stdout: \(stdout); stderr: \(stderr)" }
-        /// stdout parsed as one JSON object (`--json`), nil when it is not one.
-        public var json: [String: JSONValue]? { (try? JSON.parse(Array(stdout.utf8)))?.objectValue }
+        /// The `--json` document: stdout parsed as one JSON object, else its last line that is one.
+        public var json: [String: JSONValue]? {
+            if let o = (try? JSON.parse(Array(stdout.utf8)))?.objectValue { return o }
+            return stdout.split(separator: "\n").reversed().lazy.compactMap { (try? JSON.parse(Array($0.utf8)))?.objectValue }.first
+        }
     }
 
     /// Runs `szgovernor ARGS --root ROOT` (or `executable ARGS ...`) to its end within `timeout`, with
