@@ -13,13 +13,15 @@
 #   slow         every test tagged slow
 #   all          everything
 #   ci           everything but slow, plus the whole regression catalogue; JUnit XML to test-results/
+#   examples     builds each package under Examples/ and runs its tests (the test kit used from outside;
+#                the first build compiles the harness again in Examples/NAME/.build: minutes)
 #
 # A mode that selects no test fails. Swift 6.3 cannot select by tag, so the selection is by the tag tokens
 # that every test identifier carries (`unit_zmq_WireCodec/...`); a lint test keeps tokens and tags in step.
 set -uo pipefail
 cd "$(dirname "$0")"
 
-MODES="quick zmq governor network integration regression slow all ci"
+MODES="quick zmq governor network integration regression slow all ci examples"
 mode=ci
 list=0
 xunit=""
@@ -27,7 +29,7 @@ coverage=0
 repeat=1
 extra=()
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,62 +52,6 @@ if ! [[ "$repeat" =~ ^[1-9][0-9]*$ ]]; then echo "run_tests.sh: --repeat takes a
 
 # --- What the project needs on the machine --------------------------------------------------------
 scripts/install-deps.sh "$mode" || { echo "run_tests.sh: could not install the system packages" >&2; exit 1; }
-
-# --- Selection ---------------------------------------------------------------------------------------
-# A tag token is a lowercase word followed by `_` at the start of a suite or function name.
-tag_regex() { printf '[./]([a-z]+_)*%s_' "$1"; }
-filter=()
-skip=()
-case "$mode" in
-  quick) filter=(--filter "$(tag_regex unit)") ;;
-  zmq|governor|network|integration|regression|slow) filter=(--filter "$(tag_regex "$mode")") ;;
-  all) ;;
-  ci) skip=(--skip "^(?!.*$(tag_regex regression)).*$(tag_regex slow)") ;;
-esac
-
-build_flags=()
-# Coverage builds go to a scratch folder of their own, so switching coverage on and off rebuilds nothing.
-[ "$coverage" = 1 ] && build_flags+=(--enable-code-coverage --scratch-path .build-coverage)
-
-echo "==> building (swift build --build-tests ${build_flags[*]:-})"
-if ! swift build --build-tests "${build_flags[@]}" 2>&1 | grep -vE '^warning: prohibited flag' ; then :; fi
-if [ "${PIPESTATUS[0]}" != 0 ]; then echo "run_tests.sh: build failed" >&2; exit 1; fi
-
-# The selection, as test identifiers from `swift test list` (the same regular expressions as the run).
-select_tests() {
-  local all_tests
-  all_tests=$(swift test list --skip-build "${build_flags[@]}" 2>/dev/null | grep -E '^[A-Za-z]')
-  case "$mode" in
-    all) printf '%s\n' "$all_tests" ;;
-    ci) printf '%s\n' "$all_tests" | grep -Ev "$(tag_regex slow)"
-        printf '%s\n' "$all_tests" | grep -E "$(tag_regex slow)" | grep -E "$(tag_regex regression)" ;;
-    quick) printf '%s\n' "$all_tests" | grep -E "$(tag_regex unit)" ;;
-    *) printf '%s\n' "$all_tests" | grep -E "$(tag_regex "$mode")" ;;
-  esac | sed '/^$/d' | sort -u
-}
-selected=$(select_tests)
-n_selected=$(printf '%s\n' "$selected" | sed '/^$/d' | wc -l)
-per_tag=""
-for t in unit integration regression zmq governor network slow; do
-  per_tag="$per_tag${per_tag:+, }$t $(printf '%s\n' "$selected" | grep -cE "$(tag_regex "$t")")"
-done
-
-if [ "$list" = 1 ]; then
-  printf '%s\n' "$selected"
-  echo "run_tests: $mode selects $n_selected test functions ($per_tag)"
-  [ "$n_selected" -gt 0 ] || { echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; }
-  exit 0
-fi
-echo "run_tests: $mode selects $n_selected test functions ($per_tag)"
-if [ "$n_selected" = 0 ]; then echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; fi
-
-# Seconds one run of the selection may take before the watchdog stops it (SZ_RUN_LIMIT overrides).
-case "$mode" in quick) run_limit=120 ;; ci|zmq|governor|network|integration|regression) run_limit=600 ;; *) run_limit=1200 ;; esac
-run_limit="${SZ_RUN_LIMIT:-$run_limit}"
-
-if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi
-xunit_flags=()
-if [ -n "$xunit" ]; then mkdir -p "$(dirname "$xunit")"; fi
 
 # After a run: no process that inherited this run's SZ_TEST_TMPDIR may still live (even if the test process
 # itself crashed), and nothing may be left in that folder (temporary folders, PID files, ipc socket files).
@@ -168,6 +114,94 @@ PY
   rm -rf "$SZ_TEST_TMPDIR"
   return $ok
 }
+
+# --- examples: the packages under Examples/, each built and tested in its own folder ------------------
+if [ "$mode" = examples ]; then
+  ex_fail=0
+  for manifest in Examples/*/Package.swift; do
+    dir=$(dirname "$manifest")
+    name=$(basename "$dir")
+    echo "==> $dir: swift build --build-tests (builds the harness again in $dir/.build: minutes the first time)"
+    if ! swift build --build-tests --package-path "$dir" 2>&1 | grep -vE '^warning: prohibited flag'; then :; fi
+    if [ "${PIPESTATUS[0]}" != 0 ]; then echo "run_tests: FAILED: $dir: build failed" >&2; ex_fail=1; continue; fi
+    xunit_flags=()
+    if [ -n "$xunit" ]; then mkdir -p "$(dirname "$xunit")"; xunit_flags=(--xunit-output "${xunit%.xml}-$name.xml"); fi
+    SZ_TEST_TMPDIR=$(mktemp -d /tmp/szr.XXXXXX)
+    chmod 0711 "$SZ_TEST_TMPDIR"
+    export SZ_TEST_TMPDIR
+    log=$(mktemp "${TMPDIR:-/tmp}/sz-example.XXXXXX")
+    echo "==> $dir: swift test"
+    timeout --signal=TERM --kill-after=15 "${SZ_RUN_LIMIT:-600}" \
+      swift test --skip-build --disable-xctest --package-path "$dir" "${xunit_flags[@]}" "${extra[@]}" < /dev/null 2>&1 \
+      | grep --line-buffered -vE '^warning: prohibited flag' | tee "$log"
+    rc=${PIPESTATUS[0]}
+    ran=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+    failed=$(grep -Ec '^✘ Test [^ ]+\(.*\) .*failed' "$log" || true)
+    rm -f "$log"
+    check_leftovers || { echo "run_tests: FAILED: $dir: processes or files of the run were left behind" >&2; rc=1; }
+    [ "${ran:-0}" = 0 ] && { echo "run_tests: FAILED: $dir: it ran no test" >&2; rc=1; }
+    [ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1
+    echo "run_tests: examples ($name): $(( ${ran:-0} - failed )) passed, $failed failed"
+    [ "$rc" = 0 ] || ex_fail=1
+  done
+  exit $ex_fail
+fi
+
+# --- Selection ---------------------------------------------------------------------------------------
+# A tag token is a lowercase word followed by `_` at the start of a suite or function name.
+tag_regex() { printf '[./]([a-z]+_)*%s_' "$1"; }
+filter=()
+skip=()
+case "$mode" in
+  quick) filter=(--filter "$(tag_regex unit)") ;;
+  zmq|governor|network|integration|regression|slow) filter=(--filter "$(tag_regex "$mode")") ;;
+  all) ;;
+  ci) skip=(--skip "^(?!.*$(tag_regex regression)).*$(tag_regex slow)") ;;
+esac
+
+build_flags=()
+# Coverage builds go to a scratch folder of their own, so switching coverage on and off rebuilds nothing.
+[ "$coverage" = 1 ] && build_flags+=(--enable-code-coverage --scratch-path .build-coverage)
+
+echo "==> building (swift build --build-tests ${build_flags[*]:-})"
+if ! swift build --build-tests "${build_flags[@]}" 2>&1 | grep -vE '^warning: prohibited flag' ; then :; fi
+if [ "${PIPESTATUS[0]}" != 0 ]; then echo "run_tests.sh: build failed" >&2; exit 1; fi
+
+# The selection, as test identifiers from `swift test list` (the same regular expressions as the run).
+select_tests() {
+  local all_tests
+  all_tests=$(swift test list --skip-build "${build_flags[@]}" 2>/dev/null | grep -E '^[A-Za-z]')
+  case "$mode" in
+    all) printf '%s\n' "$all_tests" ;;
+    ci) printf '%s\n' "$all_tests" | grep -Ev "$(tag_regex slow)"
+        printf '%s\n' "$all_tests" | grep -E "$(tag_regex slow)" | grep -E "$(tag_regex regression)" ;;
+    quick) printf '%s\n' "$all_tests" | grep -E "$(tag_regex unit)" ;;
+    *) printf '%s\n' "$all_tests" | grep -E "$(tag_regex "$mode")" ;;
+  esac | sed '/^$/d' | sort -u
+}
+selected=$(select_tests)
+n_selected=$(printf '%s\n' "$selected" | sed '/^$/d' | wc -l)
+per_tag=""
+for t in unit integration regression zmq governor network slow; do
+  per_tag="$per_tag${per_tag:+, }$t $(printf '%s\n' "$selected" | grep -cE "$(tag_regex "$t")")"
+done
+
+if [ "$list" = 1 ]; then
+  printf '%s\n' "$selected"
+  echo "run_tests: $mode selects $n_selected test functions ($per_tag)"
+  [ "$n_selected" -gt 0 ] || { echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; }
+  exit 0
+fi
+echo "run_tests: $mode selects $n_selected test functions ($per_tag)"
+if [ "$n_selected" = 0 ]; then echo "run_tests.sh: mode $mode selects no test" >&2; exit 1; fi
+
+# Seconds one run of the selection may take before the watchdog stops it (SZ_RUN_LIMIT overrides).
+case "$mode" in quick) run_limit=120 ;; ci|zmq|governor|network|integration|regression) run_limit=600 ;; *) run_limit=1200 ;; esac
+run_limit="${SZ_RUN_LIMIT:-$run_limit}"
+
+if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi
+xunit_flags=()
+if [ -n "$xunit" ]; then mkdir -p "$(dirname "$xunit")"; fi
 
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/sz-run-tests.XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT
