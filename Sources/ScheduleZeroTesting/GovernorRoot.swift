@@ -37,38 +37,17 @@ public final class GovernorRoot: Sendable {
     }
 
     /// How one command ended, with everything it printed.
-    public struct Run: Sendable, CustomStringConvertible {
-        public var status: ExitStatus
-        public var stdout: String
-        public var stderr: String
-        /// It exited 0.
-        public var ok: Bool { status == .exited(0) }
-        public var description: String { "\(status); stdout: \(stdout); stderr: \(stderr)" }
-        /// The `--json` document: stdout parsed as one JSON object, else its last line that is one.
-        public var json: [String: JSONValue]? {
-            if let o = (try? JSON.parse(Array(stdout.utf8)))?.objectValue { return o }
-            return stdout.split(separator: "\n").reversed().lazy.compactMap { (try? JSON.parse(Array($0.utf8)))?.objectValue }.first
-        }
-    }
+    public typealias Run = FinishedProcess
 
     /// Runs `szgovernor ARGS --root ROOT` (or `executable ARGS ...`) to its end within `timeout`, with
     /// `environment` added to the test process's own, then tracks what the PID files name.
     @discardableResult
     public func run(_ args: [String], root: Bool = true, timeout: Duration = .seconds(90),
                     environment: [String: String] = [:], executable: String? = nil) async throws -> Run {
-        let p = try TestProcess(executable ?? szgovernor, args + (root ? ["--root", self.root] : []), environment: environment)
-        defer { p.stop() }
-        let status = try await p.waitExit(timeout: timeout)
-        // The pipes' reader threads finish just after the exit: wait until the output stops growing.
-        var last = -1
-        try await waitUntil("the output of \((p.executable as NSString).lastPathComponent) \(args.first ?? "")",
-                            timeout: .seconds(5), pollEvery: .milliseconds(30)) {
-            let n = p.lines.count + p.stderrText.count
-            defer { last = n }
-            return n == last
-        }
+        let r = try await TestProcess.run(executable ?? szgovernor, args + (root ? ["--root", self.root] : []),
+                                          environment: environment, timeout: timeout)
         track()
-        return Run(status: status, stdout: p.lines.joined(separator: "\n"), stderr: p.stderrText)
+        return r
     }
 
     /// `szchaos ARGS --deployment D --root ROOT` to its end: the real fault injector against this root.

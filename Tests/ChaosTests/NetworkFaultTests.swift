@@ -115,10 +115,8 @@ final class NetBed: @unchecked Sendable {
 
     /// `szchaos net ...` run to its end: exit status and stdout.
     func szchaosRun(_ args: [String], timeout: Duration = .seconds(30)) async throws -> (ScheduleZeroTesting.ExitStatus, [String], String) {
-        let p = try szchaos(args)
-        defer { p.stop() }
-        let st = try await p.waitExit(timeout: timeout)
-        return (st, p.lines, p.stderrText)
+        let r = try await TestProcess.run(szchaosPath, args, environment: environment, timeout: timeout)
+        return (r.status, r.lines, r.stderr)
     }
 
     /// A real `szmock handler` in host i, on tcp://ADDRESS:5555.
