@@ -84,9 +84,9 @@ let package = Package(
         .testTarget(name: "ChaosTests", dependencies: [
             "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting", "Governor", "MockPeers", "Interposer", "szmock", "szchaos",
         ]),
-        // szgovernor end to end: the built szgovernor and szmock executables, real processes.
+        // szgovernor end to end: the built szgovernor, szmock and szchaos executables, real processes.
         .testTarget(name: "GovernorCLITests", dependencies: [
-            "Governor", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting", "szgovernor", "szmock",
+            "Governor", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting", "szgovernor", "szmock", "szchaos",
         ]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
         .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "ScheduleZeroTesting"]),

@@ -90,9 +90,13 @@ public final class GovernorRoot: Sendable {
 
     /// One process of a `status --json` document.
     public struct ProcessState: Sendable, Equatable {
+        /// `running`, or why not (`crashed`, `backoff`, `unhealthy`, `stopped`, ...; docs/GOVERNOR.md).
         public var status: String
+        /// Its PID while it runs.
         public var pid: pid_t?
+        /// How many times the governor restarted it (`restart_count`).
         public var restartCount: Int
+        /// The endpoint clients use: an interposed process's public one (its interposer's).
         public var endpoint: String?
     }
 
