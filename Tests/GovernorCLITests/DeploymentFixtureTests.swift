@@ -15,7 +15,7 @@ struct integration_zmq_governor_DeploymentFixture {
     static let quick = ClientConfiguration(timeout: .milliseconds(500), attempts: 3)
     static let once = ClientConfiguration(timeout: .seconds(3), attempts: 1)
 
-    @Test func integration_zmq_governor_messageFaultHelpersReachTheHandler() async throws {
+    @Test func messageFaultHelpersReachTheHandler() async throws {
         try await withDeployment(file: CLIHarness.fixture("ci"), name: "ci") { d in
             let ep = try #require(try await d.endpoint("h-1"))
             try await d.dropReplies("h-1", count: 1)
@@ -39,7 +39,7 @@ struct integration_zmq_governor_DeploymentFixture {
         }
     }
 
-    @Test func integration_zmq_governor_killAndPauseHelpers() async throws {
+    @Test func killAndPauseHelpers() async throws {
         var pids: [pid_t] = []
         try await withDeployment(file: CLIHarness.fixture("ci"), name: "ci") { d in
             let old = try #require(try await d.pid("h-2"))

@@ -16,7 +16,7 @@ struct integration_zmq_governor_Greeter {
     static let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("deployments/pyservice.yaml").path
 
-    @Test func integration_zmq_governor_greetsThroughItsPublicEndpoint() async throws {
+    @Test func greetsThroughItsPublicEndpoint() async throws {
         try await withDeployment(file: Self.file, name: "pyservice") { d in
             let state = try #require(try await d.processes()["greeter-1"])
             #expect(state.status == "running")
@@ -30,7 +30,7 @@ struct integration_zmq_governor_Greeter {
         }
     }
 
-    @Test func integration_zmq_governor_killedGreeterIsRestartedAndNothingIsLeft() async throws {
+    @Test func killedGreeterIsRestartedAndNothingIsLeft() async throws {
         var oldPid: pid_t = 0
         var newPid: pid_t = 0
         var folder = ""
@@ -50,7 +50,7 @@ struct integration_zmq_governor_Greeter {
         #expect(!FileManager.default.fileExists(atPath: folder), "\(folder) left behind")
     }
 
-    @Test func integration_zmq_governor_droppedReplyIsRetriedByTheClient() async throws {
+    @Test func droppedReplyIsRetriedByTheClient() async throws {
         try await withDeployment(file: Self.file, name: "pyservice") { d in
             let endpoint = try #require(try await d.endpoint("greeter-1"))
             let first = try await d.call(endpoint, "greet", ["name": "one"])
@@ -72,7 +72,7 @@ struct integration_zmq_governor_Greeter {
 
     struct Boom: Error {}
 
-    @Test func integration_zmq_governor_aThrowingBodyStillStopsEverything() async throws {
+    @Test func aThrowingBodyStillStopsEverything() async throws {
         var pid: pid_t = 0
         var folder = ""
         await #expect(throws: Boom.self) {
