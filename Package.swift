@@ -17,6 +17,10 @@ let package = Package(
         .executable(name: "szmock", targets: ["szmock"]),
         .library(name: "Chaos", targets: ["Chaos"]),
         .library(name: "Interposer", targets: ["Interposer"]),
+        .executable(name: "szchaos", targets: ["szchaos"]),
+        // The test kit for Swift Testing suites of this package and of packages that depend on it
+        // (docs/TESTING.md, "The test kit"; Examples/pyservice uses it from outside).
+        .library(name: "ScheduleZeroTesting", targets: ["ScheduleZeroTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -68,22 +72,24 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        // Helpers shared by every test target: tags, deadlines, temporary folders, in-process peers.
-        // Governor for its cgroups (ProcessTree): the leak checks fail a run that leaves one behind.
-        .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire", "Governor"], path: "Tests/TestSupport"),
-        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
+        // The test kit, shared by every test target and public as a product: tags, deadlines, temporary
+        // folders, free ports, TestProcess, the leak trait, in-process peers, and the scoped deployment
+        // fixture (a real `szgovernor up --detach` in a temporary folder). Governor for its cgroups
+        // (ProcessTree, the leak checks) and PID files; ZMQClient for the fixture's client helper.
+        .target(name: "ScheduleZeroTesting", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting"]),
         // `szmock` so `swift test` builds it: the liveness tests govern a real szmock handler.
-        .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport", "szmock"]),
+        .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "ScheduleZeroTesting", "szmock"]),
         // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.
         .testTarget(name: "ChaosTests", dependencies: [
-            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport", "Governor", "MockPeers", "Interposer", "szmock", "szchaos",
+            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting", "Governor", "MockPeers", "Interposer", "szmock", "szchaos",
         ]),
-        // szgovernor end to end: the built szgovernor and szmock executables, real processes.
+        // szgovernor end to end: the built szgovernor, szmock and szchaos executables, real processes.
         .testTarget(name: "GovernorCLITests", dependencies: [
-            "Governor", "ScheduleZeroWire", "ZMQClient", "TestSupport", "szgovernor", "szmock",
+            "Governor", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting", "szgovernor", "szmock", "szchaos",
         ]),
         // The regression catalogue: every test tagged `regression`, named after what broke (docs/TESTING.md).
-        .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "TestSupport"]),
+        .testTarget(name: "RegressionTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "MockPeers", "ScheduleZeroTesting"]),
 
         // Mock ScheduleZero peers (handler, server) with faults on command; `szmock` is their command line.
         .target(name: "MockPeers", dependencies: ["CSystem", "ZeroMQ", "ScheduleZeroWire", "ZMQClient"]),
@@ -93,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MockPeersTests",
-            dependencies: ["MockPeers", "ZMQClient", "ScheduleZeroWire", "ZeroMQ", "TestSupport", "szmock"]
+            dependencies: ["MockPeers", "ZMQClient", "ScheduleZeroWire", "ZeroMQ", "ScheduleZeroTesting", "szmock"]
         ),
     ]
 )

@@ -4,7 +4,7 @@ import Synchronization
 enum PrivatePorts {
     /// Well below Linux's ephemeral range (32768-60999 by default), where outgoing connections take their
     /// ports (a reconnecting client could otherwise take a private port before its process binds it), and
-    /// below the 12000 ports under it that the test suite hands out (TestSupport's freeTCPPort).
+    /// below the 12000 ports under it that the test suite hands out (ScheduleZeroTesting's freeTCPPort).
     static let range = 10_000..<20_000
     private static let taken = Mutex<Set<Int>>([])
     private static let cursor = Mutex<Int>(Int.random(in: range))

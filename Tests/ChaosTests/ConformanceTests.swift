@@ -1,7 +1,7 @@
 import Chaos
 import Foundation
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -3,7 +3,7 @@ import Foundation
 import Governor
 import MockPeers
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 #if canImport(Glibc)
@@ -106,23 +106,12 @@ final class CIRig: @unchecked Sendable {
     }
 }
 
-/// One finished `szchaos` run: exit status, stdout lines, stderr.
-struct SZChaosRun: Sendable {
-    var status: TestSupport.ExitStatus
-    var lines: [String]
-    var stderr: String
+/// One finished `szchaos` run: exit status, stdout lines, stderr (the test kit's `FinishedProcess`).
+typealias SZChaosRun = FinishedProcess
 
-    var code: Int32? { if case .exited(let c) = status { return c } else { return nil } }
-    var text: String { lines.joined(separator: "\n") }
-    /// The `--json` record (the last stdout line that is a JSON object).
-    var record: [String: JSONValue]? { lines.reversed().lazy.compactMap { (try? JSON.parse($0))?.objectValue }.first }
-
-    static func run(_ args: [String], timeout: Duration = .seconds(30)) async throws -> SZChaosRun {
-        let p = try TestProcess(CIRig.szchaos, args)
-        defer { p.stop() }
-        let status = try await p.waitExit(timeout: timeout)
-        try await waitUntil("szchaos output complete", timeout: .seconds(5)) { p.outputClosed }
-        return SZChaosRun(status: status, lines: p.lines, stderr: p.stderrText)
+extension FinishedProcess {
+    static func run(_ args: [String], timeout: Duration = .seconds(30)) async throws -> FinishedProcess {
+        try await TestProcess.run(CIRig.szchaos, args, timeout: timeout)
     }
 }
 

@@ -2,7 +2,7 @@ import Chaos
 import Foundation
 import Governor
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 
 /// Issue 11, finding 7, for experiment files: the same values are refused the same way, located.
 @Suite(.tags(.regression, .unit), .leakChecked)

@@ -1,7 +1,7 @@
 import Chaos
 import Foundation
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 #if canImport(Glibc)
@@ -173,7 +173,7 @@ struct integration_zmq_SZChaosCommand {
             .appendingPathComponent(".build/debug/szchaos").path
     }
 
-    /// `szchaos` as a child (TestSupport's `TestProcess`: posix_spawn, no Foundation.Process, whose run loop
+    /// `szchaos` as a child (ScheduleZeroTesting's `TestProcess`: posix_spawn, no Foundation.Process, whose run loop
     /// leaves descriptors behind); with `cwd`, started through `/bin/sh -c 'cd DIR && exec ...'`.
     final class Child: @unchecked Sendable {
         let process: TestProcess

@@ -2,7 +2,7 @@ import Chaos
 import Foundation
 import Governor
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 /// Findings from synthetic governor events and load outcomes (no process, no socket).

@@ -1,6 +1,6 @@
 import Chaos
 import Foundation
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 /// Debian's chromium, when installed (`scripts/install-deps.sh slow` or `all` installs it).

@@ -1,6 +1,6 @@
 import Chaos
 import Foundation
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 /// A journal as the runner writes it: a start, `requests` requests spread over `seconds` on three targets,

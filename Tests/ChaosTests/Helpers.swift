@@ -1,7 +1,7 @@
 import Chaos
 import Foundation
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import ZMQClient
 import Interposer
 

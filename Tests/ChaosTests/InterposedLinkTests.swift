@@ -4,7 +4,7 @@ import Governor
 import Interposer
 import MockPeers
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZeroMQ
 import ZMQClient

@@ -1,7 +1,7 @@
 import Foundation
 @testable import Interposer
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 /// The link journal writes its numbers and strings by hand (no Foundation formatter on the proxy's hot path):

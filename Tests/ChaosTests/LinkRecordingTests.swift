@@ -2,7 +2,7 @@ import Chaos
 import Foundation
 @testable import Interposer
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 /// The link's bookkeeping without sockets: what counts as a duplicate execution, a lost request, a late

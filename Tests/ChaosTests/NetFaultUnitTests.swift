@@ -2,7 +2,7 @@ import Chaos
 import Foundation
 import ScheduleZeroWire
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 
 /// What each network fault does, as rules and qdiscs, and how experiments spell them. No namespace is made.
 @Suite(.tags(.unit), .leakChecked)

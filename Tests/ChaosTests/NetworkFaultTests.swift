@@ -3,7 +3,7 @@ import Foundation
 import Governor
 import ScheduleZeroWire
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,11 +114,9 @@ final class NetBed: @unchecked Sendable {
     }
 
     /// `szchaos net ...` run to its end: exit status and stdout.
-    func szchaosRun(_ args: [String], timeout: Duration = .seconds(30)) async throws -> (TestSupport.ExitStatus, [String], String) {
-        let p = try szchaos(args)
-        defer { p.stop() }
-        let st = try await p.waitExit(timeout: timeout)
-        return (st, p.lines, p.stderrText)
+    func szchaosRun(_ args: [String], timeout: Duration = .seconds(30)) async throws -> (ScheduleZeroTesting.ExitStatus, [String], String) {
+        let r = try await TestProcess.run(szchaosPath, args, environment: environment, timeout: timeout)
+        return (r.status, r.lines, r.stderr)
     }
 
     /// A real `szmock handler` in host i, on tcp://ADDRESS:5555.

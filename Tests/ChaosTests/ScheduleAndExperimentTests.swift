@@ -4,7 +4,7 @@ import FoundationXML
 #endif
 import Foundation
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 @Suite(.tags(.unit), .leakChecked)

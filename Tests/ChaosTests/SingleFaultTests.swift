@@ -3,7 +3,7 @@ import Foundation
 import Governor
 import MockPeers
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 import ZeroMQ

@@ -2,7 +2,7 @@ import Foundation
 import Governor
 import ScheduleZeroWire
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 #if canImport(Glibc)
 import Glibc
 #endif

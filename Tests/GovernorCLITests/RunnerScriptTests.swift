@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,7 +65,7 @@ struct regression_integration_RunnerScript {
         return ["PATH": dir.file("bin") + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
     }
 
-    func runner(_ args: [String], _ env: [String: String]) async throws -> (TestSupport.ExitStatus, [String], String) {
+    func runner(_ args: [String], _ env: [String: String]) async throws -> (ScheduleZeroTesting.ExitStatus, [String], String) {
         let p = try TestProcess("/bin/bash", [Self.runTests] + args, environment: env)
         defer { p.stop() }
         let status = try await p.waitExit(timeout: .seconds(60))

@@ -2,7 +2,7 @@ import Foundation
 import Governor
 import ScheduleZeroWire
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 
 /// `szgovernor down` and `status` name the processes that ignored SIGTERM and were killed at their stop timeout.
 @Suite(.tags(.integration, .governor), .leakChecked)

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 @testable import Governor
 #if canImport(Glibc)
 import Glibc

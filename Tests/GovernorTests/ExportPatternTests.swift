@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 @testable import Governor
 
 /// How `szgovernor export` turns each replica's expanded values back into one template (docs/ARCHITECTURE.md,

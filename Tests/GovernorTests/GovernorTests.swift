@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 @testable import Governor
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,6 @@
 import ScheduleZeroWire
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 @testable import Governor
 
 @Suite(.tags(.unit, .governor), .leakChecked)

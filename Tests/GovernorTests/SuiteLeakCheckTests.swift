@@ -1,7 +1,7 @@
 import Foundation
 import Governor
 import Testing
-import TestSupport
+import ScheduleZeroTesting
 #if canImport(Glibc)
 import Glibc
 #endif

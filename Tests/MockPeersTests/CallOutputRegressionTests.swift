@@ -1,4 +1,4 @@
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 /// `runCall` returned stdout as soon as `szmock call` had been reaped, while its reader thread could still

@@ -1,7 +1,7 @@
 import Foundation
 import MockPeers
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 import ZeroMQ

@@ -1,7 +1,7 @@
 import Foundation
 import MockPeers
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 import ZeroMQ
@@ -61,12 +61,10 @@ func startSzmock(_ args: [String], environment: [String: String] = [:]) throws -
 
 /// Runs `szmock call ...` to its end and returns its exit status and stdout.
 /// The child being reaped is not its output being read: the reader thread may still hold the last line
-/// (`regression_integration_zmq_SzmockCallOutput`), so this waits for both pipes to close as well.
-func runCall(_ args: [String], timeout: Duration = .seconds(20)) async throws -> (TestSupport.ExitStatus, [String]) {
-    let p = try TestProcess(szmock, ["call"] + args)
-    let status = try await p.waitExit(timeout: timeout)
-    try await waitUntil("szmock call output complete", timeout: .seconds(5)) { p.outputClosed }
-    return (status, p.lines)
+/// (`regression_integration_zmq_SzmockCallOutput`), so this waits for both pipes to close as well (`TestProcess.run`).
+func runCall(_ args: [String], timeout: Duration = .seconds(20)) async throws -> (ScheduleZeroTesting.ExitStatus, [String]) {
+    let r = try await TestProcess.run(szmock, ["call"] + args, timeout: timeout)
+    return (r.status, r.lines)
 }
 
 extension Dictionary where Key == String, Value == JSONValue {

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZeroMQ
 

@@ -1,6 +1,6 @@
 import Foundation
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 import ZeroMQ

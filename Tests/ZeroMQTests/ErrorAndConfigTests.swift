@@ -1,5 +1,5 @@
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZMQClient
 import ZeroMQ

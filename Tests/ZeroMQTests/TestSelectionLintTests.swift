@@ -1,5 +1,5 @@
 import Foundation
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 /// Selection that cannot lie: every suite and test name spells exactly its tags, every test has a category,

@@ -1,5 +1,5 @@
 import ScheduleZeroWire
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 
 @Suite(.tags(.unit, .zmq), .leakChecked)

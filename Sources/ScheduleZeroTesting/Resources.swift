@@ -135,7 +135,9 @@ public let pyzmqAvailable: Bool = {
         && FileManager.default.fileExists(atPath: "/usr/lib/python3/dist-packages/zmq")
 }()
 
-/// A file of the package's `Fixtures/` folder.
+/// A file of the harness's own `Fixtures/` folder (its deployments, experiments and pyzmq peers), found from
+/// this source file's place in the harness's checkout. A dependent package finds its own files from its
+/// tests' `#filePath` (as Examples/pyservice does).
 public func fixturePath(_ relative: String) -> String {
     URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures").appendingPathComponent(relative).path

@@ -228,7 +228,54 @@ public func builtProductsDirectory() -> String {
     return URL(fileURLWithPath: exe).deletingLastPathComponent().path
 }
 
-/// The path of a built executable of this package (e.g. `szmock`), next to the test bundle.
+/// The path of a built executable of this package (`szgovernor`, `szchaos`, `szmock`): in `SZ_BIN_DIR` when
+/// that is set, else next to the test bundle. SwiftPM builds an executable there when the test target
+/// depends on it: this package's test targets list them; a package depending on this one lists the
+/// products (`.product(name: "szgovernor", package: ...)`, see docs/TESTING.md, "The test kit").
 public func builtExecutable(_ name: String) -> String {
-    builtProductsDirectory() + "/" + name
+    if let dir = ProcessInfo.processInfo.environment["SZ_BIN_DIR"], !dir.isEmpty { return dir + "/" + name }
+    return builtProductsDirectory() + "/" + name
+}
+
+/// A process run to its end (`TestProcess.run`): how it ended and everything it printed.
+public struct FinishedProcess: Sendable, CustomStringConvertible {
+    public var status: ExitStatus
+    /// stdout, line by line.
+    public var lines: [String]
+    public var stderr: String
+
+    public init(status: ExitStatus, lines: [String], stderr: String) {
+        self.status = status
+        self.lines = lines
+        self.stderr = stderr
+    }
+
+    /// stdout as one text.
+    public var stdout: String { lines.joined(separator: "\n") }
+    /// The same (the name the szchaos tests use).
+    public var text: String { stdout }
+    /// The exit code, nil when a signal ended it.
+    public var code: Int32? { if case .exited(let c) = status { c } else { nil } }
+    /// It exited 0.
+    public var ok: Bool { status == .exited(0) }
+    /// The `--json` document: stdout parsed as one JSON object, else its last line that is one.
+    public var json: [String: JSONValue]? {
+        if let o = (try? JSON.parse(Array(stdout.utf8)))?.objectValue { return o }
+        return record
+    }
+    /// The last stdout line that is a JSON object.
+    public var record: [String: JSONValue]? { lines.reversed().lazy.compactMap { (try? JSON.parse($0))?.objectValue }.first }
+    public var description: String { "\(status); stdout: \(stdout); stderr: \(stderr)" }
+}
+
+extension TestProcess {
+    /// Runs `executable ARGS` (environment added to the test process's own) to its end within `timeout`,
+    /// and its output to its end (`waitExit`); the process group is killed if the deadline passes.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                           timeout: Duration = .seconds(30)) async throws -> FinishedProcess {
+        let p = try TestProcess(executable, arguments, environment: environment)
+        defer { p.stop() }
+        let status = try await p.waitExit(timeout: timeout)
+        return FinishedProcess(status: status, lines: p.lines, stderr: p.stderrText)
+    }
 }

@@ -5,7 +5,7 @@ import ZeroMQ
 /// ZeroMQ context, a client thread, a socket / pidfd / eventfd descriptor opened during the run, or a governor
 /// cgroup (`szgovernor/<id>`) made for a deployment folder inside one of the run's temporary folders.
 ///
-/// Installed on first use of any TestSupport resource; checked in an `atexit` handler, after every test has
+/// Installed on first use of any ScheduleZeroTesting resource; checked in an `atexit` handler, after every test has
 /// finished, so parallel tests cannot blur the count. A leak prints what leaked and makes the exit status 1.
 public enum LeakGuard {
     private static let state = GuardState()
