@@ -73,7 +73,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ZeroMQ", "ScheduleZeroWire", "Governor"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport"]),
         // `szmock` so `swift test` builds it: the liveness tests govern a real szmock handler.
-        .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "TestSupport", "szmock"]),
+        .testTarget(name: "GovernorTests", dependencies: ["Governor", "GovernorHTTP", "ScheduleZeroWire", "TestSupport", "szmock"]),
         // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.
         .testTarget(name: "ChaosTests", dependencies: [
             "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "TestSupport", "Governor", "MockPeers", "Interposer", "szmock", "szchaos",
