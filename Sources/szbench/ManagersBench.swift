@@ -29,7 +29,7 @@ struct ManagersBench: ParsableCommand {
     @Option(help: "SIGKILLs of szgovernor's handlers (and of the floor) for restart figures.") var kills = 20
     @Option(help: "SIGKILLs under supervisord and circusd (each costs about 1 s and 3 s).") var slowKills = 5
     @Option(help: "Floor start/stop rounds (medians are reported).") var rounds = 3
-    @Option(help: "Managers to run, comma-separated.") var managers = "supervisord,circusd,szgovernor"
+    @Option(help: "Managers to run, comma-separated (none: only the scale figures).") var managers = "supervisord,circusd,szgovernor"
     @Option(help: "The szmock executable (default: next to szbench, or $SZMOCK).") var szmock: String?
     @Option(help: "The szgovernor executable (default: next to szbench).") var szgovernor: String?
     @Option(help: "Virtual environment with supervisor and circus (default: <package>/.build/bench-venv; made if missing).")
@@ -64,7 +64,7 @@ struct ManagersBench: ParsableCommand {
         defer { print("\nloadavg at the end: \(load())") }
         print("  szmock \(mock)\n  szgovernor \(governor)")
 
-        let wanted = managers.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        let wanted = managers.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { $0 != "none" }
         var python: String?
         if wanted.contains(where: { $0 != "szgovernor" }) {
             let venvDir = venv ?? ((BuildVariables.variables()["PACKAGE_DIR"]).map { $0 + "/.build/bench-venv" } ?? dir + "/venv")
@@ -99,7 +99,7 @@ struct ManagersBench: ParsableCommand {
         printComparison(results, idle: idleWindow, wake: wakeWindow)
 
         // Scale: szgovernor only.
-        print("\nszgovernor at scale (threads and RSS of the governor; status over one kept control connection, median of 9):")
+        print("\nszgovernor at scale (threads and RSS of the governor; status over one kept control connection, raw frames, median of 9):")
         var scaleFigures: [(Int, ScaleFigures)] = []
         for n in scaleCounts {
             let sub = dir + "/scale-\(n)"
@@ -110,7 +110,7 @@ struct ManagersBench: ParsableCommand {
                 scaleFigures.append((n, f))
                 Measure.row("\(n) handlers: threads / RSS", "\(f.threads)", "RSS \(Measure.fmt(f.rssMiB, 1)) MiB; start -> all ping \(Measure.fmt(f.startMs, 0)) ms")
                 Measure.row("\(n) handlers: status", "\(Measure.fmt(f.statusMs, 2)) ms",
-                            "\(Measure.fmt(f.statusUsPerProcess, 1)) us/process (ping \(Measure.fmt(f.pingMs, 3)) ms); down \(Measure.fmt(f.downMs, 1)) ms")
+                            "\(Measure.fmt(f.statusUsPerProcess, 1)) us/process, \(Measure.fmt(f.statusOverPingUsPerProcess, 1)) over a ping (\(Measure.fmt(f.pingMs, 3)) ms); \(Measure.fmt(f.replyKiB, 0)) KiB; down \(Measure.fmt(f.downMs, 1)) ms")
             } catch {
                 print("  \(n) handlers: FAILED: \(error)")
             }
@@ -210,6 +210,8 @@ struct ScaleFigures {
     var statusMs = 0.0
     var statusUsPerProcess = 0.0
     var pingMs = 0.0
+    var statusOverPingUsPerProcess = 0.0
+    var replyKiB = 0.0
     var downMs = 0.0
 }
 
@@ -377,22 +379,29 @@ struct ManagerRun {
         f.rssMiB = Double(st?.residentKiB ?? 0) / 1024
         let client = try SyncClient(endpoint: controlEndpoint, configuration: ClientConfiguration(timeout: .seconds(10), attempts: 1))
         defer { client.terminate() }
+        // Raw frames (no decoding here): the time is the governor's and the transport's, not this client's parse.
+        let ping = Request(method: "ping", params: [:]).encoded(), status = Request(method: "status", params: [:]).encoded()
         var pings: [Double] = [], statuses: [Double] = []
         for _ in 0..<9 {
             let t0 = ContinuousClock.now
-            _ = try client.ping()
+            _ = try client.exchange(ping, method: "ping")
             pings.append((ContinuousClock.now - t0).ms)
         }
+        var replyBytes = 0
         for _ in 0..<9 {
             let t0 = ContinuousClock.now
-            let reply = try client.call("status")
+            let bytes = try client.exchange(status, method: "status")
             statuses.append((ContinuousClock.now - t0).ms)
-            let n = reply["processes"]?.arrayValue?.count ?? 0
-            guard n == count else { throw ValidationError("status listed \(n) processes, not \(count)") }
+            replyBytes = bytes.count
         }
+        let reply = try Reply.decode(try client.exchange(status, method: "status"))
+        let n = reply["processes"]?.arrayValue?.count ?? 0
+        guard n == count else { throw ValidationError("status listed \(n) processes, not \(count)") }
         f.pingMs = Measure.median(pings)
         f.statusMs = Measure.median(statuses)
         f.statusUsPerProcess = f.statusMs * 1000 / Double(count)
+        f.statusOverPingUsPerProcess = (f.statusMs - f.pingMs) * 1000 / Double(count)
+        f.replyKiB = Double(replyBytes) / 1024
         let children = ProcUsage.children(of: pid)
         let t1 = ContinuousClock.now
         _ = try client.call("down")
