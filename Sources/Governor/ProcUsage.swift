@@ -65,15 +65,15 @@ public enum ProcUsage {
         }
     }
 
-    /// Voluntary and involuntary context switches summed over every live thread of `pid`.
-    public static func contextSwitches(of pid: pid_t) -> (voluntary: UInt64, involuntary: UInt64) {
-        var v: UInt64 = 0, n: UInt64 = 0
+    /// Voluntary and involuntary context switches of every live thread of `pid`, by thread id (the kernel
+    /// counts per thread; a thread's counts go when it ends, so compare windows thread by thread).
+    public static func contextSwitchesByThread(of pid: pid_t) -> [pid_t: (voluntary: UInt64, involuntary: UInt64)] {
+        var out: [pid_t: (voluntary: UInt64, involuntary: UInt64)] = [:]
         for tid in tasks(of: pid) {
             guard let s = ProcTaskStatus.read("/proc/\(pid)/task/\(tid)/status") else { continue }
-            v += s.voluntarySwitches
-            n += s.involuntarySwitches
+            out[tid] = (s.voluntarySwitches, s.involuntarySwitches)
         }
-        return (v, n)
+        return out
     }
 
     /// CPU time (user + system, every thread, dead ones included) of `pid` in nanoseconds, from its CPU clock.

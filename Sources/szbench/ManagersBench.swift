@@ -337,8 +337,9 @@ struct ManagerRun {
         let window = idle.seconds
         f.idleCpuMs = Double(s2.cpuNs &- s0.cpuNs) / 1e6
         f.childrenIdleCpuMs = Double(s2.childrenCpuNs &- s0.childrenCpuNs) / 1e6
-        f.switchesPerSecond = Double((s2.voluntary + s2.involuntary) &- (s0.voluntary + s0.involuntary)) / window
-        f.wakeUps = s1.voluntary &- s0.voluntary
+        let idleSwitches = s2.switches(since: s0)
+        f.switchesPerSecond = Double(idleSwitches.voluntary + idleSwitches.involuntary) / window
+        f.wakeUps = s1.switches(since: s0).voluntary
         let status = ProcTaskStatus.read("/proc/\(pid)/status")
         f.rssMiB = Double(status?.residentKiB ?? 0) / 1024
         f.threads = status?.threads ?? 0
@@ -458,14 +459,27 @@ struct NewChildWatch {
     }
 }
 
-/// The manager's and its children's counters at one moment.
+/// The manager's and its children's counters at one moment; context switches per thread, so a thread that
+/// ends inside a window takes only its own counts out (it is not seen after it ends), not the others'.
 struct Sample {
-    var cpuNs: UInt64 = 0, childrenCpuNs: UInt64 = 0, voluntary: UInt64 = 0, involuntary: UInt64 = 0
+    var cpuNs: UInt64 = 0, childrenCpuNs: UInt64 = 0
+    var switches: [pid_t: (voluntary: UInt64, involuntary: UInt64)] = [:]
 
     init(_ pid: pid_t, _ children: [pid_t]) {
-        (voluntary, involuntary) = ProcUsage.contextSwitches(of: pid)
+        switches = ProcUsage.contextSwitchesByThread(of: pid)
         cpuNs = ProcUsage.cpuNanoseconds(of: pid) ?? 0
         childrenCpuNs = children.reduce(0) { $0 + (ProcUsage.cpuNanoseconds(of: $1) ?? 0) }
+    }
+
+    /// Switches made since `earlier` by the threads alive now (a thread born in between: all of its own).
+    func switches(since earlier: Sample) -> (voluntary: UInt64, involuntary: UInt64) {
+        var v: UInt64 = 0, n: UInt64 = 0
+        for (tid, now) in switches {
+            let before = earlier.switches[tid] ?? (0, 0)
+            v += now.voluntary >= before.voluntary ? now.voluntary - before.voluntary : now.voluntary
+            n += now.involuntary >= before.involuntary ? now.involuntary - before.involuntary : now.involuntary
+        }
+        return (v, n)
     }
 }
 

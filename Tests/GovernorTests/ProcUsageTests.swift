@@ -45,5 +45,7 @@ struct unit_governor_ProcUsage {
         #expect(s.threads >= 1)
         #expect(ProcUsage.tasks(of: getpid()).count >= 1)
         #expect(try #require(ProcUsage.cpuNanoseconds(of: getpid())) > 0)
+        let switches = ProcUsage.contextSwitchesByThread(of: getpid())
+        #expect(Set(switches.keys).contains(getpid()), "the main thread's id is the PID")
     }
 }
