@@ -79,7 +79,7 @@ let package = Package(
         .target(name: "ScheduleZeroTesting", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting"]),
         // `szmock` so `swift test` builds it: the liveness tests govern a real szmock handler.
-        .testTarget(name: "GovernorTests", dependencies: ["Governor", "ScheduleZeroWire", "ScheduleZeroTesting", "szmock"]),
+        .testTarget(name: "GovernorTests", dependencies: ["Governor", "GovernorHTTP", "ScheduleZeroWire", "ScheduleZeroTesting", "szmock"]),
         // `szmock` and `szchaos` as dependencies so `swift test` builds them: the tests run them as real processes.
         .testTarget(name: "ChaosTests", dependencies: [
             "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting", "Governor", "MockPeers", "Interposer", "szmock", "szchaos",

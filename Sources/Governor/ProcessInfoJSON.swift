@@ -13,7 +13,7 @@ extension ManagedProcessInfo {
         o["endpoint"] = endpoint.map { .string($0) } ?? .null
         o["exit_code"] = exitCode.map { .int(Int64($0)) } ?? .null
         o["exit_signal"] = exitSignal.map { .int(Int64($0)) } ?? .null
-        o["start_time"] = startTime.map { .string(ISO8601DateFormatter().string(from: $0)) } ?? .null
+        o["start_time"] = startTime.map { .string(RFC3339.string(from: $0)) } ?? .null
         if let link { o["link"] = link.json }
         if let n = livenessFailures { o["liveness_failures"] = .int(Int64(n)) }
         return .object(o)

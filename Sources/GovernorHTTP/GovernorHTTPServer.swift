@@ -4,12 +4,14 @@
 //   GET /metrics  -> Prometheus text exposition: per process up / restarts / status, restart and ready
 //                    latency summaries, governor totals
 // FlyingFox serves HTTP (its epoll wait runs on a Dispatch queue of its own, not on the cooperative pool);
-// swift-prometheus writes the exposition format from a registry rebuilt for each scrape, so the figures
-// are a snapshot of `metrics()` with no state kept twice.
+// swift-prometheus writes the exposition format from one registry kept for the server's life: each scrape
+// sets its gauges from a snapshot of `metrics()` (gauges are made for a process the first time it is seen
+// and dropped when it is gone), so a scrape allocates no gauges and no label sets, only its output.
 import Foundation
 import FlyingFox
 import Governor
 import Prometheus
+import Synchronization
 
 public final class GovernorHTTPServer: Sendable {
     private let server: HTTPServer
@@ -19,6 +21,7 @@ public final class GovernorHTTPServer: Sendable {
     /// Starts listening; returns once the port is bound.
     public init(governor: ProcessGovernor, port: UInt16) async throws {
         let server = HTTPServer(address: try .inet(ip4: "127.0.0.1", port: port), timeout: 10)
+        let exposition = PrometheusExposition()
         await server.appendRoute("GET /healthz") { _ in
             let health = await governor.healthCheck()
             let healthy = !health.isEmpty && health.values.allSatisfy { $0 }
@@ -27,7 +30,7 @@ public final class GovernorHTTPServer: Sendable {
                                 headers: [.contentType: "application/json"], body: Data(body.utf8))
         }
         await server.appendRoute("GET /metrics") { _ in
-            let text = GovernorHTTPServer.prometheusText(await governor.metrics())
+            let text = exposition.text(await governor.metrics())
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                                 body: Data(text.utf8))
         }
@@ -60,32 +63,8 @@ public final class GovernorHTTPServer: Sendable {
         return "{\"deployment\":\"\(deployment)\",\"healthy\":\(healthy),\"services\":{\(services)}}"
     }
 
-    /// The Prometheus text of a metrics snapshot.
-    public static func prometheusText(_ m: GovernorMetrics) -> String {
-        let registry = PrometheusCollectorRegistry()
-        func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
-            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
-                .set(value)
-        }
-        let d = ("deployment", m.deployment)
-        gauge("szgovernor_running", "1 while the governor runs the deployment", [d], m.running ? 1 : 0)
-        gauge("szgovernor_services", "Managed processes", [d], Double(m.totalServices))
-        gauge("szgovernor_healthy_services", "Processes in status running", [d], Double(m.healthyServices))
-        gauge("szgovernor_restarts_total", "Restarts made by policy, all processes", [d], Double(m.totalRestarts))
-        for (name, info) in m.services.sorted(by: { $0.key < $1.key }) {
-            let labels = [d, ("process", name), ("role", info.role.rawValue)]
-            gauge("szgovernor_process_up", "1 when the process is running (ready)", labels, info.status == .running ? 1 : 0)
-            gauge("szgovernor_process_restarts", "Restarts made by policy", labels, Double(info.restartCount))
-            for status in ProcessStatus.allCases {
-                gauge("szgovernor_process_status", "1 for the process's current status", labels + [("status", status.rawValue)],
-                      info.status == status ? 1 : 0)
-            }
-        }
-        var text = registry.emitToString()
-        text += summary("szgovernor_restart_latency_ms", "Exit of a child -> spawn of its replacement, ms", m.restartLatencyMs, d)
-        text += summary("szgovernor_ready_latency_ms", "Exit of a child -> replacement ready, ms", m.readyLatencyMs, d)
-        return text
-    }
+    /// The Prometheus text of a metrics snapshot (a fresh exposition: tests and one-off callers).
+    public static func prometheusText(_ m: GovernorMetrics) -> String { PrometheusExposition().text(m) }
 
     /// A Prometheus summary (quantiles 0.5, 0.95, 1 and count) written in the exposition format:
     /// swift-prometheus 2.x has no summary type, only histograms.
@@ -96,5 +75,77 @@ public final class GovernorHTTPServer: Sendable {
         }
         out += "\(name)_count{\(d.0)=\"\(d.1)\"} \(s.count)\n"
         return out
+    }
+}
+
+/// The registry behind /metrics and the gauges of each process in it, kept between scrapes.
+public final class PrometheusExposition: Sendable {
+    private struct ProcessGauges {
+        var role: String
+        var up: Gauge
+        var restarts: Gauge
+        var status: [(ProcessStatus, Gauge)]
+        var all: [Gauge] { [up, restarts] + status.map(\.1) }
+    }
+
+    private struct State {
+        var deployment: String?
+        var totals: [Gauge] = []
+        var processes: [String: ProcessGauges] = [:]
+    }
+
+    private let registry = PrometheusCollectorRegistry()
+    private let state = Mutex(State())
+
+    public init() {}
+
+    private func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    /// Sets every gauge from `m` and writes the exposition text.
+    public func text(_ m: GovernorMetrics) -> String {
+        let d = ("deployment", m.deployment)
+        let text = state.withLock { s -> String in
+            if s.deployment != m.deployment {
+                for g in s.totals + s.processes.values.flatMap(\.all) { registry.unregisterGauge(g) }
+                s = State(deployment: m.deployment)
+                s.totals = [
+                    gauge("szgovernor_running", "1 while the governor runs the deployment", [d]),
+                    gauge("szgovernor_services", "Managed processes", [d]),
+                    gauge("szgovernor_healthy_services", "Processes in status running", [d]),
+                    gauge("szgovernor_restarts_total", "Restarts made by policy, all processes", [d]),
+                ]
+            }
+            for (g, v) in zip(s.totals, [m.running ? 1 : 0, m.totalServices, m.healthyServices, m.totalRestarts]) {
+                g.set(Double(v))
+            }
+            for (name, gauges) in s.processes where m.services[name]?.role.rawValue != gauges.role {
+                for g in gauges.all { registry.unregisterGauge(g) }
+                s.processes[name] = nil
+            }
+            for (name, info) in m.services {
+                let gauges = s.processes[name] ?? {
+                    let labels = [d, ("process", name), ("role", info.role.rawValue)]
+                    let made = ProcessGauges(
+                        role: info.role.rawValue,
+                        up: gauge("szgovernor_process_up", "1 when the process is running (ready)", labels),
+                        restarts: gauge("szgovernor_process_restarts", "Restarts made by policy", labels),
+                        status: ProcessStatus.allCases.map { status in
+                            (status, gauge("szgovernor_process_status", "1 for the process's current status",
+                                           labels + [("status", status.rawValue)]))
+                        })
+                    s.processes[name] = made
+                    return made
+                }()
+                gauges.up.set(info.status == .running ? 1.0 : 0.0)
+                gauges.restarts.set(Double(info.restartCount))
+                for (status, g) in gauges.status { g.set(info.status == status ? 1.0 : 0.0) }
+            }
+            return registry.emitToString()
+        }
+        return text
+            + GovernorHTTPServer.summary("szgovernor_restart_latency_ms", "Exit of a child -> spawn of its replacement, ms", m.restartLatencyMs, d)
+            + GovernorHTTPServer.summary("szgovernor_ready_latency_ms", "Exit of a child -> replacement ready, ms", m.readyLatencyMs, d)
     }
 }

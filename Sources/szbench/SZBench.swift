@@ -7,7 +7,7 @@ struct SZBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "szbench",
         abstract: "Measure the harness against raw libzmq and bare-process floors, in one run.",
-        subcommands: [ZMQBench.self, MockBench.self, GovernorBench.self, InterposerBench.self]
+        subcommands: [ZMQBench.self, MockBench.self, GovernorBench.self, InterposerBench.self, ManagersBench.self]
     )
 }
 
