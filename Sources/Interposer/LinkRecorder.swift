@@ -44,6 +44,8 @@ final class LinkRecorder {
     struct Exchange {
         var id: Int
         var method: String
+        /// `method` is one of `idempotent`.
+        var idempotent = false
         var hash: UInt64
         var size: Int
         var arrived: ContinuousClock.Instant
@@ -74,6 +76,9 @@ final class LinkRecorder {
     private var unconfirmed: [UInt64: (id: Int, at: ContinuousClock.Instant, running: Bool)] = [:]
     /// Methods whose repetition is no duplicate execution (the server pings a cached client before reuse).
     static let idempotent: Set<String> = ["ping"]
+    /// Method names seen, by the FNV-1a of their bytes: a request's method becomes a String once per name,
+    /// not once per request.
+    private var methods: [UInt64: (name: String, idempotent: Bool)] = [:]
 
     init(link: String, timeout: Duration, journalPath: String?) throws {
         self.link = link
@@ -83,12 +88,29 @@ final class LinkRecorder {
 
     // MARK: Requests
 
-    func request(_ body: [UInt8]) -> Int {
+    func request(_ body: [UInt8]) -> Int { body.withUnsafeBytes { request($0) } }
+
+    /// A request arrived: its method, hash and size are read from the bytes (in the received frame).
+    func request(_ body: UnsafeRawBufferPointer) -> Int {
         nextID += 1
         counters.requests += 1
-        let method = Self.method(of: body)
-        open[nextID] = Exchange(id: nextID, method: method, hash: Self.hash(body), size: body.count, arrived: clock.now)
+        let (method, idempotent) = methodName(body)
+        open[nextID] = Exchange(id: nextID, method: method, idempotent: idempotent, hash: Self.hash(body),
+                                size: body.count, arrived: clock.now)
         return nextID
+    }
+
+    /// `method(of:)` as a String made once per name.
+    private func methodName(_ body: UnsafeRawBufferPointer) -> (String, Bool) {
+        guard let r = Self.methodRange(body) else { return ("?", false) }
+        let bytes = UnsafeRawBufferPointer(rebasing: body[r])
+        let h = Self.hash(bytes)
+        if let known = methods[h], known.name.utf8.elementsEqual(bytes) { return known }
+        let name = String(decoding: bytes, as: UTF8.self)
+        let entry = (name, Self.idempotent.contains(name))
+        if methods.count >= 1024 { methods.removeAll(keepingCapacity: true) }
+        methods[h] = entry
+        return entry
     }
 
     func rewrote(_ id: Int, from: String, to: String) {
@@ -114,14 +136,14 @@ final class LinkRecorder {
         x.forwardedAt = now
         counters.forwarded += 1
         var duplicateOf: Int?
-        if !Self.idempotent.contains(x.method), let earlier = unconfirmed[x.hash] {
+        if !x.idempotent, let earlier = unconfirmed[x.hash] {
             if earlier.running {
                 pairs.append(Pair(earlier: earlier.id, retry: id))  // confirmed once both have answered
             } else {
                 duplicateOf = earlier.id
             }
         }
-        if !Self.idempotent.contains(x.method) { unconfirmed[x.hash] = (id, now, true) }
+        if !x.idempotent { unconfirmed[x.hash] = (id, now, true) }
         open[id] = x
         deadlines.append((id, now.advanced(by: timeout)))
         journal?.line { j in
@@ -245,25 +267,34 @@ final class LinkRecorder {
     /// The `method` of a JSON request body without decoding it (the value of the first `"method"` key);
     /// `?` when there is none (not JSON, garbage).
     static func method(of body: [UInt8]) -> String {
-        let key = Array(#""method""#.utf8)
-        guard body.count > key.count + 3 else { return "?" }
+        body.withUnsafeBytes { b in Self.methodRange(b).map { String(decoding: b[$0], as: UTF8.self) } ?? "?" }
+    }
+
+    /// Where `method(of:)` finds the method's bytes; nil for `?`.
+    static func methodRange(_ body: UnsafeRawBufferPointer) -> Range<Int>? {
+        let key = methodKey
+        guard body.count > key.count + 3 else { return nil }
         var i = 0
         let n = body.count
         outer: while i + key.count <= n {
             for k in 0..<key.count where body[i + k] != key[k] { i += 1; continue outer }
             var j = i + key.count
             while j < n, body[j] == 0x20 || body[j] == 0x3A || body[j] == 0x09 { j += 1 }  // spaces and the colon
-            guard j < n, body[j] == 0x22 else { return "?" }
+            guard j < n, body[j] == 0x22 else { return nil }
             let start = j + 1
             var end = start
             while end < n, body[end] != 0x22, end - start < 128 { end += 1 }
-            return String(decoding: body[start..<end], as: UTF8.self)
+            return start..<end
         }
-        return "?"
+        return nil
     }
 
+    private static let methodKey: [UInt8] = Array(#""method""#.utf8)
+
     /// FNV-1a of the body: equal requests (the server's retry resends the same bytes) hash equal.
-    static func hash(_ body: [UInt8]) -> UInt64 {
+    static func hash(_ body: [UInt8]) -> UInt64 { body.withUnsafeBytes { hash($0) } }
+
+    static func hash(_ body: UnsafeRawBufferPointer) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in body { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
@@ -301,7 +332,8 @@ final class JournalWriter {
         first = true
         field("t", Date().timeIntervalSince1970)
         body(self)
-        buffer.append(contentsOf: [UInt8(ascii: "}"), UInt8(ascii: "\n")])
+        buffer.append(UInt8(ascii: "}"))
+        buffer.append(UInt8(ascii: "\n"))
         if buffer.count >= 1 << 16 { flush() }
     }
 
@@ -310,7 +342,8 @@ final class JournalWriter {
         first = false
         buffer.append(UInt8(ascii: "\""))
         buffer.append(contentsOf: k.utf8)
-        buffer.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        buffer.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: ":"))
     }
 
     func field(_ k: String, _ v: String) {
