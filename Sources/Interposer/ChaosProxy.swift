@@ -348,8 +348,6 @@ private final class ProxyEngine: @unchecked Sendable {
     var faultsVersion: UInt64 = .max
     var faults = ProxyFaults.none
     var link = FaultSettings()
-    /// Forwarded since the last `publish()`, by direction (request, reply).
-    var forwardedRequests = 0, forwardedReplies = 0
 
     /// One message held on its way (a delay, a reorder, a duplicate), with frames of its own, the envelope
     /// of a request (read before its frames are given away), the exchange it belongs to and the fault that
@@ -413,10 +411,12 @@ private final class ProxyEngine: @unchecked Sendable {
             proxy.finished()
         }
         let maxWait = proxy.configuration.pollInterval
-        // The same sockets at every turn: one poll set, made once.
-        var items: [(socket: Socket, events: PollEvents)] = [(sockets.front, .pollIn), (sockets.back, .pollIn)]
-        if let c = sockets.control { items.append((c, .pollIn)) }
-        let poller = Poller(items)
+        // The same sockets at every turn: one poll set, made once. Two sockets, as `zmq_proxy` polls; the
+        // control socket by its ZMQ_FD (a change signal, no ZMQ_EVENTS query per poll for it), answered
+        // until its events show no request (`serveControlRequests`), and looked at once before the first poll.
+        let controlFD = sockets.control.flatMap { try? $0.fileDescriptor }
+        let poller = Poller([(sockets.front, .pollIn), (sockets.back, .pollIn)], fileDescriptors: controlFD.map { [$0] } ?? [])
+        var controlDue = sockets.control != nil
         while true {
             let turn = proxy.takeTurn()
             if turn.stopping { break }
@@ -427,15 +427,16 @@ private final class ProxyEngine: @unchecked Sendable {
             var wait = maxWait
             if let t = timers.peek { wait = min(wait, max(.zero, t.due - now)) }
             if !held.isEmpty { for h in held.values { wait = min(wait, max(.zero, h.deadline - now)) } }
+            if controlDue { wait = .zero }
             guard (try? poller.poll(timeout: wait)) != nil else {
                 if proxy.isStopping { break }
                 continue
             }
             let front = poller.events(0).contains(.pollIn), back = poller.events(1).contains(.pollIn)
-            let control = poller.count > 2 && poller.events(2).contains(.pollIn)
+            let control = controlDue || (poller.count > 2 && poller.events(2).contains(.pollIn))
             if front { drain(sockets.front, .request) }
             if back { drain(sockets.back, .reply) }
-            if control { serveControl() }
+            if control { controlDue = serveControlRequests() }
             if !(front || back || control) || clock.now - lastFlush > .milliseconds(100) {
                 recorder.flush()
                 lastFlush = clock.now
@@ -444,18 +445,10 @@ private final class ProxyEngine: @unchecked Sendable {
         }
     }
 
-    /// Copies what the proxy thread counted into the shared state: the link's counters and the messages
-    /// forwarded since the last time. `linkCounters` and `stats` are exact once a batch is handled.
+    /// Copies the link's counters into the shared state: `linkCounters` is exact once a batch is handled.
     private func publish() {
         let counters = recorder.counters
-        let (requests, replies) = (forwardedRequests, forwardedReplies)
-        forwardedRequests = 0
-        forwardedReplies = 0
-        proxy.record { s in
-            s.link = counters
-            if requests > 0 { s.stats.forwarded[.request, default: 0] += requests }
-            if replies > 0 { s.stats.forwarded[.reply, default: 0] += replies }
-        }
+        proxy.record { $0.link = counters }
     }
 
     private func drain(_ socket: Socket, _ direction: MessageDirection) {
@@ -543,10 +536,16 @@ private final class ProxyEngine: @unchecked Sendable {
         }
         var d = decider.decide(direction, bodySize: body.count, faults: faults)
         if owed.dropsReply && !d.blackholed { d = ProxyDecision(direction: d.direction, index: d.index, dropped: true) }
+        let decision = d  // as logged: the proxy's faults only (a link delay is not one of its decisions)
+        if linkDelayMs > 0 { d.delayMs = (d.delayMs ?? 0) + linkDelayMs }
+        // The plain case goes straight from the received frames, no copy, and is counted forwarded here, in
+        // the message's one lock, before the send (a send that fails takes it back).
+        let plain = !d.blackholed && !d.dropped && !d.duplicated && !d.held && (d.delayMs ?? 0) <= 0
+            && (held.isEmpty || held[direction] == nil)
         let limit = decisionLogLimit
-        let decision = d
         proxy.record { s in
             s.stats.received[direction, default: 0] += 1
+            if plain { s.stats.forwarded[direction, default: 0] += 1 }
             if s.decisions[direction, default: []].count < limit { s.decisions[direction, default: []].append(decision) }
             if decision.blackholed { s.stats.blackholed += 1 }
             if decision.dropped { s.stats.dropped += 1 }
@@ -566,13 +565,12 @@ private final class ProxyEngine: @unchecked Sendable {
             bytes[at] ^= 0xFF
             body.set(bytes)
         }
-        if linkDelayMs > 0 { d.delayMs = (d.delayMs ?? 0) + linkDelayMs }
         let fault = linkFault ?? Self.label(d)
         // A request's envelope is read now: once sent, its frames are libzmq's.
         let envelope = direction == .request ? EnvelopeKey(inbound[0..<last]) : nil
-        if !d.duplicated, !d.held, (d.delayMs ?? 0) <= 0, held.isEmpty || held[direction] == nil {
-            // The plain case: straight from the received frames, no copy.
-            send(inbound[0..<n], envelope, exchange: exchange, fault: fault, d.direction, duplicateCopy: false, dropsReply: d.dropsReply)
+        if plain {
+            send(inbound[0..<n], envelope, exchange: exchange, fault: fault, d.direction, duplicateCopy: false,
+                 dropsReply: d.dropsReply, counted: true)
             return
         }
         let message = Outgoing(frames: (0..<n).map { i in
@@ -634,12 +632,13 @@ private final class ProxyEngine: @unchecked Sendable {
 
     private func send(_ message: Outgoing, _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool) {
         send(message.frames[...], message.envelope, exchange: message.exchange, fault: message.fault, direction,
-             duplicateCopy: duplicateCopy, dropsReply: dropsReply)
+             duplicateCopy: duplicateCopy, dropsReply: dropsReply, counted: false)
     }
 
     /// Sends the frames (given to libzmq, empty afterwards); `envelope` is a request's, read before.
+    /// `counted`: `stats.forwarded` counted it already (the plain case), to be taken back if the send fails.
     private func send(_ frames: ArraySlice<Message>, _ envelope: EnvelopeKey?, exchange: Int?, fault: String?,
-                      _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool) {
+                      _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool, counted: Bool) {
         let socket = direction == .request ? sockets.back : sockets.front
         do {
             try socket.send(multipart: frames, flags: .dontWait)
@@ -654,14 +653,16 @@ private final class ProxyEngine: @unchecked Sendable {
                 }
                 if expected.count > 100_000 { expected.removeAll() }  // clients that never got replies
                 if !duplicateCopy, let x = exchange { recorder.forwarded(x, fault: fault) }
-                forwardedRequests += 1
-            } else {
-                if let x = exchange { recorder.replied(x, delivered: true, fault: fault) }
-                forwardedReplies += 1
+            } else if let x = exchange {
+                recorder.replied(x, delivered: true, fault: fault)
             }
+            if !counted { proxy.record { $0.stats.forwarded[direction, default: 0] += 1 } }
         } catch {
             for f in frames { f.reset() }  // what was not sent is dropped
-            proxy.record { $0.stats.sendFailures += 1 }
+            proxy.record { s in
+                s.stats.sendFailures += 1
+                if counted { s.stats.forwarded[direction, default: 0] -= 1 }
+            }
             guard !duplicateCopy, let x = exchange else { return }
             if direction == .request {
                 recorder.notForwarded(x, fault: "send_failed")
@@ -687,10 +688,21 @@ private final class ProxyEngine: @unchecked Sendable {
             emit(h.message, h.decision)  // nobody came to swap with: it goes alone
             sent = true
         }
-        if sent { publish() }
+        if sent { publish() }  // a delayed request or reply moves the link's counters
     }
 
     // MARK: Control endpoint
+
+    /// Answers the control requests there are (at most 16; true when more may be waiting, for the next
+    /// turn): its ZMQ_FD fires again only once `events` has shown no request.
+    private func serveControlRequests() -> Bool {
+        guard let c = sockets.control else { return false }
+        for _ in 0..<16 {
+            guard (try? c.events)?.contains(.pollIn) == true else { return false }
+            serveControl()
+        }
+        return true
+    }
 
     private func serveControl() {
         guard let c = sockets.control, let message = try? c.receiveMessage(flags: .dontWait) else { return }

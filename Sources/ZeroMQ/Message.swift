@@ -164,18 +164,25 @@ extension Socket {
 /// A poll set made once and polled many times without allocating: `zmq_poll` on `zmq_pollitem_t`s kept
 /// between calls, each socket's guard held during the wait (as every call on a socket does). Belongs to one
 /// thread at a time, like its sockets.
+///
+/// It may also poll plain file descriptors, after the sockets: for instance a socket's own `ZMQ_FD`
+/// (`Socket.fileDescriptor`), which costs less per poll than the socket (no `ZMQ_EVENTS` query for it) but
+/// signals only a change: its owner must then read `events` and receive until no `.pollIn` is left.
 public final class Poller {
     private let sockets: [Socket]
     private let items: UnsafeMutablePointer<zmq_pollitem_t>
-    /// How many sockets it polls.
+    /// How many items it polls: the sockets, then the file descriptors.
     public let count: Int
 
-    public init(_ items: [(socket: Socket, events: PollEvents)]) {
+    public init(_ items: [(socket: Socket, events: PollEvents)], fileDescriptors: [Int32] = []) {
         sockets = items.map(\.socket)
-        count = items.count
-        self.items = .allocate(capacity: max(1, items.count))
+        count = items.count + fileDescriptors.count
+        self.items = .allocate(capacity: max(1, count))
         for (i, it) in items.enumerated() {
             self.items.advanced(by: i).initialize(to: zmq_pollitem_t(socket: nil, fd: 0, events: Int16(it.events.rawValue), revents: 0))
+        }
+        for (i, fd) in fileDescriptors.enumerated() {
+            self.items.advanced(by: items.count + i).initialize(to: zmq_pollitem_t(socket: nil, fd: fd, events: Int16(ZMQ_POLLIN), revents: 0))
         }
     }
 
@@ -190,11 +197,12 @@ public final class Poller {
     public func poll(timeout: Duration) throws -> Int {
         var held = 0
         defer { for i in 0..<held { sockets[i].core.release() } }
-        for i in 0..<count {
+        for i in 0..<sockets.count {
             items[i].socket = try sockets[i].core.acquire("zmq_poll")
             items[i].revents = 0
             held += 1
         }
+        for i in sockets.count..<count { items[i].revents = 0 }
         let deadline = ContinuousClock.now.advanced(by: timeout)
         var remaining = timeout.wholeMilliseconds
         var rc: Int32
@@ -210,7 +218,7 @@ public final class Poller {
         return Int(rc)
     }
 
-    /// The events socket `i` (in the order given) had at the last `poll`.
+    /// The events item `i` (in the order given, sockets first) had at the last `poll`.
     public func events(_ i: Int) -> PollEvents {
         precondition(i >= 0 && i < count, "poll item \(i) out of 0..<\(count)")
         return PollEvents(rawValue: Int32(items[i].revents))

@@ -117,6 +117,10 @@ extension Socket {
     /// `ZMQ_RCVMORE`: more frames of the current message are waiting.
     public var hasMoreFrames: Bool { get throws { try int32Option(ZMQ_RCVMORE) != 0 } }
 
+    /// `ZMQ_FD`: a file descriptor that becomes readable when the socket's state may have changed (edge, not
+    /// level: after it fires, read `events` and receive until no `.pollIn` is left). Valid while it is open.
+    public var fileDescriptor: Int32 { get throws { try int32Option(ZMQ_FD) } }
+
     /// `ZMQ_EVENTS` right now.
     public var events: PollEvents { get throws { PollEvents(rawValue: try int32Option(ZMQ_EVENTS)) } }
 }
