@@ -420,10 +420,9 @@ private final class ProxyEngine: @unchecked Sendable {
         while true {
             let turn = proxy.takeTurn()
             if turn.stopping { break }
-            var now = clock.now
-            if turn.release { now = now.advanced(by: .seconds(86_400 * 365)) }
-            fireDue(now)
-            recorder.tick()
+            let now = clock.now
+            fireDue(turn.release ? now.advanced(by: .seconds(86_400 * 365)) : now)
+            recorder.tick(now: now)
             var wait = maxWait
             if let t = timers.peek { wait = min(wait, max(.zero, t.due - now)) }
             if !held.isEmpty { for h in held.values { wait = min(wait, max(.zero, h.deadline - now)) } }
@@ -437,9 +436,9 @@ private final class ProxyEngine: @unchecked Sendable {
             if front { drain(sockets.front, .request) }
             if back { drain(sockets.back, .reply) }
             if control { controlDue = serveControlRequests() }
-            if !(front || back || control) || clock.now - lastFlush > .milliseconds(100) {
+            if !(front || back || control) || now - lastFlush > .milliseconds(100) {  // `now`: this turn's
                 recorder.flush()
-                lastFlush = clock.now
+                lastFlush = now
                 publish()
             }
         }
