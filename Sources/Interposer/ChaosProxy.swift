@@ -370,7 +370,7 @@ private final class ProxyEngine: @unchecked Sendable {
         var duplicateCopy: Bool
         var dropsReply: Bool
     }
-    var timers = TimerHeap<Timed>(less: { ($0.due, $0.order) < ($1.due, $1.order) })
+    var timers = TimerHeap<Timed>(less: { ($0.due, $0.order) < ($1.due, $1.order) }, due: \.due)
     var timerOrder = 0
     var held: [MessageDirection: (message: Outgoing, decision: ProxyDecision, deadline: ContinuousClock.Instant)] = [:]
     /// What a reply owes to the request it answers.
@@ -424,7 +424,7 @@ private final class ProxyEngine: @unchecked Sendable {
             fireDue(turn.release ? now.advanced(by: .seconds(86_400 * 365)) : now)
             recorder.tick(now: now)
             var wait = maxWait
-            if let t = timers.peek { wait = min(wait, max(.zero, t.due - now)) }
+            if let due = timers.nextDue { wait = min(wait, max(.zero, due - now)) }
             if !held.isEmpty { for h in held.values { wait = min(wait, max(.zero, h.deadline - now)) } }
             if controlDue { wait = .zero }
             guard (try? poller.poll(timeout: wait)) != nil else {
@@ -675,19 +675,22 @@ private final class ProxyEngine: @unchecked Sendable {
 
     private func fireDue(_ now: ContinuousClock.Instant) {
         var sent = false
-        while let t = timers.peek, t.due <= now {
-            _ = timers.pop()
+        while let due = timers.nextDue, due <= now, let t = timers.pop() {
             proxy.record { $0.holding -= 1 }
             send(t.message, t.direction, duplicateCopy: t.duplicateCopy, dropsReply: t.dropsReply)
             sent = true
         }
+        if !held.isEmpty { releaseHeld(due: now, &sent) }
+        if sent { publish() }  // a delayed request or reply moves the link's counters
+    }
+
+    private func releaseHeld(due now: ContinuousClock.Instant, _ sent: inout Bool) {
         for (dir, h) in held where h.deadline <= now {
             held[dir] = nil
             proxy.record { $0.holding -= 1 }
             emit(h.message, h.decision)  // nobody came to swap with: it goes alone
             sent = true
         }
-        if sent { publish() }  // a delayed request or reply moves the link's counters
     }
 
     // MARK: Control endpoint
@@ -782,11 +785,17 @@ extension ChaosProxy {
 struct TimerHeap<T> {
     private var items: [T] = []
     private let less: (T, T) -> Bool
+    private let due: (T) -> ContinuousClock.Instant
 
     var count: Int { items.count }
     var peek: T? { items.first }
+    /// When the first item is due, without copying it out (the proxy asks at every turn).
+    var nextDue: ContinuousClock.Instant? { items.isEmpty ? nil : due(items[0]) }
 
-    init(less: @escaping (T, T) -> Bool) { self.less = less }
+    init(less: @escaping (T, T) -> Bool, due: @escaping (T) -> ContinuousClock.Instant) {
+        self.less = less
+        self.due = due
+    }
 
     mutating func push(_ x: T) {
         items.append(x)
