@@ -41,9 +41,19 @@ public final class AddressRewriter: Sendable {
         return (Request(method: req.method, params: params).encoded(), from, to)
     }
 
+    /// `rewrite` for a body read in place (a received frame): an array only for a `register` request.
+    func rewrite(_ body: UnsafeRawBufferPointer) -> (body: [UInt8], from: String, to: String)? {
+        guard body.count < 1 << 20, Self.contains(body, Self.registerNeedle) else { return nil }
+        return rewrite(Array(body))
+    }
+
     static let registerNeedle = Array(#""register""#.utf8)
 
     static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        hay.withUnsafeBytes { contains($0, needle) }
+    }
+
+    static func contains(_ hay: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
         guard hay.count >= needle.count else { return false }
         var i = 0
         outer: while i + needle.count <= hay.count {

@@ -91,14 +91,18 @@ public final class ChaosProxy: @unchecked Sendable {
         var link = LinkCounters()
         var stats = ProxyStats()
         var decisions: [MessageDirection: [ProxyDecision]] = [:]
-        var stopping = false
         /// Messages held for delay or reorder right now.
         var holding = 0
-        /// Set by `releaseHeld()`; the proxy thread sends everything it holds on its next turn.
-        var releaseRequested = false
     }
 
     private let shared: Mutex<Shared>
+    /// Set by `stop()`; the proxy thread ends at its next turn.
+    private let stopFlag = Atomic<Bool>(false)
+    /// Set by `releaseHeld()`; the proxy thread sends everything it holds on its next turn.
+    private let releaseFlag = Atomic<Bool>(false)
+    /// Bumped (under the lock) by every change of `faults` or `linkFaults`: the proxy thread reads them again
+    /// only then, not per message.
+    private let faultsVersion = Atomic<UInt64>(0)
     private let context: Context
     private let done = DispatchSemaphore(value: 0)
     private let running = Atomic<Bool>(false)
@@ -162,13 +166,21 @@ public final class ChaosProxy: @unchecked Sendable {
     /// The faults in force.
     public var faults: ProxyFaults {
         get { shared.withLock { $0.faults } }
-        set { shared.withLock { $0.faults = newValue } }
+        set { changeFaults { $0.faults = newValue } }
+    }
+
+    /// Every change of the faults in force goes through here (see `faultsVersion`).
+    private func changeFaults<R: Sendable, E: Error>(_ body: (inout Shared) throws(E) -> R) throws(E) -> R {
+        try shared.withLock { (s: inout Shared) throws(E) -> R in
+            defer { faultsVersion.add(1, ordering: .releasing) }
+            return try body(&s)
+        }
     }
 
     /// Changes the faults in force atomically; returns the new settings.
     @discardableResult
     public func update(_ change: (inout ProxyFaults) throws -> Void) rethrows -> ProxyFaults {
-        try shared.withLock { s in
+        try changeFaults { s in
             try change(&s.faults)
             return s.faults
         }
@@ -176,7 +188,7 @@ public final class ChaosProxy: @unchecked Sendable {
 
     /// Turns every fault off, the link faults too.
     public func clear() {
-        shared.withLock { s in
+        changeFaults { s in
             s.faults = .none
             s.linkFaults = FaultSettings()
         }
@@ -185,7 +197,7 @@ public final class ChaosProxy: @unchecked Sendable {
     /// The link faults in force (the mock handler's `fault.set` vocabulary, on the link).
     public var linkFaults: FaultSettings {
         get { shared.withLock { $0.linkFaults } }
-        set { shared.withLock { $0.linkFaults = newValue } }
+        set { changeFaults { $0.linkFaults = newValue } }
     }
 
     /// The `fault.set` keys a link takes; a crash or `ignore_sigterm` is a process fault, not a link's.
@@ -200,7 +212,7 @@ public final class ChaosProxy: @unchecked Sendable {
                 ? "\(bad) is a process fault, not a link fault: use `szchaos kill` or `szchaos signal` on the process (link faults: \(Self.linkFaultKeys.sorted().joined(separator: ", ")))"
                 : "unknown fault \"\(bad)\" (link faults: \(Self.linkFaultKeys.sorted().joined(separator: ", ")))")
         }
-        return try shared.withLock { s throws(PeerError) in
+        return try changeFaults { s throws(PeerError) in
             try s.linkFaults.apply(params)
             return s.linkFaults
         }
@@ -211,7 +223,7 @@ public final class ChaosProxy: @unchecked Sendable {
 
     /// Sends every delayed or reorder-held message now (within one poll interval), as if its time had come.
     /// Ending a delay fault early does not otherwise shorten the holds already decided.
-    public func releaseHeld() { shared.withLock { $0.releaseRequested = true } }
+    public func releaseHeld() { releaseFlag.store(true, ordering: .releasing) }
 
     public var stats: ProxyStats { shared.withLock { $0.stats } }
 
@@ -223,23 +235,12 @@ public final class ChaosProxy: @unchecked Sendable {
     /// Messages held right now for a delay or a reorder.
     public var holding: Int { shared.withLock { $0.holding } }
 
-    func takeReleaseRequest() -> Bool {
-        shared.withLock { s in
-            defer { s.releaseRequested = false }
-            return s.releaseRequested
-        }
-    }
-
     public var isRunning: Bool { running.load(ordering: .acquiring) }
 
     /// Stops the thread (within about `pollInterval`), drops held messages and closes every socket.
     /// Idempotent.
     public func stop(timeout: Duration = .seconds(5)) {
-        let wasRunning = shared.withLock { s in
-            let r = !s.stopping
-            s.stopping = true
-            return r
-        }
+        let wasRunning = !stopFlag.exchange(true, ordering: .acquiringAndReleasing)
         if wasRunning {
             let ns = UInt64(max(0, timeout.seconds) * 1e9)
             _ = done.wait(timeout: .now() + .nanoseconds(Int(min(ns, UInt64(Int.max)))))
@@ -249,21 +250,25 @@ public final class ChaosProxy: @unchecked Sendable {
 
     // MARK: Used by the engine
 
-    fileprivate var isStopping: Bool { shared.withLock { $0.stopping } }
+    fileprivate var isStopping: Bool { stopFlag.load(ordering: .acquiring) }
 
-    /// `isStopping` and `takeReleaseRequest()` under one lock: the proxy thread's check at each turn.
+    /// The proxy thread's check at each turn, without a lock: stopping, and whether to release what it holds.
     fileprivate func takeTurn() -> (stopping: Bool, release: Bool) {
-        shared.withLock { s in
-            if s.stopping { return (true, false) }
-            defer { s.releaseRequested = false }
-            return (false, s.releaseRequested)
-        }
+        if stopFlag.load(ordering: .acquiring) { return (true, false) }
+        return (false, releaseFlag.load(ordering: .relaxed) && releaseFlag.exchange(false, ordering: .acquiringAndReleasing))
     }
 
-    /// `faults` and `linkFaults` under one lock.
-    fileprivate var allFaults: (faults: ProxyFaults, link: FaultSettings) { shared.withLock { ($0.faults, $0.linkFaults) } }
+    /// `faults` and `linkFaults` under one lock, when they changed since `version` (the proxy thread's copy).
+    fileprivate func faultsIfChanged(since version: UInt64) -> (version: UInt64, faults: ProxyFaults, link: FaultSettings)? {
+        let v = faultsVersion.load(ordering: .acquiring)
+        guard v != version else { return nil }
+        return shared.withLock { (v, $0.faults, $0.linkFaults) }
+    }
 
     fileprivate func record(_ body: (inout Shared) -> Void) { shared.withLock { body(&$0) } }
+
+    /// `record` for a change of the link faults (a `swallow_next` or `drop_next` used up).
+    fileprivate func recordFaultChange(_ body: (inout Shared) -> Void) { changeFaults { body(&$0) } }
 
     fileprivate func finished() {
         running.store(false, ordering: .releasing)
@@ -283,8 +288,48 @@ final class ProxySockets: @unchecked Sendable {
     }
 }
 
+/// The envelope of a message (every frame before the body: the client's routing id and the delimiter), as a
+/// key without an allocation for the usual few bytes: each frame's length (one byte, or 255 and eight) then
+/// its bytes, the first 24 of that in three words, the rest (a long envelope) in an array.
+struct EnvelopeKey: Hashable {
+    private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0
+    private var count = 0
+    private var spill: [UInt8]?
+
+    init(_ frames: ArraySlice<Message>) {
+        for f in frames {
+            let n = f.count
+            if n < 255 {
+                put(UInt8(n))
+            } else {
+                put(255)
+                for k in 0..<8 { put(UInt8(truncatingIfNeeded: UInt64(n) >> (8 * UInt64(k)))) }
+            }
+            for b in f.data { put(b) }
+        }
+    }
+
+    private mutating func put(_ b: UInt8) {
+        let shift = UInt64(count % 8) * 8
+        switch count / 8 {
+        case 0: w0 |= UInt64(b) << shift
+        case 1: w1 |= UInt64(b) << shift
+        case 2: w2 |= UInt64(b) << shift
+        default:
+            if spill == nil { spill = [] }
+            spill!.append(b)
+        }
+        count += 1
+    }
+}
+
 /// The proxy thread's state: sockets, the timer heap of delayed messages, messages held for a reorder,
 /// which replies belong to duplicated requests, and the link's record of every exchange.
+///
+/// The forward path moves frames as `zmq_proxy` does: each message is received into the same reused
+/// `Message`s (`inbound`) and sent from them (`zmq_msg_send` gives the content to libzmq), read in place for
+/// the link's bookkeeping (method, hash, size, envelope); only a message a fault changes, holds or doubles
+/// gets frames of its own.
 private final class ProxyEngine: @unchecked Sendable {
     unowned let proxy: ChaosProxy
     let sockets: ProxySockets
@@ -297,12 +342,24 @@ private final class ProxyEngine: @unchecked Sendable {
     /// From the configuration, read once (not copied out of it per message).
     let rewriter: AddressRewriter?
     let decisionLogLimit: Int
+    /// The frames of the message being handled, reused message after message.
+    var inbound: [Message] = []
+    /// The proxy's faults as of `faultsVersion` (read again when they change).
+    var faultsVersion: UInt64 = .max
+    var faults = ProxyFaults.none
+    var link = FaultSettings()
 
-    /// One message on its way, with the exchange it belongs to and the fault that touched it (for the journal).
+    /// One message held on its way (a delay, a reorder, a duplicate), with frames of its own, the envelope
+    /// of a request (read before its frames are given away), the exchange it belongs to and the fault that
+    /// touched it (for the journal).
     struct Outgoing {
-        var frames: [[UInt8]]
+        var frames: [Message]
+        var envelope: EnvelopeKey?
         var exchange: Int?
         var fault: String?
+
+        /// The same message for another send (frames shared, `zmq_msg_copy`).
+        func copy() -> Outgoing { Outgoing(frames: frames.map { $0.copy() }, envelope: envelope, exchange: exchange, fault: fault) }
     }
 
     struct Timed {
@@ -313,7 +370,7 @@ private final class ProxyEngine: @unchecked Sendable {
         var duplicateCopy: Bool
         var dropsReply: Bool
     }
-    var timers = TimerHeap<Timed>(less: { ($0.due, $0.order) < ($1.due, $1.order) })
+    var timers = TimerHeap<Timed>(less: { ($0.due, $0.order) < ($1.due, $1.order) }, due: \.due)
     var timerOrder = 0
     var held: [MessageDirection: (message: Outgoing, decision: ProxyDecision, deadline: ContinuousClock.Instant)] = [:]
     /// What a reply owes to the request it answers.
@@ -325,8 +382,14 @@ private final class ProxyEngine: @unchecked Sendable {
         /// The link's exchange.
         var exchange: Int?
     }
+    /// The requests of one client envelope sent upstream, in order; the first inline (one at a time is the
+    /// REQ/REP rule: no array for it).
+    struct PendingQueue {
+        var first: Pending
+        var rest: [Pending] = []
+    }
     /// Per client envelope, for each request sent upstream in order: what its reply owes to it.
-    var expected: [[UInt8]: [Pending]] = [:]
+    var expected: [EnvelopeKey: PendingQueue] = [:]
 
     init(proxy: ChaosProxy, sockets: ProxySockets, recorder: LinkRecorder) {
         self.proxy = proxy
@@ -341,71 +404,89 @@ private final class ProxyEngine: @unchecked Sendable {
     func run() {
         defer {
             recorder.stopped()
-            proxy.record { $0.link = recorder.counters }
+            publish()
             sockets.front.close(linger: .zero)
             sockets.back.close(linger: .zero)
             sockets.control?.close(linger: .zero)
             proxy.finished()
         }
         let maxWait = proxy.configuration.pollInterval
-        // The same sockets at every turn: built once.
-        var items: [(socket: Socket, events: PollEvents)] = [(sockets.front, .pollIn), (sockets.back, .pollIn)]
-        if let c = sockets.control { items.append((c, .pollIn)) }
+        // The same sockets at every turn: one poll set, made once. Two sockets, as `zmq_proxy` polls; the
+        // control socket by its ZMQ_FD (a change signal, no ZMQ_EVENTS query per poll for it), answered
+        // until its events show no request (`serveControlRequests`), and looked at once before the first poll.
+        let controlFD = sockets.control.flatMap { try? $0.fileDescriptor }
+        let poller = Poller([(sockets.front, .pollIn), (sockets.back, .pollIn)], fileDescriptors: controlFD.map { [$0] } ?? [])
+        var controlDue = sockets.control != nil
         while true {
             let turn = proxy.takeTurn()
             if turn.stopping { break }
-            var now = clock.now
-            if turn.release { now = now.advanced(by: .seconds(86_400 * 365)) }
-            fireDue(now)
-            recorder.tick()
+            let now = clock.now
+            fireDue(turn.release ? now.advanced(by: .seconds(86_400 * 365)) : now)
+            recorder.tick(now: now)
             var wait = maxWait
-            if let t = timers.peek { wait = min(wait, max(.zero, t.due - now)) }
+            if let due = timers.nextDue { wait = min(wait, max(.zero, due - now)) }
             if !held.isEmpty { for h in held.values { wait = min(wait, max(.zero, h.deadline - now)) } }
-            guard let ready = try? ZeroMQ.poll(items, timeout: wait) else {
+            if controlDue { wait = .zero }
+            guard (try? poller.poll(timeout: wait)) != nil else {
                 if proxy.isStopping { break }
                 continue
             }
-            let idle = !ready.contains { $0.contains(.pollIn) }
-            if ready[0].contains(.pollIn) { drain(sockets.front, .request) }
-            if ready[1].contains(.pollIn) { drain(sockets.back, .reply) }
-            if ready.count > 2 && ready[2].contains(.pollIn) { serveControl() }
-            if idle || clock.now - lastFlush > .milliseconds(100) {
+            let front = poller.events(0).contains(.pollIn), back = poller.events(1).contains(.pollIn)
+            let control = controlDue || (poller.count > 2 && poller.events(2).contains(.pollIn))
+            if front { drain(sockets.front, .request) }
+            if back { drain(sockets.back, .reply) }
+            if control { controlDue = serveControlRequests() }
+            if !(front || back || control) || now - lastFlush > .milliseconds(100) {  // `now`: this turn's
                 recorder.flush()
-                lastFlush = clock.now
-                proxy.record { $0.link = recorder.counters }
+                lastFlush = now
+                publish()
             }
         }
     }
 
+    /// Copies the link's counters into the shared state: `linkCounters` is exact once a batch is handled.
+    private func publish() {
+        let counters = recorder.counters
+        proxy.record { $0.link = counters }
+    }
+
     private func drain(_ socket: Socket, _ direction: MessageDirection) {
-        defer { proxy.record { $0.link = recorder.counters } }  // `linkCounters` is exact once a batch is handled
+        defer { publish() }
         for i in 0..<256 {  // bounded, so the other side and timers get their turn
             // After the first (poll said there is one), ask ZMQ_EVENTS before receiving: a receive that finds
             // nothing throws EAGAIN, and building that error (with libzmq's message text) on every turn was
             // a measurable part of the hop.
             if i > 0, (try? socket.events)?.contains(.pollIn) != true { return }
-            guard let frames = try? socket.receiveMultipart(flags: .dontWait) else { return }
-            handle(frames, direction)
+            guard let n = try? socket.receiveMultipart(into: &inbound, flags: .dontWait) else { return }
+            handle(n, direction)
         }
     }
 
-    private func handle(_ frames: [[UInt8]], _ direction: MessageDirection) {
-        var frames = frames
+    /// The faults in force, read again only when they changed (one atomic load per message otherwise).
+    private func refreshFaults() {
+        if let f = proxy.faultsIfChanged(since: faultsVersion) { (faultsVersion, faults, link) = f }
+    }
+
+    /// Handles the message in `inbound[0..<n]` (the body last).
+    private func handle(_ n: Int, _ direction: MessageDirection) {
+        let last = n - 1
+        let body = inbound[last]
         var owed = Pending(deliver: true, dropsReply: false)
         var exchange: Int?
         var linkFault: String?
         var linkDelayMs = 0
-        let (faults, link) = proxy.allFaults
+        refreshFaults()
+        let (faults, link) = (self.faults, self.link)
         if direction == .request {
-            let id = recorder.request(frames.last ?? [])
+            let id = recorder.request(body.data)
             exchange = id
-            if let rw = rewriter, let body = frames.last, let r = rw.rewrite(body) {
-                frames[frames.count - 1] = r.body
+            if let rw = rewriter, let r = rw.rewrite(body.data) {
+                body.set(r.body)
                 recorder.rewrote(id, from: r.from, to: r.to)
             }
             if link.swallowNext > 0 {
                 // Never forwarded, never answered: the requester's REQ waits for good (EFSM on its next send).
-                proxy.record { s in
+                proxy.recordFaultChange { s in
                     s.stats.received[.request, default: 0] += 1
                     s.linkFaults.swallowNext = max(0, s.linkFaults.swallowNext - 1)
                 }
@@ -413,10 +494,14 @@ private final class ProxyEngine: @unchecked Sendable {
                 return
             }
         } else {
-            let envelope = envelopeKey(frames)  // only a reply looks up what it owes
-            if var queue = expected[envelope], !queue.isEmpty {
-                owed = queue.removeFirst()
-                expected[envelope] = queue.isEmpty ? nil : queue
+            // Only a reply looks up what it owes.
+            if let i = expected.index(forKey: EnvelopeKey(inbound[0..<last])) {
+                owed = expected.values[i].first
+                if expected.values[i].rest.isEmpty {
+                    expected.remove(at: i)
+                } else {
+                    expected.values[i].first = expected.values[i].rest.removeFirst()
+                }
             }
             exchange = owed.deliver ? owed.exchange : nil
             if !owed.deliver {
@@ -426,7 +511,7 @@ private final class ProxyEngine: @unchecked Sendable {
             }
             if let x = exchange { recorder.executed(x) }
             if link.dropNext > 0 {
-                proxy.record { s in
+                proxy.recordFaultChange { s in
                     s.stats.received[.reply, default: 0] += 1
                     s.linkFaults.dropNext = max(0, s.linkFaults.dropNext - 1)
                 }
@@ -438,8 +523,8 @@ private final class ProxyEngine: @unchecked Sendable {
                 if let x = exchange { recorder.replied(x, delivered: false, fault: "drop_probability") }
                 return
             }
-            if let g = link.garbage, !frames.isEmpty {
-                frames[frames.count - 1] = garbage(g)
+            if let g = link.garbage {
+                body.set(garbage(g))
                 linkFault = "garbage"
             }
             if link.delayMs > 0 || link.jitterMs > 0 {
@@ -448,17 +533,24 @@ private final class ProxyEngine: @unchecked Sendable {
                 if linkDelayMs > 0 { linkFault = linkFault ?? "delay" }
             }
         }
-        var d = decider.decide(direction, bodySize: frames.last?.count ?? 0, faults: faults)
+        var d = decider.decide(direction, bodySize: body.count, faults: faults)
         if owed.dropsReply && !d.blackholed { d = ProxyDecision(direction: d.direction, index: d.index, dropped: true) }
+        let decision = d  // as logged: the proxy's faults only (a link delay is not one of its decisions)
+        if linkDelayMs > 0 { d.delayMs = (d.delayMs ?? 0) + linkDelayMs }
+        // The plain case goes straight from the received frames, no copy, and is counted forwarded here, in
+        // the message's one lock, before the send (a send that fails takes it back).
+        let plain = !d.blackholed && !d.dropped && !d.duplicated && !d.held && (d.delayMs ?? 0) <= 0
+            && (held.isEmpty || held[direction] == nil)
         let limit = decisionLogLimit
         proxy.record { s in
             s.stats.received[direction, default: 0] += 1
-            if s.decisions[direction, default: []].count < limit { s.decisions[direction, default: []].append(d) }
-            if d.blackholed { s.stats.blackholed += 1 }
-            if d.dropped { s.stats.dropped += 1 }
-            if d.corruptedByte != nil { s.stats.corrupted += 1 }
-            if d.duplicated { s.stats.duplicated += 1 }
-            if d.delayMs != nil { s.stats.delayed += 1 }
+            if plain { s.stats.forwarded[direction, default: 0] += 1 }
+            if s.decisions[direction, default: []].count < limit { s.decisions[direction, default: []].append(decision) }
+            if decision.blackholed { s.stats.blackholed += 1 }
+            if decision.dropped { s.stats.dropped += 1 }
+            if decision.corruptedByte != nil { s.stats.corrupted += 1 }
+            if decision.duplicated { s.stats.duplicated += 1 }
+            if decision.delayMs != nil { s.stats.delayed += 1 }
         }
         if d.blackholed || d.dropped {
             let label = d.blackholed ? "blackhole" : "drop"
@@ -467,9 +559,24 @@ private final class ProxyEngine: @unchecked Sendable {
             }
             return
         }
-        if let at = d.corruptedByte, !frames.isEmpty { frames[frames.count - 1][at] ^= 0xFF }
-        if linkDelayMs > 0 { d.delayMs = (d.delayMs ?? 0) + linkDelayMs }
-        let message = Outgoing(frames: frames, exchange: exchange, fault: linkFault ?? Self.label(d))
+        if let at = d.corruptedByte {
+            var bytes = body.bytes
+            bytes[at] ^= 0xFF
+            body.set(bytes)
+        }
+        let fault = linkFault ?? Self.label(d)
+        // A request's envelope is read now: once sent, its frames are libzmq's.
+        let envelope = direction == .request ? EnvelopeKey(inbound[0..<last]) : nil
+        if plain {
+            send(inbound[0..<n], envelope, exchange: exchange, fault: fault, d.direction, duplicateCopy: false,
+                 dropsReply: d.dropsReply, counted: true)
+            return
+        }
+        let message = Outgoing(frames: (0..<n).map { i in
+            let m = Message()
+            m.move(from: inbound[i])
+            return m
+        }, envelope: envelope, exchange: exchange, fault: fault)
         if let h = held.removeValue(forKey: direction) {
             // Swap: the newcomer goes first, the held one right after it.
             proxy.record { $0.stats.reordered += 1; $0.holding -= 1 }
@@ -504,72 +611,100 @@ private final class ProxyEngine: @unchecked Sendable {
         }
     }
 
-    /// Sends now, or later when the decision says delay; twice when it says duplicate.
+    /// Sends now, or later when the decision says delay; twice when it says duplicate. Each send gives its
+    /// frames away, so the first of two copies goes with frames of its own (shared content).
     private func emit(_ message: Outgoing, _ d: ProxyDecision) {
         let copies = d.duplicated ? 2 : 1
         for copy in 0..<copies {
+            let m = copy + 1 < copies ? message.copy() : message
             if let ms = d.delayMs, ms > 0 {
                 timerOrder += 1
                 timers.push(Timed(due: clock.now.advanced(by: .milliseconds(ms)), order: timerOrder,
-                                  direction: d.direction, message: message, duplicateCopy: copy > 0,
+                                  direction: d.direction, message: m, duplicateCopy: copy > 0,
                                   dropsReply: d.dropsReply && copy == 0))
                 proxy.record { $0.holding += 1 }
             } else {
-                send(message, d.direction, duplicateCopy: copy > 0, dropsReply: d.dropsReply && copy == 0)
+                send(m, d.direction, duplicateCopy: copy > 0, dropsReply: d.dropsReply && copy == 0)
             }
         }
-    }
-
-    /// Every frame before the body, as one key (the client's routing id and delimiter).
-    private func envelopeKey(_ frames: [[UInt8]]) -> [UInt8] {
-        var key: [UInt8] = []
-        for f in frames.dropLast() {
-            key.append(contentsOf: f)
-            key.append(0xFF)
-        }
-        return key
     }
 
     private func send(_ message: Outgoing, _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool) {
+        send(message.frames[...], message.envelope, exchange: message.exchange, fault: message.fault, direction,
+             duplicateCopy: duplicateCopy, dropsReply: dropsReply, counted: false)
+    }
+
+    /// Sends the frames (given to libzmq, empty afterwards); `envelope` is a request's, read before.
+    /// `counted`: `stats.forwarded` counted it already (the plain case), to be taken back if the send fails.
+    private func send(_ frames: ArraySlice<Message>, _ envelope: EnvelopeKey?, exchange: Int?, fault: String?,
+                      _ direction: MessageDirection, duplicateCopy: Bool, dropsReply: Bool, counted: Bool) {
         let socket = direction == .request ? sockets.back : sockets.front
         do {
-            try socket.send(multipart: message.frames, flags: .dontWait)
+            try socket.send(multipart: frames, flags: .dontWait)
             if direction == .request {
-                expected[envelopeKey(message.frames), default: []].append(
-                    Pending(deliver: !duplicateCopy, dropsReply: dropsReply, exchange: message.exchange))
+                let p = Pending(deliver: !duplicateCopy, dropsReply: dropsReply, exchange: exchange)
+                if let key = envelope {
+                    if let i = expected.index(forKey: key) {
+                        expected.values[i].rest.append(p)
+                    } else {
+                        expected[key] = PendingQueue(first: p)
+                    }
+                }
                 if expected.count > 100_000 { expected.removeAll() }  // clients that never got replies
-                if !duplicateCopy, let x = message.exchange { recorder.forwarded(x, fault: message.fault) }
-            } else if let x = message.exchange {
-                recorder.replied(x, delivered: true, fault: message.fault)
+                if !duplicateCopy, let x = exchange { recorder.forwarded(x, fault: fault) }
+            } else if let x = exchange {
+                recorder.replied(x, delivered: true, fault: fault)
             }
-            proxy.record { $0.stats.forwarded[direction, default: 0] += 1 }
+            if !counted { proxy.record { $0.stats.forwarded[direction, default: 0] += 1 } }
         } catch {
-            proxy.record { $0.stats.sendFailures += 1 }
-            guard !duplicateCopy, let x = message.exchange else { return }
+            for f in frames { f.reset() }  // what was not sent is dropped
+            proxy.record { s in
+                s.stats.sendFailures += 1
+                if counted { s.stats.forwarded[direction, default: 0] -= 1 }
+            }
+            guard !duplicateCopy, let x = exchange else { return }
             if direction == .request {
                 recorder.notForwarded(x, fault: "send_failed")
             } else {
                 // ROUTER_MANDATORY: the requester is no longer connected (it gave up and reopened its socket).
                 let gone = (error as? ZMQError)?.code == .ehostunreach
-                recorder.replied(x, delivered: false, fault: gone ? message.fault : "send_failed", late: gone)
+                recorder.replied(x, delivered: false, fault: gone ? fault : "send_failed", late: gone)
             }
         }
     }
 
     private func fireDue(_ now: ContinuousClock.Instant) {
-        while let t = timers.peek, t.due <= now {
-            _ = timers.pop()
+        var sent = false
+        while let due = timers.nextDue, due <= now, let t = timers.pop() {
             proxy.record { $0.holding -= 1 }
             send(t.message, t.direction, duplicateCopy: t.duplicateCopy, dropsReply: t.dropsReply)
+            sent = true
         }
+        if !held.isEmpty { releaseHeld(due: now, &sent) }
+        if sent { publish() }  // a delayed request or reply moves the link's counters
+    }
+
+    private func releaseHeld(due now: ContinuousClock.Instant, _ sent: inout Bool) {
         for (dir, h) in held where h.deadline <= now {
             held[dir] = nil
             proxy.record { $0.holding -= 1 }
             emit(h.message, h.decision)  // nobody came to swap with: it goes alone
+            sent = true
         }
     }
 
     // MARK: Control endpoint
+
+    /// Answers the control requests there are (at most 16; true when more may be waiting, for the next
+    /// turn): its ZMQ_FD fires again only once `events` has shown no request.
+    private func serveControlRequests() -> Bool {
+        guard let c = sockets.control else { return false }
+        for _ in 0..<16 {
+            guard (try? c.events)?.contains(.pollIn) == true else { return false }
+            serveControl()
+        }
+        return true
+    }
 
     private func serveControl() {
         guard let c = sockets.control, let message = try? c.receiveMessage(flags: .dontWait) else { return }
@@ -650,11 +785,17 @@ extension ChaosProxy {
 struct TimerHeap<T> {
     private var items: [T] = []
     private let less: (T, T) -> Bool
+    private let due: (T) -> ContinuousClock.Instant
 
     var count: Int { items.count }
     var peek: T? { items.first }
+    /// When the first item is due, without copying it out (the proxy asks at every turn).
+    var nextDue: ContinuousClock.Instant? { items.isEmpty ? nil : due(items[0]) }
 
-    init(less: @escaping (T, T) -> Bool) { self.less = less }
+    init(less: @escaping (T, T) -> Bool, due: @escaping (T) -> ContinuousClock.Instant) {
+        self.less = less
+        self.due = due
+    }
 
     mutating func push(_ x: T) {
         items.append(x)

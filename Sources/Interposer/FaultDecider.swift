@@ -12,7 +12,8 @@ public struct FaultDecider: Sendable {
     public let seed: UInt64
     private var requestRNG: SeededGenerator
     private var replyRNG: SeededGenerator
-    private var counts: [MessageDirection: Int] = [:]
+    private var requests = 0
+    private var replies = 0
 
     public init(seed: UInt64) {
         self.seed = seed
@@ -24,13 +25,19 @@ public struct FaultDecider: Sendable {
     public static let drawsPerMessage = 7
 
     public mutating func decide(_ direction: MessageDirection, bodySize: Int, faults f: ProxyFaults) -> ProxyDecision {
-        var u = [Double](repeating: 0, count: Self.drawsPerMessage)
+        var u = InlineArray<7, Double>(repeating: 0)  // drawsPerMessage, without an array per message
+        let index: Int
         switch direction {
-        case .request: for i in u.indices { u[i] = requestRNG.unit() }
-        case .reply: for i in u.indices { u[i] = replyRNG.unit() }
+        case .request:
+            for i in u.indices { u[i] = requestRNG.unit() }
+            requests += 1
+            index = requests
+        case .reply:
+            for i in u.indices { u[i] = replyRNG.unit() }
+            replies += 1
+            index = replies
         }
-        counts[direction, default: 0] += 1
-        var d = ProxyDecision(direction: direction, index: counts[direction]!)
+        var d = ProxyDecision(direction: direction, index: index)
         guard f.direction.covers(direction) else { return d }
         if f.blackhole {
             d.blackholed = true

@@ -44,6 +44,8 @@ final class LinkRecorder {
     struct Exchange {
         var id: Int
         var method: String
+        /// `method` is one of `idempotent`.
+        var idempotent = false
         var hash: UInt64
         var size: Int
         var arrived: ContinuousClock.Instant
@@ -74,6 +76,9 @@ final class LinkRecorder {
     private var unconfirmed: [UInt64: (id: Int, at: ContinuousClock.Instant, running: Bool)] = [:]
     /// Methods whose repetition is no duplicate execution (the server pings a cached client before reuse).
     static let idempotent: Set<String> = ["ping"]
+    /// Method names seen, by the FNV-1a of their bytes: a request's method becomes a String once per name,
+    /// not once per request.
+    private var methods: [UInt64: (name: String, idempotent: Bool)] = [:]
 
     init(link: String, timeout: Duration, journalPath: String?) throws {
         self.link = link
@@ -83,12 +88,29 @@ final class LinkRecorder {
 
     // MARK: Requests
 
-    func request(_ body: [UInt8]) -> Int {
+    func request(_ body: [UInt8]) -> Int { body.withUnsafeBytes { request($0) } }
+
+    /// A request arrived: its method, hash and size are read from the bytes (in the received frame).
+    func request(_ body: UnsafeRawBufferPointer) -> Int {
         nextID += 1
         counters.requests += 1
-        let method = Self.method(of: body)
-        open[nextID] = Exchange(id: nextID, method: method, hash: Self.hash(body), size: body.count, arrived: clock.now)
+        let (method, idempotent) = methodName(body)
+        open[nextID] = Exchange(id: nextID, method: method, idempotent: idempotent, hash: Self.hash(body),
+                                size: body.count, arrived: clock.now)
         return nextID
+    }
+
+    /// `method(of:)` as a String made once per name.
+    private func methodName(_ body: UnsafeRawBufferPointer) -> (String, Bool) {
+        guard let r = Self.methodRange(body) else { return ("?", false) }
+        let bytes = UnsafeRawBufferPointer(rebasing: body[r])
+        let h = Self.hash(bytes)
+        if let known = methods[h], known.name.utf8.elementsEqual(bytes) { return known }
+        let name = String(decoding: bytes, as: UTF8.self)
+        let entry = (name, Self.idempotent.contains(name))
+        if methods.count >= 1024 { methods.removeAll(keepingCapacity: true) }
+        methods[h] = entry
+        return entry
     }
 
     func rewrote(_ id: Int, from: String, to: String) {
@@ -114,14 +136,14 @@ final class LinkRecorder {
         x.forwardedAt = now
         counters.forwarded += 1
         var duplicateOf: Int?
-        if !Self.idempotent.contains(x.method), let earlier = unconfirmed[x.hash] {
+        if !x.idempotent, let earlier = unconfirmed[x.hash] {
             if earlier.running {
                 pairs.append(Pair(earlier: earlier.id, retry: id))  // confirmed once both have answered
             } else {
                 duplicateOf = earlier.id
             }
         }
-        if !Self.idempotent.contains(x.method) { unconfirmed[x.hash] = (id, now, true) }
+        if !x.idempotent { unconfirmed[x.hash] = (id, now, true) }
         open[id] = x
         deadlines.append((id, now.advanced(by: timeout)))
         journal?.line { j in
@@ -194,8 +216,7 @@ final class LinkRecorder {
     // MARK: Time
 
     /// Declares lost what was forwarded and not answered within the timeout; forgets old unconfirmed runs.
-    func tick() {
-        let now = clock.now
+    func tick(now: ContinuousClock.Instant = ContinuousClock.now) {
         while deadlineHead < deadlines.count, deadlines[deadlineHead].due <= now {
             let (id, _) = deadlines[deadlineHead]
             deadlineHead += 1
@@ -245,25 +266,34 @@ final class LinkRecorder {
     /// The `method` of a JSON request body without decoding it (the value of the first `"method"` key);
     /// `?` when there is none (not JSON, garbage).
     static func method(of body: [UInt8]) -> String {
-        let key = Array(#""method""#.utf8)
-        guard body.count > key.count + 3 else { return "?" }
+        body.withUnsafeBytes { b in Self.methodRange(b).map { String(decoding: b[$0], as: UTF8.self) } ?? "?" }
+    }
+
+    /// Where `method(of:)` finds the method's bytes; nil for `?`.
+    static func methodRange(_ body: UnsafeRawBufferPointer) -> Range<Int>? {
+        let key = methodKey
+        guard body.count > key.count + 3 else { return nil }
         var i = 0
         let n = body.count
         outer: while i + key.count <= n {
             for k in 0..<key.count where body[i + k] != key[k] { i += 1; continue outer }
             var j = i + key.count
             while j < n, body[j] == 0x20 || body[j] == 0x3A || body[j] == 0x09 { j += 1 }  // spaces and the colon
-            guard j < n, body[j] == 0x22 else { return "?" }
+            guard j < n, body[j] == 0x22 else { return nil }
             let start = j + 1
             var end = start
             while end < n, body[end] != 0x22, end - start < 128 { end += 1 }
-            return String(decoding: body[start..<end], as: UTF8.self)
+            return start..<end
         }
-        return "?"
+        return nil
     }
 
+    private static let methodKey: [UInt8] = Array(#""method""#.utf8)
+
     /// FNV-1a of the body: equal requests (the server's retry resends the same bytes) hash equal.
-    static func hash(_ body: [UInt8]) -> UInt64 {
+    static func hash(_ body: [UInt8]) -> UInt64 { body.withUnsafeBytes { hash($0) } }
+
+    static func hash(_ body: UnsafeRawBufferPointer) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in body { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
@@ -278,59 +308,137 @@ extension Duration {
 /// path) and written with write(2) when the buffer is large or the proxy is idle. Opened close-on-exec,
 /// append-only, mode 0640, never through a symlink.
 final class JournalWriter {
-    private var fd: CInt
-    private var buffer: [UInt8] = []
-    private var first = true
+    /// The buffer and the file: a struct, so a whole line is one access to it (not one per byte appended).
+    private var out: JournalLine
 
     init(path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
         guard fd >= 0 else {
             throw ChaosProxyError.cannotBind(what: "journal", endpoint: path, reason: String(cString: strerror(errno)))
         }
         fchmod(fd, 0o640)
-        buffer.reserveCapacity(1 << 16)
+        out = JournalLine(fd: fd)
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        out.storage.deallocate()
+    }
 
-    func line(_ body: (JournalWriter) -> Void) {
-        buffer.append(UInt8(ascii: "{"))
+    /// Appends one line: `{"t": <now>, <what body writes>}`.
+    func line(_ body: (inout JournalLine) -> Void) { out.line(body) }
+
+    func flush() { out.flush() }
+
+    func close() {
+        out.flush()
+        if out.fd >= 0 { Glibc.close(out.fd) }
+        out.fd = -1
+    }
+}
+
+/// The journal's buffer (a fixed allocation, flushed at 64 KiB) and the fields of a line.
+struct JournalLine {
+    fileprivate var fd: CInt
+    fileprivate let storage: UnsafeMutablePointer<UInt8>
+    private var count = 0
+    private var first = true
+    private static let capacity = 1 << 17
+    private static let flushAt = 1 << 16
+
+    fileprivate init(fd: CInt) {
+        self.fd = fd
+        storage = .allocate(capacity: Self.capacity)
+    }
+
+    fileprivate mutating func line(_ body: (inout JournalLine) -> Void) {
+        append(UInt8(ascii: "{"))
         first = true
         field("t", Date().timeIntervalSince1970)
-        body(self)
-        buffer.append(contentsOf: [UInt8(ascii: "}"), UInt8(ascii: "\n")])
-        if buffer.count >= 1 << 16 { flush() }
+        body(&self)
+        append(UInt8(ascii: "}"))
+        append(UInt8(ascii: "\n"))
+        if count >= Self.flushAt { flush() }
     }
 
-    private func key(_ k: String) {
-        if !first { buffer.append(UInt8(ascii: ",")) }
+    private mutating func append(_ b: UInt8) {
+        if count == Self.capacity { flush() }
+        storage[count] = b
+        count += 1
+    }
+
+    private mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        if count + bytes.count > Self.capacity { flush() }
+        if bytes.count > Self.capacity {
+            write(base, bytes.count)
+            return
+        }
+        UnsafeMutableRawPointer(storage + count).copyMemory(from: base, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    private mutating func append(_ s: StaticString) {
+        append(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    private mutating func append(_ s: String) {
+        var s = s
+        s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The decimal digits of `v`, as `String(v)` writes them.
+    private mutating func appendInt(_ v: Int64) {
+        if count + 21 > Self.capacity { flush() }
+        if v < 0 { append(UInt8(ascii: "-")) }
+        var x = v.magnitude
+        var digits = 1
+        var p: UInt64 = 10
+        while digits < 20 && x >= p {
+            digits += 1
+            p = p &* 10
+        }
+        var i = count + digits
+        count = i
+        repeat {
+            i -= 1
+            storage[i] = UInt8(ascii: "0") + UInt8(x % 10)
+            x /= 10
+        } while x > 0
+    }
+
+    private mutating func key(_ k: StaticString) {
+        if !first { append(UInt8(ascii: ",")) }
         first = false
-        buffer.append(UInt8(ascii: "\""))
-        buffer.append(contentsOf: k.utf8)
-        buffer.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        append(UInt8(ascii: "\""))
+        append(k)
+        append(UInt8(ascii: "\""))
+        append(UInt8(ascii: ":"))
     }
 
-    func field(_ k: String, _ v: String) {
+    mutating func field(_ k: StaticString, _ v: String) {
         key(k)
         // What `JSON.encode` writes, without its intermediate String: bytes it would not escape go as they are.
-        if v.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            buffer.append(UInt8(ascii: "\""))
-            buffer.append(contentsOf: v.utf8)
-            buffer.append(UInt8(ascii: "\""))
+        var v = v
+        let plain = v.withUTF8 { b in !b.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") } }
+        if plain {
+            append(UInt8(ascii: "\""))
+            append(v)
+            append(UInt8(ascii: "\""))
         } else {
-            buffer.append(contentsOf: JSON.encode(.string(v)))
+            JSON.encode(.string(v)).withUnsafeBytes { append($0) }
         }
     }
 
-    func field(_ k: String, _ v: Int) {
+    mutating func field(_ k: StaticString, _ v: Int) {
         key(k)
-        buffer.append(contentsOf: String(v).utf8)
+        appendInt(Int64(v))
     }
 
-    func field(_ k: String, _ v: Double) {
+    mutating func field(_ k: StaticString, _ v: Double) {
         key(k)
         appendFixed3(v)
     }
@@ -338,48 +446,47 @@ final class JournalWriter {
     /// `String(format: "%.3f", v)`, byte for byte, without Foundation's formatter (the costliest step of a
     /// journal line). Rounding v * 1000 to an integer decides like "%.3f" except within the product's rounding
     /// error of a half; those values, and any beyond 2^52 / 1000 or not finite, go to the formatter.
-    private func appendFixed3(_ v: Double) {
+    private mutating func appendFixed3(_ v: Double) {
         let scaled = v.magnitude * 1000
         let fraction = scaled - scaled.rounded(.down)
         guard v.isFinite, scaled < 4.5e15, (fraction - 0.5).magnitude > 1e-3 else {
-            buffer.append(contentsOf: String(format: "%.3f", v).utf8)
+            append(String(format: "%.3f", v))
             return
         }
         let n = Int64(scaled.rounded(.toNearestOrEven))
-        if v.sign == .minus { buffer.append(UInt8(ascii: "-")) }  // "%.3f" keeps the sign of -0.0001 and -0.0
-        buffer.append(contentsOf: String(n / 1000).utf8)
-        buffer.append(UInt8(ascii: "."))
+        if v.sign == .minus { append(UInt8(ascii: "-")) }  // "%.3f" keeps the sign of -0.0001 and -0.0
+        appendInt(n / 1000)
+        append(UInt8(ascii: "."))
         let f = Int(n % 1000)
-        buffer.append(UInt8(ascii: "0") + UInt8(f / 100))
-        buffer.append(UInt8(ascii: "0") + UInt8(f / 10 % 10))
-        buffer.append(UInt8(ascii: "0") + UInt8(f % 10))
+        append(UInt8(ascii: "0") + UInt8(f / 100))
+        append(UInt8(ascii: "0") + UInt8(f / 10 % 10))
+        append(UInt8(ascii: "0") + UInt8(f % 10))
     }
 
-    func field(_ k: String, _ v: Bool) {
+    mutating func field(_ k: StaticString, _ v: Bool) {
         key(k)
-        buffer.append(contentsOf: (v ? "true" : "false").utf8)
+        append(v ? "true" : "false" as StaticString)
     }
 
-    func raw(_ k: String, _ json: String) {
+    mutating func raw(_ k: StaticString, _ json: String) {
         key(k)
-        buffer.append(contentsOf: json.utf8)
+        append(json)
     }
 
-    func flush() {
-        guard fd >= 0, !buffer.isEmpty else { return }
+    mutating func flush() {
+        guard count > 0 else { return }
+        write(storage, count)
+        count = 0
+    }
+
+    private func write(_ p: UnsafeRawPointer, _ n: Int) {
+        guard fd >= 0 else { return }
         var offset = 0
-        while offset < buffer.count {
-            let n = buffer[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            offset += n
+        while offset < n {
+            let w = Glibc.write(fd, p + offset, n - offset)
+            if w < 0 && errno == EINTR { continue }
+            if w <= 0 { break }
+            offset += w
         }
-        buffer.removeAll(keepingCapacity: true)
-    }
-
-    func close() {
-        flush()
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
     }
 }

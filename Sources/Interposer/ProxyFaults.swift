@@ -20,6 +20,10 @@ public enum FaultDirection: String, Sendable, CaseIterable, Equatable {
 /// The way one message travels through the proxy.
 public enum MessageDirection: String, Sendable, Equatable {
     case request, reply
+
+    /// By case, not by the raw String (which `RawRepresentable` would hash): the proxy's counters are keyed
+    /// by direction, per message.
+    public func hash(into hasher: inout Hasher) { hasher.combine(self == .request) }
 }
 
 /// The faults a `ChaosProxy` applies, each with its own probability in [0, 1]. All zero: a plain forwarder.

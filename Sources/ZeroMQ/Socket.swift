@@ -85,6 +85,20 @@ final class SocketCore: @unchecked Sendable {
         return try body(h)
     }
 
+    /// `with` without a closure, for a call that holds several sockets at once (`Poller`): the raw handle,
+    /// the guard held until `release()`.
+    func acquire(_ operation: @autoclosure () -> String) throws -> UnsafeMutableRawPointer {
+        guard guardLock.tryLock() else { throw ZMQUsageError.concurrentUse(socket: label, operation: operation()) }
+        guard let h = raw else {
+            guardLock.unlock()
+            throw ZMQUsageError.closed(socket: label, operation: operation())
+        }
+        return h
+    }
+
+    /// Lets go of the guard `acquire` took.
+    func release() { guardLock.unlock() }
+
     /// Closes the socket. Idempotent.
     func close(linger: Duration?) {
         guardLock.lock()
@@ -344,16 +358,15 @@ extension Socket {
         return ReceivedMessage(frames: frames, properties: found)
     }
 
-    /// One `zmq_msg_recv` on a raw handle; `inspect` sees the message before it is closed.
+    /// One `zmq_msg_recv` on a raw handle into a frame of its own, copied out; `inspect` sees the message
+    /// before it is closed.
     static func receiveRaw(_ h: UnsafeMutableRawPointer, _ flags: MessageFlags,
                            inspect: (UnsafeMutablePointer<zmq_msg_t>) -> Void) throws -> (bytes: [UInt8], more: Bool) {
         var msg = zmq_msg_t()
         zmq_msg_init(&msg)
         defer { zmq_msg_close(&msg) }
-        var n: Int32
-        repeat { n = zmq_msg_recv(&msg, h, flags.rawValue) } while n < 0 && zmq_errno() == EINTR
-        guard n >= 0 else { throw ZMQError.last("zmq_msg_recv") }
-        let count = Int(n)
+        try receiveRaw(h, &msg, flags)
+        let count = zmq_msg_size(&msg)
         let bytes: [UInt8]
         if count == 0 {
             bytes = []

@@ -125,26 +125,12 @@ extension Socket {
     public var events: PollEvents { get throws { PollEvents(rawValue: try int32Option(ZMQ_EVENTS)) } }
 }
 
-/// Polls several sockets at once; returns the ready events per item, in order (all empty on timeout).
+/// Polls several sockets at once; returns the ready events per item, in order (all empty on timeout). To poll
+/// the same sockets again and again, make a `Poller` once instead (this makes one per call).
 public func poll(_ items: [(socket: Socket, events: PollEvents)], timeout: Duration) throws -> [PollEvents] {
-    var handles: [UnsafeMutableRawPointer] = []
-    func acquire(_ i: Int) throws -> [PollEvents] {
-        if i == items.count {
-            var raw = zip(handles, items).map { h, it in
-                zmq_pollitem_t(socket: h, fd: 0, events: Int16(it.events.rawValue), revents: 0)
-            }
-            var rc: Int32
-            repeat { rc = zmq_poll(&raw, Int32(raw.count), timeout.wholeMilliseconds) } while rc < 0 && zmq_errno() == EINTR
-            guard rc >= 0 else { throw ZMQError.last("zmq_poll") }
-            return raw.map { PollEvents(rawValue: Int32($0.revents)) }
-        }
-        return try items[i].socket.core.with("zmq_poll") { h in
-            handles.append(h)
-            defer { handles.removeLast() }
-            return try acquire(i + 1)
-        }
-    }
-    return try acquire(0)
+    let poller = Poller(items)
+    try poller.poll(timeout: timeout)
+    return (0..<poller.count).map(poller.events)
 }
 
 /// libzmq's version, e.g. (4, 3, 4).

@@ -5,7 +5,7 @@ import ScheduleZeroTesting
 import Testing
 
 /// The link journal writes its numbers and strings by hand (no Foundation formatter on the proxy's hot path):
-/// byte for byte what `String(format: "%.3f")` and `JSON.encode` write.
+/// byte for byte what `String(format: "%.3f")`, `String(Int)` and `JSON.encode` write.
 @Suite(.tags(.unit), .leakChecked)
 struct unit_JournalFieldFormat {
     @Test func numbersAreExactlyPercentPoint3fAndStringsExactlyJSONEncode() throws {
@@ -23,9 +23,14 @@ struct unit_JournalFieldFormat {
             let w = try JournalWriter(path: path)
             for v in numbers { w.line { $0.field("v", v) } }
             for s in strings { w.line { $0.field("s", s) } }
+            let ints = [0, 7, -7, 9, 10, 99, 100, 1_000_000, Int.max, Int.min, Int.min + 1] + (0..<2_000).map { _ in Int(truncatingIfNeeded: rng.next()) >> Int(rng.next() % 63) }
+            for n in ints { w.line { $0.field("n", n); $0.field("b", n % 2 == 0) } }
+            // Past the buffer's flush size in one field: written through, in order.
+            let long = String(repeating: "x", count: 300_000)
+            w.line { $0.field("s", long) }
             w.close()
             let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
-            #expect(lines.count == numbers.count + strings.count)
+            #expect(lines.count == numbers.count + strings.count + ints.count + 1)
             for (v, line) in zip(numbers, lines) {
                 let value = line.split(separator: ",").last.map { $0.dropFirst(4).dropLast() }.map(String.init)
                 #expect(value == String(format: "%.3f", v), "\(v)")
@@ -33,6 +38,10 @@ struct unit_JournalFieldFormat {
             for (s, line) in zip(strings, lines.dropFirst(numbers.count)) {
                 #expect(line.hasSuffix(",\"s\":" + JSON.string(.string(s)) + "}"), "\(s)")
             }
+            for (n, line) in zip(ints, lines.dropFirst(numbers.count + strings.count)) {
+                #expect(line.hasSuffix(",\"n\":\(n),\"b\":\(n % 2 == 0)}"), "\(n)")
+            }
+            #expect(lines.last?.hasSuffix(",\"s\":\"" + long + "\"}") == true)
         }
     }
 }
