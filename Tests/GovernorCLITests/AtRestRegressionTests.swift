@@ -40,6 +40,15 @@ struct regression_integration_governor_AtRest {
         return out
     }
 
+    /// (thread name, wake-ups) for a failure message.
+    static func named(_ pid: pid_t, _ woke: [(String, Int)]) -> [String] {
+        woke.map { tid, n in
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            return "\(tid) \(comm): \(n)"
+        }
+    }
+
     /// The thread count once it has stopped changing (libdispatch's idle workers come and go for a while).
     static func settledThreads(_ pid: pid_t) async throws -> Int {
         var last = -1
@@ -86,8 +95,11 @@ struct regression_integration_governor_AtRest {
         let after = Self.switches(governor)
         let woke = after.compactMap { tid, n in before[tid].map { (tid, n - $0) } }.filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
         let others = woke.dropFirst().reduce(0) { $0 + $1.1 }
-        #expect((woke.first?.1 ?? 0) <= 5, "the busiest thread over 3 s idle: \(woke)")
-        #expect(others <= 2, "threads that woke over 3 s idle: \(woke)")
+        // The poll this replaced woke one thread 60 times in 3 s. What may wake at rest is libdispatch's manager
+        // thread (its 1 s workqueue monitor), which wakes more often while other processes load the machine
+        // (7-9 times in 3 s seen during the whole suite): at most 4 a second for it, a few for the rest.
+        #expect((woke.first?.1 ?? 0) <= 12, "the busiest thread over 3 s idle: \(Self.named(governor, woke))")
+        #expect(others <= 6, "threads that woke over 3 s idle: \(Self.named(governor, woke))")
         let down = try await h.run(["down", "--deployment", "idle"])
         #expect(down.ok, "\(down)")
     }

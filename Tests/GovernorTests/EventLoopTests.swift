@@ -14,10 +14,15 @@ struct unit_governor_EventLoop {
         let loop = EventLoop.shared
         let order = Mutex<[Int]>([])
         let onLoop = Mutex<[Bool]>([])
-        for (i, ms) in [(3, 30), (1, 10), (2, 20)] {
-            loop.schedule(after: .milliseconds(ms)) {
-                order.withLock { $0.append(i) }
-                onLoop.withLock { $0.append(loop.isCurrent) }
+        // Scheduled in one job on the loop, so the three deadlines are taken together: scheduled one by one
+        // from a test thread that another process preempted for 10 ms, 20 ms after the second call came after
+        // 30 ms after the first, and [1, 3, 2] was the right order (seen on a loaded machine).
+        try await loop.perform {
+            for (i, ms) in [(3, 300), (1, 100), (2, 200)] {
+                loop.schedule(after: .milliseconds(ms)) {
+                    order.withLock { $0.append(i) }
+                    onLoop.withLock { $0.append(loop.isCurrent) }
+                }
             }
         }
         try await waitUntil("three timers") { order.withLock { $0.count } == 3 }
@@ -94,7 +99,9 @@ struct regression_integration_governor_PromptDown {
             return .ok(["stopped": true])
         }
         holder.withLock { $0 = server }
-        let reply = try await onThread("the down call") { ControlClient.call(endpoint, "down", timeout: .seconds(10)) }
+        // The reply's time is not what this test checks (the suite's default deadline, 30 s: under the whole
+        // suite the handler's task once started more than 10 s late; see docs/TESTING.md, open items).
+        let reply = try await onThread("the down call", timeout: .seconds(40)) { ControlClient.call(endpoint, "down", timeout: .seconds(30)) }
         #expect(reply?.success == true)
         // The reply left in one job of the loop, which closed the socket before it returned: any later job
         // of the loop sees it closed.

@@ -1,5 +1,5 @@
 import Foundation
-import TestSupport
+import ScheduleZeroTesting
 import Testing
 import ZeroMQ
 #if canImport(Glibc)
