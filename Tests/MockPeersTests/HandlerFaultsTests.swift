@@ -119,10 +119,17 @@ struct integration_zmq_MockHandlerFaults {
             slowDone.set()
             return r
         }
-        try await waitUntil("the data thread holds the request") { h.handler.counters.requests == 1 }
-        let status = try await control(h.control, "status")
+        // From the moment the data thread holds the request to the control reply, on one thread of its own:
+        // the test process's cooperative pool, starved for seconds under the whole suite, once let the 4 s
+        // delay run out between the wait and the check (docs/TESTING.md, flakes).
+        let controlEndpoint = h.control, handler = h.handler
+        let (status, doneAtReply) = try await onThread("hold, then ask the control channel", timeout: .seconds(60)) { () -> (Reply, Bool) in
+            try waitUntilSync("the data thread holds the request", timeout: .seconds(30)) { handler.counters.requests == 1 }
+            let r = try MockControl.send(controlEndpoint, "status", params: [:], timeout: .seconds(3))
+            return (r, slowDone.value)
+        }
         // The control channel answered while the data thread still held its request.
-        #expect(!slowDone.value, "the control reply came only after the delayed data reply")
+        #expect(!doneAtReply, "the control reply came only after the delayed data reply")
         #expect(status["counters"]?["requests"] == 1 && status["counters"]?["delayed"] == 1)
         #expect(try await control(h.control, "ping")["handler_id"] == "h-test")
         #expect(try await slow.value.0["message"] == "pong")  // the delayed reply still arrives
