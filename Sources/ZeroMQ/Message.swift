@@ -203,24 +203,25 @@ public final class Poller {
             held += 1
         }
         for i in sockets.count..<count { items[i].revents = 0 }
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        var remaining = timeout.wholeMilliseconds
-        var rc: Int32
-        repeat {
-            rc = zmq_poll(items, Int32(count), remaining)
-            if rc < 0 && zmq_errno() == EINTR {
-                remaining = max(0, (deadline - ContinuousClock.now).wholeMilliseconds)
-                continue
-            }
-            break
-        } while true
-        guard rc >= 0 else { throw ZMQError.last("zmq_poll") }
-        return Int(rc)
+        return Int(try zmqPollRetryingEINTR(items, count: Int32(count), timeout: timeout))
     }
 
     /// The events item `i` (in the order given, sockets first) had at the last `poll`.
     public func events(_ i: Int) -> PollEvents {
         precondition(i >= 0 && i < count, "poll item \(i) out of 0..<\(count)")
         return PollEvents(rawValue: Int32(items[i].revents))
+    }
+}
+
+/// `zmq_poll` over `count` items for up to `timeout`, resumed with the time left when a signal interrupts it
+/// (EINTR); the number of ready items. The one poll loop of `Socket.poll` and `Poller.poll`.
+func zmqPollRetryingEINTR(_ items: UnsafeMutablePointer<zmq_pollitem_t>, count: Int32, timeout: Duration) throws -> Int32 {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    var remaining = timeout.wholeMilliseconds
+    while true {
+        let rc = zmq_poll(items, count, remaining)
+        if rc >= 0 { return rc }
+        guard zmq_errno() == EINTR else { throw ZMQError.last("zmq_poll") }
+        remaining = max(0, (deadline - ContinuousClock.now).wholeMilliseconds)
     }
 }

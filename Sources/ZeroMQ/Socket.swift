@@ -258,19 +258,7 @@ public final class Socket {
     public func poll(_ events: PollEvents = .pollIn, timeout: Duration) throws -> PollEvents {
         try core.with("zmq_poll") { h in
             var item = zmq_pollitem_t(socket: h, fd: 0, events: Int16(events.rawValue), revents: 0)
-            let ms = timeout.wholeMilliseconds
-            let deadline = ContinuousClock.now.advanced(by: timeout)
-            var rc: Int32
-            var remaining = ms
-            repeat {
-                rc = zmq_poll(&item, 1, remaining)
-                if rc < 0 && zmq_errno() == EINTR {
-                    remaining = max(0, (deadline - ContinuousClock.now).wholeMilliseconds)
-                    continue
-                }
-                break
-            } while true
-            guard rc >= 0 else { throw ZMQError.last("zmq_poll") }
+            _ = try zmqPollRetryingEINTR(&item, count: 1, timeout: timeout)
             return PollEvents(rawValue: Int32(item.revents))
         }
     }
