@@ -76,7 +76,7 @@ let package = Package(
         // folders, free ports, TestProcess, the leak trait, in-process peers, and the scoped deployment
         // fixture (a real `szgovernor up --detach` in a temporary folder). Governor for its cgroups
         // (ProcessTree, the leak checks) and PID files; ZMQClient for the fixture's client helper.
-        .target(name: "ScheduleZeroTesting", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor"]),
+        .target(name: "ScheduleZeroTesting", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "CSystem"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "ScheduleZeroWire", "ZMQClient", "ScheduleZeroTesting"]),
         // `szmock` so `swift test` builds it: the liveness tests govern a real szmock handler.
         .testTarget(name: "GovernorTests", dependencies: ["Governor", "GovernorHTTP", "ScheduleZeroWire", "ScheduleZeroTesting", "szmock"]),

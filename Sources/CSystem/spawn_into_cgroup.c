@@ -193,3 +193,5 @@ long sz_get_xattr(const char *path, const char *name, char *buffer, unsigned lon
     if (n >= 0) buffer[n] = 0;
     return (long)n;
 }
+
+int sz_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }

@@ -16,6 +16,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSystem
 import Foundation
 
 /// Size-based rotation of a child's log: supervisord's defaults, 50 MiB and 10 backups.
@@ -300,14 +301,13 @@ public final class LogPump: @unchecked Sendable {
     }
 }
 
-/// epoll and pipe2, which Swift's Glibc module does not import: looked up once with dlsym, like the calls in
+/// epoll (and pipe2, from CSystem), which Swift's Glibc module does not import: looked up once with dlsym, like the calls in
 /// SystemCalls.swift. `struct epoll_event` is packed on x86_64 (12 bytes: events at 0, data at 4) and
 /// naturally aligned elsewhere (16 bytes: data at 8); it is read and written by offset.
 enum Epoll {
     private typealias CreateFn = @convention(c) (CInt) -> CInt
     private typealias CtlFn = @convention(c) (CInt, CInt, CInt, UnsafeMutableRawPointer?) -> CInt
     private typealias WaitFn = @convention(c) (CInt, UnsafeMutableRawPointer?, CInt, CInt) -> CInt
-    private typealias Pipe2Fn = @convention(c) (UnsafeMutablePointer<CInt>, CInt) -> CInt
 
     nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
     private static func symbol<T>(_ name: String, _ type: T.Type) -> T {
@@ -317,7 +317,6 @@ enum Epoll {
     private static let createFn = symbol("epoll_create1", CreateFn.self)
     private static let ctlFn = symbol("epoll_ctl", CtlFn.self)
     private static let waitFn = symbol("epoll_wait", WaitFn.self)
-    private static let pipe2Fn = symbol("pipe2", Pipe2Fn.self)
     private typealias EventFDFn = @convention(c) (CUnsignedInt, CInt) -> CInt
     private typealias SignalFDFn = @convention(c) (CInt, UnsafePointer<sigset_t>, CInt) -> CInt
     private static let eventfdFn = symbol("eventfd", EventFDFn.self)
@@ -333,7 +332,7 @@ enum Epoll {
     #endif
 
     static func create() -> CInt { createFn(O_CLOEXEC) }
-    static func pipe2(_ fds: UnsafeMutablePointer<CInt>, _ flags: CInt) -> CInt { pipe2Fn(fds, flags) }
+    static func pipe2(_ fds: UnsafeMutablePointer<CInt>, _ flags: CInt) -> CInt { sz_pipe2(fds, flags) }
 
     /// An eventfd (non-blocking, close-on-exec): what wakes an epoll wait from another thread.
     static func eventFD() -> CInt { eventfdFn(0, O_NONBLOCK | O_CLOEXEC) }

@@ -24,19 +24,23 @@ public struct LeakCheckedTrait: SuiteTrait, TestScoping {
 
     public func provideScope(for test: Test, testCase: Test.Case?,
                              performing function: @Sendable () async throws -> Void) async throws {
-        let scope = SuiteLeakScope(name: test.name)
-        var failure: (any Error)?
-        do {
-            try await SuiteLeakScope.$current.withValue(scope) { try await function() }
-        } catch {
-            failure = error
+        PoolWatchdog.startIfAsked()
+        // The tests, and the leak check after them, run on the test executor (see TestExecutor).
+        try await withTaskExecutorPreference(TestExecutor.shared) {
+            let scope = SuiteLeakScope(name: test.name)
+            var failure: (any Error)?
+            do {
+                try await SuiteLeakScope.$current.withValue(scope) { try await function() }
+            } catch {
+                failure = error
+            }
+            let left = await scope.leaks(grace: grace)
+            if !left.isEmpty {
+                scope.cleanUp()
+                throw SuiteLeftResourcesBehind(suite: test.name, leaks: left)
+            }
+            if let failure { throw failure }
         }
-        let left = await scope.leaks(grace: grace)
-        if !left.isEmpty {
-            scope.cleanUp()
-            throw SuiteLeftResourcesBehind(suite: test.name, leaks: left)
-        }
-        if let failure { throw failure }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ScheduleZeroWire
+import CSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,22 +32,19 @@ public final class TestProcess: @unchecked Sendable {
     private var err: [UInt8] = []
     private var status: ExitStatus?
     private var readersDone = 0
-    private static let spawnLock = NSLock()
 
     public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         self.executable = executable
-        // pipe2 is not visible from Swift here: pipe + FD_CLOEXEC, under a lock shared by every spawn of this
-        // helper, so no concurrently spawned child inherits another child's pipe (which would hide its EOF).
-        TestProcess.spawnLock.lock()
-        defer { TestProcess.spawnLock.unlock() }
+        // Both pipes close-on-exec from the start (pipe2), so no child spawned by another thread inherits one
+        // (which would hide this child's EOF). This used to be pipe + FD_CLOEXEC under a lock shared by every
+        // spawn, and threads queued on that lock for seconds on a busy machine (flake 23, docs/TESTING.md).
         var outPipe: [Int32] = [0, 0]
         var errPipe: [Int32] = [0, 0]
-        guard pipe(&outPipe) == 0 else { throw Self.posix("pipe") }
-        guard pipe(&errPipe) == 0 else {
+        guard sz_pipe2(&outPipe, O_CLOEXEC) == 0 else { throw Self.posix("pipe2") }
+        guard sz_pipe2(&errPipe, O_CLOEXEC) == 0 else {
             close(outPipe[0]); close(outPipe[1])
-            throw Self.posix("pipe")
+            throw Self.posix("pipe2")
         }
-        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -19,7 +19,10 @@ struct regression_integration_RunnerScript {
     /// instead of waiting for it.
     @Test func leakGuardFailureIsCountedAndALeakedStdoutHolderIsStoppedNotAwaited() async throws {
         let dir = TemporaryDirectory(prefix: "szrt")
-        let naturalEnd = dir.file("holder-ended-by-itself")
+        // The holder outlives any wait the test would accept (300 s): the runner must stop it, not wait.
+        // (It slept 20 s once, and a runner slowed down by a busy machine lost that race without a fault.)
+        let naturalEnd = dir.file("holder-marker")
+        let holderPid = dir.file("holder.pid")
         try dir.write("""
             #!/bin/sh
             case "$1 $2" in
@@ -28,7 +31,7 @@ struct regression_integration_RunnerScript {
               test*)
                 echo "✔ Test one() passed after 0.001 seconds."
                 echo "✔ Test run with 1 test in 1 suite passed after 0.001 seconds."
-                setsid sh -c 'sleep 20; touch "$0"' "\(naturalEnd)" &
+                setsid sh -c 'echo $$ > "$1"; exec sleep 300' "\(naturalEnd)" "\(holderPid)" &
                 echo "LEAK GUARD: the test run left these behind:" >&2
                 echo "  - process $! (stand-in)" >&2
                 exit 1 ;;
@@ -44,7 +47,10 @@ struct regression_integration_RunnerScript {
         #expect(status != .exited(0), "\(lines)")
         #expect(lines.last == "1 passed, 1 failed", "the closing line: \(lines.suffix(3))")
         #expect(p.stderrText.contains("run_tests: FAILED (run 1): the leak guard found what the tests left behind"), "\(p.stderrText)")
-        #expect(!FileManager.default.fileExists(atPath: naturalEnd), "the runner waited for the leaked stdout holder to end by itself")
+        // No PID file: stopped before it got to write one.
+        if let holder = pid_t((try? String(contentsOfFile: holderPid, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") {
+            try await waitUntil("the runner to have stopped the leaked stdout holder", timeout: .seconds(10)) { !LiveProcess.isAlive(holder) }
+        }
     }
 
     /// A stand-in `swift` that lists `ids`, records the arguments of `swift test` in `args`, and runs `body`
@@ -120,5 +126,28 @@ struct regression_integration_RunnerScript {
         let filters = args.indices.filter { args[$0] == "--filter" }.map { args[$0 + 1] }
         #expect(filters == ["^(?=.*[./]([a-z]+_)*unit_).*(two)"], "\(args)")
         #expect(args.contains("--parallel"), "the other options pass through: \(args)")
+    }
+
+    /// Every test of the run started at once (Swift Testing has no limit unless asked): on two cores the load
+    /// average reached 30-40 and tests whose window for a reply is 2 s failed without a fault (flake 23). The
+    /// runner passes a width of 32 to the test process, and a width the user set is kept.
+    @Test func theRunLimitsHowManyTestsRunAtOnceAndKeepsTheUsersLimit() async throws {
+        let dir = TemporaryDirectory(prefix: "szrt")
+        defer { dir.remove() }
+        var env = try fakeSwift(dir, ids: ["Fake.unit_Fake/one()"], test: """
+            echo "${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-unset}" > "\(dir.file("width"))"
+            echo "✔ Test one() passed after 0.001 seconds."
+            echo "✔ Test run with 1 test in 1 suite passed after 0.001 seconds."
+            exit 0
+            """)
+        // Empty counts as unset, so what this test process inherited from its own runner does not count.
+        env["SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH"] = ""
+        let (ran, out, err) = try await runner(["quick"], env)
+        #expect(ran == .exited(0), "\(out) \(err)")
+        #expect(try String(contentsOfFile: dir.file("width"), encoding: .utf8) == "32\n")
+        env["SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH"] = "3"
+        let (again, out2, err2) = try await runner(["quick"], env)
+        #expect(again == .exited(0), "\(out2) \(err2)")
+        #expect(try String(contentsOfFile: dir.file("width"), encoding: .utf8) == "3\n")
     }
 }

@@ -45,7 +45,7 @@ struct unit_TestSelectionLint {
         for (file, decls) in try TestSourceScanner.scanFiles() {
             let suites = decls.filter { $0.kind == .suite }
             guard !suites.isEmpty, suites.allSatisfy({ $0.tags.contains("unit") }) else { continue }
-            let text = TestSourceScanner.withoutStrings(try String(contentsOf: TestSourceScanner.testsRoot.appendingPathComponent(file), encoding: .utf8))
+            let text = TestSourceScanner.withoutStrings(try TestSourceScanner.source(file))
             for f in forbidden where text.contains(f) { problems.append("\(file): a unit-only file uses \(f)") }
         }
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
@@ -64,7 +64,7 @@ struct unit_TestSelectionLint {
     @Test func everyExitTestGoesThroughTheGate() throws {
         var problems: [String] = []
         for (file, _) in try TestSourceScanner.scanFiles() where !file.hasPrefix("TestSupport/") {
-            let text = TestSourceScanner.withoutStrings(try String(contentsOf: TestSourceScanner.testsRoot.appendingPathComponent(file), encoding: .utf8))
+            let text = TestSourceScanner.withoutStrings(try TestSourceScanner.source(file))
             for line in text.split(separator: "\n") where line.contains("processExitsWith") && !line.contains("oneExitTestAtATime") {
                 problems.append("\(file): an exit test outside oneExitTestAtATime: \(line.trimmingCharacters(in: .whitespaces))")
             }
@@ -119,26 +119,32 @@ enum TestSourceScanner {
     }
 
     /// Declarations per test source file (paths relative to Tests/).
-    static func scanFiles() throws -> [(String, [Decl])] {
+    /// Every test source, read and scanned once for all the lint tests (a scan costs about 0.4 s of CPU in a
+    /// debug build; four tests each scanning everything took four times that, at the busiest moment of a run).
+    struct ScannedFile: Sendable {
+        let path: String
+        let text: String
+        let decls: [Decl]
+    }
+    static let scanned: Result<[ScannedFile], any Error> = Result {
         let fm = FileManager.default
         guard let e = fm.enumerator(at: testsRoot, includingPropertiesForKeys: nil) else { return [] }
-        var out: [(String, [Decl])] = []
+        var out: [ScannedFile] = []
         for case let url as URL in e where url.pathExtension == "swift" {
             let rel = url.path.replacingOccurrences(of: testsRoot.path + "/", with: "")
-            out.append((rel, scan(try String(contentsOf: url, encoding: .utf8), file: rel)))
+            let text = try String(contentsOf: url, encoding: .utf8)
+            out.append(ScannedFile(path: rel, text: text, decls: scan(text, file: rel)))
         }
-        return out
+        return out.sorted { $0.path < $1.path }
     }
 
-    static func scanAll() throws -> [Decl] {
-        let fm = FileManager.default
-        guard let e = fm.enumerator(at: testsRoot, includingPropertiesForKeys: nil) else { return [] }
-        var out: [Decl] = []
-        for case let url as URL in e where url.pathExtension == "swift" {
-            let text = try String(contentsOf: url, encoding: .utf8)
-            out += scan(text, file: url.path.replacingOccurrences(of: testsRoot.path + "/", with: ""))
-        }
-        return out
+    static func scanFiles() throws -> [(String, [Decl])] { try scanned.get().map { ($0.path, $0.decls) } }
+
+    static func scanAll() throws -> [Decl] { try scanned.get().flatMap(\.decls) }
+
+    /// The text of one scanned file (a path from `scanFiles`).
+    static func source(_ file: String) throws -> String {
+        try scanned.get().first { $0.path == file }?.text ?? String(contentsOf: testsRoot.appendingPathComponent(file), encoding: .utf8)
     }
 
     /// Blanks out comments and multi-line string literals (keeping line breaks), so examples are not scanned.

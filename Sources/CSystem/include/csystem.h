@@ -40,4 +40,8 @@ int sz_set_xattr(const char *path, const char *name, const char *value);
 /// getxattr(2) into `buffer` (NUL-terminated); the length, or -1/errno.
 long sz_get_xattr(const char *path, const char *name, char *buffer, unsigned long size);
 
+/// pipe2(2) (the Glibc module does not import it): both ends made with `flags` (O_CLOEXEC, O_NONBLOCK)
+/// atomically, so no child spawned by another thread meanwhile inherits them. 0 or -1/errno.
+int sz_pipe2(int fds[2], int flags);
+
 #endif
