@@ -26,7 +26,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -46,7 +45,6 @@ let package = Package(
         // The governor's HTTP face: /healthz (JSON) and /metrics (Prometheus text).
         .target(name: "GovernorHTTP", dependencies: [
             "Governor", .product(name: "FlyingFox", package: "FlyingFox"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "szgovernor", dependencies: [
             "Chaos", "Governor", "GovernorHTTP", "ScheduleZeroWire",

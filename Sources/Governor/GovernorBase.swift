@@ -28,9 +28,12 @@ public struct LatencySummary: Sendable, Hashable, Codable {
     public var p95: Double?
     public var max: Double?
     public var last: Double?
+    /// The sum of the samples (Prometheus' `_sum`).
+    public var sum: Double
 
     public init(samples: [Double]) {
         count = samples.count
+        sum = samples.reduce(0, +)
         let sorted = samples.sorted()
         median = sorted.isEmpty ? nil : sorted[sorted.count / 2]
         p95 = sorted.isEmpty ? nil : sorted[Swift.min(sorted.count - 1, Int(Double(sorted.count) * 0.95))]

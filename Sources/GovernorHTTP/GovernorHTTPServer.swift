@@ -4,14 +4,11 @@
 //   GET /metrics  -> Prometheus text exposition: per process up / restarts / status, restart and ready
 //                    latency summaries, governor totals
 // FlyingFox serves HTTP (its epoll wait runs on a Dispatch queue of its own, not on the cooperative pool);
-// swift-prometheus writes the exposition format from one registry kept for the server's life: each scrape
-// sets its gauges from a snapshot of `metrics()` (gauges are made for a process the first time it is seen
-// and dropped when it is gone), so a scrape allocates no gauges and no label sets, only its output.
+// `PrometheusExposition` writes the text format from a snapshot of `metrics()`, in a fixed order, into one
+// buffer (docs/ARCHITECTURE.md says why not swift-prometheus).
 import Foundation
 import FlyingFox
 import Governor
-import Prometheus
-import Synchronization
 
 public final class GovernorHTTPServer: Sendable {
     private let server: HTTPServer
@@ -63,89 +60,87 @@ public final class GovernorHTTPServer: Sendable {
         return "{\"deployment\":\"\(deployment)\",\"healthy\":\(healthy),\"services\":{\(services)}}"
     }
 
-    /// The Prometheus text of a metrics snapshot (a fresh exposition: tests and one-off callers).
+    /// The Prometheus text of a metrics snapshot.
     public static func prometheusText(_ m: GovernorMetrics) -> String { PrometheusExposition().text(m) }
-
-    /// A Prometheus summary (quantiles 0.5, 0.95, 1 and count) written in the exposition format:
-    /// swift-prometheus 2.x has no summary type, only histograms.
-    static func summary(_ name: String, _ help: String, _ s: LatencySummary, _ d: (String, String)) -> String {
-        var out = "# HELP \(name) \(help)\n# TYPE \(name) summary\n"
-        for (q, v) in [("0.5", s.median), ("0.95", s.p95), ("1", s.max)] {
-            out += "\(name){\(d.0)=\"\(d.1)\",quantile=\"\(q)\"} \(v.map { "\($0)" } ?? "NaN")\n"
-        }
-        out += "\(name)_count{\(d.0)=\"\(d.1)\"} \(s.count)\n"
-        return out
-    }
 }
 
-/// The registry behind /metrics and the gauges of each process in it, kept between scrapes.
-public final class PrometheusExposition: Sendable {
-    private struct ProcessGauges {
-        var role: String
-        var up: Gauge
-        var restarts: Gauge
-        var status: [(ProcessStatus, Gauge)]
-        var all: [Gauge] { [up, restarts] + status.map(\.1) }
-    }
-
-    private struct State {
-        var deployment: String?
-        var totals: [Gauge] = []
-        var processes: [String: ProcessGauges] = [:]
-    }
-
-    private let registry = PrometheusCollectorRegistry()
-    private let state = Mutex(State())
-
+/// The Prometheus text exposition (format 0.0.4) of a metrics snapshot: families in a fixed order, each with
+/// its HELP and TYPE, series sorted by process name and statuses in their declared order, so equal snapshots
+/// give equal text. Names follow Prometheus' conventions: counters end in `_total`, times are in seconds,
+/// summaries have `_sum` and `_count` and their quantiles only when there is a sample (never NaN).
+public struct PrometheusExposition: Sendable {
     public init() {}
 
-    private func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
-        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    public func text(_ m: GovernorMetrics) -> String {
+        var out = ""
+        let names = m.services.keys.sorted()
+        out.reserveCapacity(1024 + names.count * 1200)
+        let deployment = "deployment=\"\(Self.escaped(m.deployment))\""
+        func family(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        func sample(_ name: String, _ labels: String, _ value: String) {
+            out += name; out += "{"; out += labels; out += "} "; out += value; out += "\n"
+        }
+        family("szgovernor_running", "gauge", "1 while the governor runs the deployment")
+        sample("szgovernor_running", deployment, m.running ? "1" : "0")
+        family("szgovernor_services", "gauge", "Managed processes")
+        sample("szgovernor_services", deployment, "\(m.totalServices)")
+        family("szgovernor_healthy_services", "gauge", "Processes in status running")
+        sample("szgovernor_healthy_services", deployment, "\(m.healthyServices)")
+        family("szgovernor_restarts_total", "counter", "Restarts made by policy, all processes")
+        sample("szgovernor_restarts_total", deployment, "\(m.totalRestarts)")
+
+        // Per process: the label set written piece by piece into the output (no label strings kept).
+        func processSample(_ metric: String, _ name: String, _ info: ManagedProcessInfo, status: ProcessStatus? = nil, _ value: String) {
+            out += metric; out += "{"; out += deployment
+            out += ",process=\""; out += Self.escaped(name); out += "\",role=\""; out += info.role.rawValue; out += "\""
+            if let status { out += ",status=\""; out += status.rawValue; out += "\"" }
+            out += "} "; out += value; out += "\n"
+        }
+        family("szgovernor_process_up", "gauge", "1 when the process is running (ready)")
+        for name in names {
+            let info = m.services[name]!
+            processSample("szgovernor_process_up", name, info, info.status == .running ? "1" : "0")
+        }
+        family("szgovernor_process_restarts_total", "counter", "Restarts made by policy")
+        for name in names {
+            let info = m.services[name]!
+            processSample("szgovernor_process_restarts_total", name, info, String(info.restartCount))
+        }
+        family("szgovernor_process_status", "gauge", "1 for the process's current status")
+        for name in names {
+            let info = m.services[name]!
+            for status in ProcessStatus.allCases {
+                processSample("szgovernor_process_status", name, info, status: status, info.status == status ? "1" : "0")
+            }
+        }
+        summary(&out, "szgovernor_restart_latency_seconds", "Exit of a child -> spawn of its replacement", m.restartLatencyMs, deployment)
+        summary(&out, "szgovernor_ready_latency_seconds", "Exit of a child -> replacement ready", m.readyLatencyMs, deployment)
+        return out
     }
 
-    /// Sets every gauge from `m` and writes the exposition text.
-    public func text(_ m: GovernorMetrics) -> String {
-        let d = ("deployment", m.deployment)
-        let text = state.withLock { s -> String in
-            if s.deployment != m.deployment {
-                for g in s.totals + s.processes.values.flatMap(\.all) { registry.unregisterGauge(g) }
-                s = State(deployment: m.deployment)
-                s.totals = [
-                    gauge("szgovernor_running", "1 while the governor runs the deployment", [d]),
-                    gauge("szgovernor_services", "Managed processes", [d]),
-                    gauge("szgovernor_healthy_services", "Processes in status running", [d]),
-                    gauge("szgovernor_restarts_total", "Restarts made by policy, all processes", [d]),
-                ]
+    /// A summary from millisecond samples, in seconds: quantiles 0.5, 0.95 and 1 when there is a sample,
+    /// then `_sum` and `_count`.
+    private func summary(_ out: inout String, _ name: String, _ help: String, _ s: LatencySummary, _ labels: String) {
+        out += "# HELP \(name) \(help), seconds\n# TYPE \(name) summary\n"
+        if s.count > 0 {
+            for (q, v) in [("0.5", s.median), ("0.95", s.p95), ("1", s.max)] {
+                if let v { out += "\(name){\(labels),quantile=\"\(q)\"} \(Self.seconds(v))\n" }
             }
-            for (g, v) in zip(s.totals, [m.running ? 1 : 0, m.totalServices, m.healthyServices, m.totalRestarts]) {
-                g.set(Double(v))
-            }
-            for (name, gauges) in s.processes where m.services[name]?.role.rawValue != gauges.role {
-                for g in gauges.all { registry.unregisterGauge(g) }
-                s.processes[name] = nil
-            }
-            for (name, info) in m.services {
-                let gauges = s.processes[name] ?? {
-                    let labels = [d, ("process", name), ("role", info.role.rawValue)]
-                    let made = ProcessGauges(
-                        role: info.role.rawValue,
-                        up: gauge("szgovernor_process_up", "1 when the process is running (ready)", labels),
-                        restarts: gauge("szgovernor_process_restarts", "Restarts made by policy", labels),
-                        status: ProcessStatus.allCases.map { status in
-                            (status, gauge("szgovernor_process_status", "1 for the process's current status",
-                                           labels + [("status", status.rawValue)]))
-                        })
-                    s.processes[name] = made
-                    return made
-                }()
-                gauges.up.set(info.status == .running ? 1.0 : 0.0)
-                gauges.restarts.set(Double(info.restartCount))
-                for (status, g) in gauges.status { g.set(info.status == status ? 1.0 : 0.0) }
-            }
-            return registry.emitToString()
         }
-        return text
-            + GovernorHTTPServer.summary("szgovernor_restart_latency_ms", "Exit of a child -> spawn of its replacement, ms", m.restartLatencyMs, d)
-            + GovernorHTTPServer.summary("szgovernor_ready_latency_ms", "Exit of a child -> replacement ready, ms", m.readyLatencyMs, d)
+        out += "\(name)_sum{\(labels)} \(Self.seconds(s.sum))\n"
+        out += "\(name)_count{\(labels)} \(s.count)\n"
+    }
+
+    static func seconds(_ ms: Double) -> String {
+        ms.isFinite ? "\(ms / 1000)" : "0"
+    }
+
+    /// A label value as the format wants it: backslash, double quote and line feed escaped.
+    static func escaped(_ value: String) -> String {
+        guard value.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return value }
+        return value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
     }
 }

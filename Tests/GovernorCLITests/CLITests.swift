@@ -225,8 +225,8 @@ struct integration_governor_CLI {
         let (mcode, metrics) = try await onThread("GET /metrics") { try httpGet(port: port, path: "/metrics") }
         #expect(mcode == 200)
         #expect(metrics.contains("szgovernor_process_up{deployment=\"web\",process=\"h-1\",role=\"handler\"} 1"), "\(metrics)")
-        #expect(metrics.contains("# TYPE szgovernor_restart_latency_ms summary"))
-        #expect(metrics.contains("szgovernor_process_restarts{deployment=\"web\",process=\"h-2\",role=\"handler\"} 0"))
+        #expect(metrics.contains("# TYPE szgovernor_restart_latency_seconds summary"))
+        #expect(metrics.contains("szgovernor_process_restarts_total{deployment=\"web\",process=\"h-2\",role=\"handler\"} 0"))
 
         kill(try #require(h.pids("web")["h-1"]), SIGKILL)  // policy never: h-1 stays down
         try await waitUntil("h-1 to be down") { try await h.processes("web")["h-1"]?.status == "crashed" }

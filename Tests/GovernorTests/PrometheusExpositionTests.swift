@@ -4,11 +4,13 @@ import ScheduleZeroTesting
 @testable import Governor
 import GovernorHTTP
 
-/// /metrics keeps one registry between scrapes: each scrape must still show exactly the snapshot it was
-/// given (values set, processes that are gone dropped), line for line what a fresh registry writes.
+/// /metrics as Prometheus users expect it (issue 12): restarts are counters (`_total`), times are seconds,
+/// summaries have `_sum` and `_count` and never show NaN, and equal snapshots give equal text, series in a
+/// fixed order (families as declared, processes by name). Before, restarts were gauges, latencies were in
+/// `_ms`, an empty summary showed NaN without `_sum`, and the order changed from one process to the next.
 @Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_PrometheusExposition {
-    func snapshot(_ processes: [(String, ProcessRole, ProcessStatus, Int)]) -> GovernorMetrics {
+    func snapshot(_ processes: [(String, ProcessRole, ProcessStatus, Int)], restartMs: [Double] = [1, 2, 4], readyMs: [Double] = []) -> GovernorMetrics {
         let infos = processes.map { name, role, status, restarts in
             ManagedProcessInfo(name: name, role: role, pid: 10, status: status, restartCount: restarts,
                                lastError: nil, startTime: nil, lastExit: nil, endpoint: nil)
@@ -17,26 +19,51 @@ struct unit_governor_PrometheusExposition {
                                healthyServices: infos.filter { $0.status == .running }.count,
                                totalRestarts: infos.reduce(0) { $0 + $1.restartCount },
                                services: Dictionary(uniqueKeysWithValues: infos.map { ($0.name, $0) }),
-                               restartLatencyMs: LatencySummary(samples: [1, 2]), readyLatencyMs: LatencySummary(samples: []))
+                               restartLatencyMs: LatencySummary(samples: restartMs), readyLatencyMs: LatencySummary(samples: readyMs))
     }
 
-    func lines(_ text: String) -> [Substring] { text.split(separator: "\n").sorted() }
+    /// The TYPE of each family, in the order written.
+    func types(_ text: String) -> [String] {
+        text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.dropFirst(7)) }
+    }
 
-    @Test func aKeptRegistryWritesEachSnapshotAsAFreshOneWould() {
-        let exposition = PrometheusExposition()
-        let first = snapshot([("h-1", .handler, .running, 0), ("h-2", .handler, .running, 3), ("s", .server, .running, 0)])
-        let text1 = exposition.text(first)
-        #expect(lines(text1) == lines(GovernorHTTPServer.prometheusText(first)))
-        #expect(text1.contains("szgovernor_process_restarts{deployment=\"web\",process=\"h-2\",role=\"handler\"} 3.0"))
+    @Test func restartsAreCountersTimesAreSecondsAndSummariesHaveSumAndCountWithoutNaN() {
+        let text = PrometheusExposition().text(snapshot([("h-1", .handler, .running, 0), ("h-2", .handler, .running, 3)]))
+        #expect(types(text) == [
+            "szgovernor_running gauge", "szgovernor_services gauge", "szgovernor_healthy_services gauge",
+            "szgovernor_restarts_total counter", "szgovernor_process_up gauge", "szgovernor_process_restarts_total counter",
+            "szgovernor_process_status gauge", "szgovernor_restart_latency_seconds summary", "szgovernor_ready_latency_seconds summary",
+        ])
+        #expect(text.contains("szgovernor_restarts_total{deployment=\"web\"} 3\n"))
+        #expect(text.contains("szgovernor_process_restarts_total{deployment=\"web\",process=\"h-2\",role=\"handler\"} 3\n"))
+        #expect(text.contains("szgovernor_restart_latency_seconds{deployment=\"web\",quantile=\"0.5\"} 0.002\n"))
+        #expect(text.contains("szgovernor_restart_latency_seconds{deployment=\"web\",quantile=\"1\"} 0.004\n"))
+        #expect(text.contains("szgovernor_restart_latency_seconds_sum{deployment=\"web\"} 0.007\n"))
+        #expect(text.contains("szgovernor_restart_latency_seconds_count{deployment=\"web\"} 3\n"))
+        // No sample: no quantile, a zero sum and count, and nowhere a NaN or a unit other than seconds.
+        #expect(!text.contains("szgovernor_ready_latency_seconds{"))
+        #expect(text.contains("szgovernor_ready_latency_seconds_sum{deployment=\"web\"} 0.0\n"))
+        #expect(text.contains("szgovernor_ready_latency_seconds_count{deployment=\"web\"} 0\n"))
+        #expect(!text.contains("NaN") && !text.contains("_ms"))
+    }
 
-        // h-2 removed, h-1 crashed and restarted, s changed role: values follow, h-2's series are gone.
-        let second = snapshot([("h-1", .handler, .crashed, 1), ("s", .handler, .running, 0)])
-        let text2 = exposition.text(second)
-        #expect(lines(text2) == lines(GovernorHTTPServer.prometheusText(second)))
-        #expect(!text2.contains("process=\"h-2\""))
-        #expect(!text2.contains("role=\"server\""))
-        #expect(text2.contains("szgovernor_process_status{deployment=\"web\",process=\"h-1\",role=\"handler\",status=\"crashed\"} 1.0"))
-        #expect(text2.contains("szgovernor_process_up{deployment=\"web\",process=\"h-1\",role=\"handler\"} 0.0"))
-        #expect(text2.contains("szgovernor_services{deployment=\"web\"} 2.0"))
+    @Test func equalSnapshotsGiveEqualTextWithProcessesInNameOrder() {
+        let processes: [(String, ProcessRole, ProcessStatus, Int)] = [("h-3", .handler, .running, 1), ("s", .server, .running, 0),
+                                                                      ("h-1", .handler, .crashed, 2), ("h-2", .handler, .running, 0)]
+        let text = PrometheusExposition().text(snapshot(processes))
+        // A dictionary of the same processes built in another order, written by another exposition.
+        #expect(PrometheusExposition().text(snapshot(processes.reversed())) == text)
+        let up = text.split(separator: "\n").filter { $0.hasPrefix("szgovernor_process_up{") }
+        #expect(up.map { $0.split(separator: ",")[1] } == ["process=\"h-1\"", "process=\"h-2\"", "process=\"h-3\"", "process=\"s\""])
+        let statuses = text.split(separator: "\n").filter { $0.hasPrefix("szgovernor_process_status{") && $0.contains("\"h-1\"") }
+        #expect(statuses.count == ProcessStatus.allCases.count)
+        #expect(statuses.filter { $0.hasSuffix(" 1") } == ["szgovernor_process_status{deployment=\"web\",process=\"h-1\",role=\"handler\",status=\"crashed\"} 1"])
+        #expect(text.contains("szgovernor_process_up{deployment=\"web\",process=\"h-1\",role=\"handler\"} 0\n"))
+    }
+
+    @Test func labelValuesAreEscaped() {
+        var m = snapshot([("h-1", .handler, .running, 0)])
+        m.deployment = "a\"b\\c"
+        #expect(PrometheusExposition().text(m).contains("szgovernor_running{deployment=\"a\\\"b\\\\c\"} 1\n"))
     }
 }
