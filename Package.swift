@@ -56,10 +56,10 @@ let package = Package(
         // Fault injection: the message-level proxy, fault schedules, experiments, their runner and reports.
         // Targets come from the governor's deployment folders; message-level faults go through MockPeers' control channel.
         .target(name: "Chaos", dependencies: [
-            "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers", "Interposer", .product(name: "Yams", package: "Yams"),
+            "CSystem", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers", "Interposer", .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "szchaos", dependencies: [
-            "Chaos", "ZeroMQ", "ScheduleZeroWire", "ZMQClient", "Governor", "MockPeers", "Interposer",
+            "Chaos", "ScheduleZeroWire", "Governor", "Interposer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -93,7 +93,7 @@ let package = Package(
         .target(name: "MockPeers", dependencies: ["CSystem", "ZeroMQ", "ScheduleZeroWire", "ZMQClient"]),
         .executableTarget(
             name: "szmock",
-            dependencies: ["MockPeers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MockPeers", "ScheduleZeroWire", "ZMQClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "MockPeersTests",

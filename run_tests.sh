@@ -25,7 +25,7 @@
 #
 # Environment
 #   SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH  tests running at once (default 32)
-#   SZ_TEST_THREADS     threads of the test kit's executor, which .leakChecked suites run on (default 32)
+#   SZ_TEST_THREADS     threads of the test kit's executor, which .leakChecked suites run on (default 48)
 #   SZ_RUN_LIMIT        seconds before the run's watchdog stops it (120 quick, 1200 slow and all, else 600)
 #   SZ_POOL_WATCHDOG    seconds: say when a task waited that long for a thread (SZ_POOL_WATCHDOG_STACKS=DIR
 #                       also writes every thread's stack there with gdb); see docs/TESTING.md
@@ -139,7 +139,7 @@ run_limit="${SZ_RUN_LIMIT:-$run_limit}"
 # At most this many tests at once (Swift Testing's own limit; without it every test of the run starts at
 # once). All 435 of ci starting together put the load average at 30-40 on two cores, and a test's 2 s window
 # for a reply then ran out without a fault (flake 23, docs/TESTING.md). 32 runs ci as fast as no limit does.
-# The test kit's executor has as many threads (TestExecutor, SZ_TEST_THREADS).
+# The test kit's executor has 16 threads more (TestExecutor, SZ_TEST_THREADS).
 export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-32}"
 
 if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi

@@ -62,14 +62,11 @@ public struct JobSpec: Sendable, Equatable {
         return JobSpec(id: id, handlerID: handler, method: method, params: params, interval: interval, count: count)
     }
 
-    /// `200ms`, `1.5s`, `2m`.
+    /// `200ms`, `1.5s`, `2m`: a positive duration, read and explained as every duration is (DurationText).
     public static func parseDuration(_ s: String, context: String) throws(PeerError) -> Duration {
-        switch DurationText.parse(s) {
-        case .success(let d) where d > .zero: return d
-        case .failure(.tooLong):
-            throw .invalidJob("\(context): interval must be at most \(DurationText.maximumDescription), got \"\(s)\"")
-        default:
-            throw .invalidJob("\(context): interval must be a positive number with ms, s or m, got \"\(s)\"")
+        switch DurationText.option(s, "\(context): interval") {
+        case .success(let d): return d
+        case .failure(let problem): throw .invalidJob(problem.description)
         }
     }
 

@@ -33,36 +33,40 @@ public final class LoopThread: @unchecked Sendable {
     public var isFinished: Bool { done.isOpen }
 }
 
-/// A one-way gate: closed until `open()`, then open for good. Waits have deadlines.
+/// A one-way gate: closed until `open()`, then open for good. Waits have deadlines (on the monotonic clock).
+/// The mutex and the condition are allocated, not stored properties passed by `&`, which Swift does not
+/// keep at one address.
 public final class Latch: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var opened = false
 
     public init() {
-        pthread_mutex_init(&mutex, nil)
+        pthread_mutex_init(mutex, nil)
         var attr = pthread_condattr_t()
         pthread_condattr_init(&attr)
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(&cond, &attr)
+        pthread_cond_init(cond, &attr)
         pthread_condattr_destroy(&attr)
     }
 
     deinit {
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
     }
 
     public func open() {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         opened = true
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_broadcast(cond)
+        pthread_mutex_unlock(mutex)
     }
 
     public var isOpen: Bool {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return opened
     }
 
@@ -76,10 +80,10 @@ public final class Latch: @unchecked Sendable {
         var nsec = now.tv_nsec + Int(max(0, atto) / 1_000_000_000)
         if nsec >= 1_000_000_000 { sec += 1; nsec -= 1_000_000_000 }
         var deadline = timespec(tv_sec: sec, tv_nsec: nsec)
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         while !opened {
-            if pthread_cond_timedwait(&cond, &mutex, &deadline) == ETIMEDOUT { break }
+            if pthread_cond_timedwait(cond, mutex, &deadline) == ETIMEDOUT { break }
         }
         return opened
     }

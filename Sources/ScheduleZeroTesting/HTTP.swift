@@ -8,10 +8,9 @@ import Foundation
 /// `onThread`, never on the cooperative pool.
 public func httpExchange(port: Int, method: String = "GET", path: String, body: String? = nil,
                          timeout: Duration = .seconds(5)) throws -> (status: Int, body: String) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EIO) }
     defer { close(fd) }
-    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = UInt16(port).bigEndian

@@ -7,8 +7,8 @@ import Glibc
 /// own enqueues a tiny task every 100 ms on Swift's cooperative pool and another on `TestExecutor.shared`,
 /// and says on stderr when one has not started after SECONDS, and when it did. With
 /// `SZ_POOL_WATCHDOG_STACKS=DIR` it also writes the stacks of every thread of the process (`gdb -batch`,
-/// which stops the process while it reads them) to DIR. Started by `.leakChecked`. This is how flake 23 in
-/// docs/TESTING.md was found.
+/// which stops the process while it reads them) to DIR; gdb attaches to its parent, which needs root or
+/// `kernel.yama.ptrace_scope` 0. Started by `.leakChecked`. This is how flake 23 in docs/TESTING.md was found.
 public enum PoolWatchdog {
     public static func startIfAsked() { _ = started }
 
@@ -41,19 +41,23 @@ public enum PoolWatchdog {
     private static func watch(_ name: String, _ executor: TestExecutor?, limit: Double, stacks: String?) {
         while true {
             let stamp = Stamp()
-            let sent = Date()
+            let clock = ContinuousClock()
+            let sent = clock.now
             if let executor { Task(executorPreference: executor) { stamp.mark() } } else { Task.detached { stamp.mark() } }
             var late = false
             while !stamp.done {
                 usleep(20_000)
-                if !late && Date().timeIntervalSince(sent) >= limit {
+                if !late && clock.now - sent >= .seconds(limit) {
                     late = true
                     var note = ""
                     if let stacks, let file = dump(into: stacks) { note = "; stacks in \(file)" }
                     say("a task has waited \(String(format: "%.1f", limit)) s for a thread of \(name)\(note)")
                 }
             }
-            if late { say("the task on \(name) started after \(String(format: "%.1f", Date().timeIntervalSince(sent))) s") }
+            if late {
+                let waited = (clock.now - sent).components
+                say("the task on \(name) started after \(String(format: "%.1f", Double(waited.seconds) + Double(waited.attoseconds) / 1e18)) s")
+            }
             usleep(100_000)
         }
     }

@@ -113,7 +113,8 @@ private let portCursor = Mutex<Int>(Int(getpid()) &* 7919 % testPortRange.span)
 
 /// Whether 127.0.0.1:`port` can be bound right now.
 func tcpPortIsFree(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    // Close-on-exec: a child spawned meanwhile by another thread would otherwise hold the probed port.
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
     var addr = sockaddr_in()

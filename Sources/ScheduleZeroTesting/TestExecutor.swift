@@ -3,8 +3,10 @@ import Foundation
 import Glibc
 #endif
 
-/// Where the tests of a `.leakChecked` suite run: a task executor of a fixed number of threads (32 by
-/// default, `SZ_TEST_THREADS` to change), instead of Swift's cooperative pool.
+/// Where the tests of a `.leakChecked` suite run: a task executor of a fixed number of threads (48 by
+/// default, `SZ_TEST_THREADS` to change), instead of Swift's cooperative pool: as many as the tests
+/// `run_tests.sh` lets run at once (32) and 16 more, so that 32 bodies that each block still leave threads
+/// for their child tasks, their sleeps' continuations and the suites' leak checks.
 ///
 /// The cooperative pool has one thread per core, two on the machines this suite runs on. It is sized for
 /// work that computes, and a test process does other work: synchronous test bodies that compute for seconds
@@ -12,16 +14,18 @@ import Glibc
 /// bodies at once took both threads, and every other test of the process waited: stacks taken by
 /// `PoolWatchdog` showed 6-17 s stalls in a busy run, which ran out the 4-10 s windows of tests that measure
 /// how fast something answers (docs/TESTING.md, flake 23). On this executor such a body holds one thread of
-/// 32, and the kernel shares the cores among all of them, as it does among the processes under test.
+/// 48, and the kernel shares the cores among all of them, as it does among the processes under test.
 ///
 /// The suite's tests are child tasks of the suite's scope, so they inherit the preference
-/// (`withTaskExecutorPreference`); so do their own child tasks. Unstructured tasks (`Task {}`) and actors with
-/// an executor of their own still run where they would.
+/// (`withTaskExecutorPreference`); so do their own child tasks. Detached and other unstructured tasks,
+/// Dispatch queues, `@MainActor` code and actors with an executor of their own still run where they would.
+/// Jobs run first in, first out; priorities are not looked at. Threads have the default stack (8 MiB): test
+/// bodies in debug builds recurse deeply (the JSON codec's 256 levels).
 public final class TestExecutor: TaskExecutor, @unchecked Sendable {
     /// The executor `.leakChecked` suites run on.
     public static let shared = TestExecutor(threads: {
-        let asked = ProcessInfo.processInfo.environment["SZ_TEST_THREADS"].flatMap { Int($0) } ?? 32
-        return min(max(asked, 1), 64)
+        let asked = ProcessInfo.processInfo.environment["SZ_TEST_THREADS"].flatMap { Int($0) } ?? 48
+        return min(max(asked, 1), 256)
     }())
 
     public let threadCount: Int
@@ -45,7 +49,6 @@ public final class TestExecutor: TaskExecutor, @unchecked Sendable {
                 self.lock.unlock()
                 self.serve()
             }
-            t.stackSize = 1 << 20
             t.start()
         }
     }
@@ -53,6 +56,7 @@ public final class TestExecutor: TaskExecutor, @unchecked Sendable {
     public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         lock.lock()
+        precondition(!stopping || running > 0, "a job enqueued on a TestExecutor that has shut down would never run")
         queue.append(unowned)
         lock.signal()
         lock.unlock()
@@ -64,6 +68,7 @@ public final class TestExecutor: TaskExecutor, @unchecked Sendable {
     /// Lets the threads end once no job is left; returns when they have. The shared executor is never
     /// shut down.
     public func shutDown() {
+        precondition(!isCurrent, "TestExecutor.shutDown() on one of its own threads would wait for itself")
         lock.lock()
         stopping = true
         lock.broadcast()

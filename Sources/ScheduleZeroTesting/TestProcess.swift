@@ -6,14 +6,17 @@ import CSystem
 import Glibc
 #endif
 
-/// How a child process ended.
-public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
-    case exited(Int32)
-    case signaled(Int32)
-    public var description: String {
-        switch self {
-        case .exited(let c): "exited with \(c)"
-        case .signaled(let s): "killed by signal \(s)"
+extension TestProcess {
+    /// How a child process ended. (Nested: the Governor library has an `ExitStatus` of its own, and tests
+    /// import both.)
+    public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
+        case exited(Int32)
+        case signaled(Int32)
+        public var description: String {
+            switch self {
+            case .exited(let c): "exited with \(c)"
+            case .signaled(let s): "killed by signal \(s)"
+            }
         }
     }
 }
@@ -237,12 +240,12 @@ public func builtExecutable(_ name: String) -> String {
 
 /// A process run to its end (`TestProcess.run`): how it ended and everything it printed.
 public struct FinishedProcess: Sendable, CustomStringConvertible {
-    public var status: ExitStatus
+    public var status: TestProcess.ExitStatus
     /// stdout, line by line.
     public var lines: [String]
     public var stderr: String
 
-    public init(status: ExitStatus, lines: [String], stderr: String) {
+    public init(status: TestProcess.ExitStatus, lines: [String], stderr: String) {
         self.status = status
         self.lines = lines
         self.stderr = stderr

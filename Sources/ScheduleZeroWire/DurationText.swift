@@ -68,6 +68,22 @@ public enum DurationText {
     public static func value(_ text: String) -> Duration? {
         try? parse(text).get()
     }
+
+    /// What is wrong with a command-line option's duration, in one sentence that starts with the option.
+    public struct OptionProblem: Error, Equatable, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The duration given to a command-line option (`--timeout 2s`), or what is wrong with it; `positive`
+    /// refuses zero as well. The executables turn the problem into their usage error.
+    public static func option(_ text: String, _ name: String, positive: Bool = true) -> Result<Duration, OptionProblem> {
+        switch parse(text) {
+        case .success(let d) where positive && d == .zero:
+            return .failure(OptionProblem(description: "\(name) must be longer than 0 (got \"\(text)\")"))
+        case .success(let d): return .success(d)
+        case .failure(let problem): return .failure(OptionProblem(description: "\(name) \(message(problem, text))"))
+        }
+    }
 }
 
 extension String {

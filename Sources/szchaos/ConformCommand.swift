@@ -22,8 +22,7 @@ struct Conform: ParsableCommand {
 
     func validate() throws {
         guard ConformanceRole(rawValue: role) != nil else { throw ValidationError("--role takes handler or server, not '\(role)'") }
-        guard let t = parseDuration(timeout), t > .zero else { throw ValidationError("--timeout takes a duration like 500ms or 2s, not '\(timeout)'") }
-        _ = t
+        _ = try unitDuration(timeout, option: "--timeout")
         guard ["tcp://", "ipc://", "inproc://"].contains(where: endpoint.hasPrefix) else {
             throw ValidationError("ENDPOINT must start with tcp://, ipc:// or inproc://, not '\(endpoint)'")
         }
@@ -32,7 +31,7 @@ struct Conform: ParsableCommand {
     func run() throws {
         let report: ConformanceReport
         do {
-            let probe = try ConformanceProbe(endpoint: endpoint, role: ConformanceRole(rawValue: role)!, timeout: parseDuration(timeout)!)
+            let probe = try ConformanceProbe(endpoint: endpoint, role: ConformanceRole(rawValue: role)!, timeout: DurationText.value(timeout)!)
             report = probe.run()
         } catch { throw Failure("szchaos conform: \(error)") }
         if let junit {

@@ -249,7 +249,7 @@ struct Pause: ParsableCommand {
         // SIGINT/SIGTERM are blocked before anything is stopped, and taken with sigtimedwait: whatever
         // happens, SIGCONT is sent before szchaos exits.
         let sigs = Signals.block()
-        let d = parseDuration(duration)!
+        let d = DurationText.value(duration)!
         if repeating.repeats {
             // Each round pauses for --for (a signal resumes at once and ends the loop), then waits out the interval.
             let paths = try deployment.paths(), seed = try fault.resolvedSeed()

@@ -19,12 +19,8 @@ struct Net: ParsableCommand {
 }
 
 /// A positive duration option of szchaos (`250ms`, `2s`, `1m`; a bare number is refused, as everywhere).
-func unitDuration(_ text: String, option: String) throws -> Duration {
-    switch DurationText.parse(text) {
-    case .success(let d) where d > .zero: return d
-    case .success: throw ValidationError("\(option) must be longer than 0 (got \"\(text)\")")
-    case .failure(let problem): throw ValidationError("\(option) \(DurationText.message(problem, text))")
-    }
+func unitDuration(_ text: String, option: String, positive: Bool = true) throws -> Duration {
+    try DurationText.option(text, option, positive: positive).mapError { ValidationError($0.description) }.get()
 }
 
 /// Options of every command that applies a fault.

@@ -81,10 +81,7 @@ struct ProxyFaultsAdd: ParsableCommand {
         }
         for (key, text, option) in [("delay_ms", delay, "--delay"), ("jitter_ms", jitter, "--jitter")] {
             guard let text else { continue }
-            switch DurationText.parse(text) {
-            case .success(let d): s[key] = .int(Int64(d.wholeMilliseconds))
-            case .failure(let p): throw ValidationError("\(option) \(DurationText.message(p, text))")
-            }
+            s[key] = .int(Int64(try unitDuration(text, option: option, positive: false).wholeMilliseconds))
         }
         if blackhole { s["blackhole"] = true }
         if let direction {

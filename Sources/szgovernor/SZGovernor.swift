@@ -148,11 +148,7 @@ struct Up: ParsableCommand {
 
     func validate() throws {
         if let p = httpPort, !(0...65535).contains(p) { throw ValidationError("--http-port must be 0...65535") }
-        switch DurationText.parse(readyTimeout) {
-        case .success(let d) where d > .zero: break
-        case .success: throw ValidationError("--ready-timeout must be longer than 0 (got \"\(readyTimeout)\")")
-        case .failure(let problem): throw ValidationError("--ready-timeout \(DurationText.message(problem, readyTimeout))")
-        }
+        _ = try DurationText.option(readyTimeout, "--ready-timeout").mapError { ValidationError($0.description) }.get()
     }
 
     func run() throws {
@@ -269,7 +265,7 @@ struct Down: ParsableCommand {
         let began = Date()
         // Processes that ignored SIGTERM and had to be killed at their stop timeout, said after the stop.
         defer {
-            for e in EventLog.escalations(EventLog.read(locator.path("events.jsonl")), since: began) { print("szgovernor: \(e.line)") }
+            for e in LifecycleLog.escalations(LifecycleLog.read(locator.path("events.jsonl")), since: began) { print("szgovernor: \(e.line)") }
         }
         if let pong = control(locator, "ping", timeout: .milliseconds(1500)) {
             let governorPid = pong["governor_pid"]?.intValue.map { pid_t($0) }

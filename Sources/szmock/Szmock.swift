@@ -271,11 +271,7 @@ struct CallCommand: ParsableCommand {
     func validate() throws {
         try checkEndpoint(endpoint, "ENDPOINT")
         _ = try parsedParams()
-        switch DurationText.parse(timeout) {
-        case .success(let d) where d > .zero: break
-        case .success: throw ValidationError("--timeout must be longer than 0 (got \"\(timeout)\")")
-        case .failure(let problem): throw ValidationError("--timeout \(DurationText.message(problem, timeout))")
-        }
+        _ = try DurationText.option(timeout, "--timeout").mapError { ValidationError($0.description) }.get()
         guard attempts >= 1, retryDelayMs >= 0 else { throw ValidationError("--attempts >= 1, --retry-delay-ms >= 0") }
         guard RecoveryStrategy(rawValue: strategy) != nil else { throw ValidationError("--strategy must be lazy-pirate or relaxed") }
     }

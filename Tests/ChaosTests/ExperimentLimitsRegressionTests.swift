@@ -3,6 +3,7 @@ import Foundation
 import Governor
 import Testing
 import ScheduleZeroTesting
+import ScheduleZeroWire
 
 /// Issue 11, finding 7, for experiment files: the same values are refused the same way, located.
 @Suite(.tags(.regression, .unit), .leakChecked)
@@ -23,7 +24,7 @@ struct regression_unit_ExperimentFileLimits {
         let within = try #require(error("title: x\nduration: 1s\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}, within: 0ms}\n"))
         #expect(within.field == "steady_state.within" && within.line == 3 && within.message.contains("longer than 0"), "\(within)")
         #expect(error("title: x\nduration: 1s\nsteady_state: {endpoints: {a: \"tcp://127.0.0.1:9\"}, interval: 0s}\n")?.field == "steady_state.interval")
-        #expect(Chaos.parseDuration("999999999999999999999m") == nil, "szchaos pause --for refuses it instead of trapping")
+        #expect(DurationText.value("999999999999999999999m") == nil, "szchaos pause --for refuses it instead of trapping")
     }
 
     @Test func endpointsThatCanNeverWorkAreRefused() throws {

@@ -133,7 +133,7 @@ struct unit_HTMLReport {
         #expect(attributes("data-t", ofTagsWith: "class=\"gov", in: withGov) == ["3.500", "3.750", "3.250"])
     }
 
-    /// Slow: about 4 s of CPU in a debug build, at the start of a run when every unit test starts at once.
+    /// Slow: about 4 s of CPU in a debug build; `slow` (and so `.ci/run`) runs it, `ci` and `quick` do not.
     @Test(.tags(.slow)) func slow_aHundredThousandRequestsStaySmallAndKeepEveryFailureAndExtreme() throws {
         let n = 100_000
         let spikeIndex = 50_001  // a first-attempt success, the slowest of the run

@@ -114,7 +114,7 @@ final class NetBed: @unchecked Sendable {
     }
 
     /// `szchaos net ...` run to its end: exit status and stdout.
-    func szchaosRun(_ args: [String], timeout: Duration = .seconds(30)) async throws -> (ScheduleZeroTesting.ExitStatus, [String], String) {
+    func szchaosRun(_ args: [String], timeout: Duration = .seconds(30)) async throws -> (TestProcess.ExitStatus, [String], String) {
         let r = try await TestProcess.run(szchaosPath, args, environment: environment, timeout: timeout)
         return (r.status, r.lines, r.stderr)
     }

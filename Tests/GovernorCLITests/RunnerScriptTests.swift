@@ -21,7 +21,6 @@ struct regression_integration_RunnerScript {
         let dir = TemporaryDirectory(prefix: "szrt")
         // The holder outlives any wait the test would accept (300 s): the runner must stop it, not wait.
         // (It slept 20 s once, and a runner slowed down by a busy machine lost that race without a fault.)
-        let naturalEnd = dir.file("holder-marker")
         let holderPid = dir.file("holder.pid")
         try dir.write("""
             #!/bin/sh
@@ -31,7 +30,7 @@ struct regression_integration_RunnerScript {
               test*)
                 echo "✔ Test one() passed after 0.001 seconds."
                 echo "✔ Test run with 1 test in 1 suite passed after 0.001 seconds."
-                setsid sh -c 'echo $$ > "$1"; exec sleep 300' "\(naturalEnd)" "\(holderPid)" &
+                setsid sh -c 'echo $$ > "$0.t" && mv "$0.t" "$0"; exec sleep 300' "\(holderPid)" &
                 echo "LEAK GUARD: the test run left these behind:" >&2
                 echo "  - process $! (stand-in)" >&2
                 exit 1 ;;
@@ -40,17 +39,22 @@ struct regression_integration_RunnerScript {
             """, to: "bin/swift", executable: true)
         let path = dir.file("bin") + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
         let p = try TestProcess("/bin/bash", [Self.runTests, "quick"], environment: ["PATH": path])
-        defer { p.stop() }
+        var holder: pid_t?
+        defer {
+            p.stop()
+            if let holder, LiveProcess.isAlive(holder) { kill(holder, SIGKILL) }  // the runner did not stop it
+        }
         let status = try await p.waitExit(timeout: .seconds(60))
         try await waitUntil("the runner's output to end") { p.outputClosed }
         let lines = p.lines
         #expect(status != .exited(0), "\(lines)")
         #expect(lines.last == "1 passed, 1 failed", "the closing line: \(lines.suffix(3))")
         #expect(p.stderrText.contains("run_tests: FAILED (run 1): the leak guard found what the tests left behind"), "\(p.stderrText)")
-        // No PID file: stopped before it got to write one.
-        if let holder = pid_t((try? String(contentsOfFile: holderPid, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") {
-            try await waitUntil("the runner to have stopped the leaked stdout holder", timeout: .seconds(10)) { !LiveProcess.isAlive(holder) }
-        }
+        // The PID file is written (whole, by a rename) as the holder starts, long before the runner ends.
+        let text = (try? String(contentsOfFile: holderPid, encoding: .utf8)) ?? ""
+        holder = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        let pid = try #require(holder, "the holder's PID file: \"\(text)\"")
+        try await waitUntil("the runner to have stopped the leaked stdout holder", timeout: .seconds(10)) { !LiveProcess.isAlive(pid) }
     }
 
     /// A stand-in `swift` that lists `ids`, records the arguments of `swift test` in `args`, and runs `body`
@@ -71,7 +75,7 @@ struct regression_integration_RunnerScript {
         return ["PATH": dir.file("bin") + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
     }
 
-    func runner(_ args: [String], _ env: [String: String]) async throws -> (ScheduleZeroTesting.ExitStatus, [String], String) {
+    func runner(_ args: [String], _ env: [String: String]) async throws -> (TestProcess.ExitStatus, [String], String) {
         let p = try TestProcess("/bin/bash", [Self.runTests] + args, environment: env)
         defer { p.stop() }
         let status = try await p.waitExit(timeout: .seconds(60))

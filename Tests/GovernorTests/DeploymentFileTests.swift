@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ScheduleZeroTesting
 @testable import Governor
+import ScheduleZeroWire
 
 @Suite(.tags(.unit, .governor), .leakChecked)
 struct unit_governor_DeploymentFile {
@@ -86,12 +87,12 @@ struct unit_governor_DeploymentFile {
     }
 
     @Test func durationsAcceptUnitsAndRefuseBareNumbers() {
-        #expect(parseDuration("250ms") == .milliseconds(250))
-        #expect(parseDuration("1.5s") == .milliseconds(1500))
-        #expect(parseDuration("2m") == .seconds(120))
-        #expect(parseDuration("40") == nil, "a bare number is refused")
-        #expect(parseDuration("-1s") == nil)
-        #expect(parseDuration("fast") == nil)
+        #expect(DurationText.value("250ms") == .milliseconds(250))
+        #expect(DurationText.value("1.5s") == .milliseconds(1500))
+        #expect(DurationText.value("2m") == .seconds(120))
+        #expect(DurationText.value("40") == nil, "a bare number is refused")
+        #expect(DurationText.value("-1s") == nil)
+        #expect(DurationText.value("fast") == nil)
     }
 
     @Test func theNameDefaultsToTheFileName() throws {

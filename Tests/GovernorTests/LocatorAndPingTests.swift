@@ -56,6 +56,20 @@ struct unit_governor_LocatorAndReadiness {
         #expect(throws: GovernorError.self) { try BuildVariables.expand("${C}", ["A": "1"]) }
     }
 
+    /// `${...}` was expanded by two functions: deployment files knew `${env:NAME}`, `szgovernor add` did not.
+    /// One expansion now, for both, with one wording.
+    @Test func oneExpansionKnowsVariablesAndTheEnvironmentAndSaysWhatIsWrong() throws {
+        let env = ["CHECKOUT": "/src"]
+        #expect(BuildVariables.substitute("${env:CHECKOUT}/${NAME}.sock", ["NAME": "h-1"], environment: env) == .success("/src/h-1.sock"))
+        #expect(BuildVariables.substitute("${env:NOPE}", [:], environment: env) == .failure(.unsetEnvironment(name: "NOPE")))
+        #expect(BuildVariables.substitute("a ${NAME", ["NAME": "x"]) == .failure(.unterminated))
+        #expect(BuildVariables.substitute("${X}", ["B": "1", "A": "2"]) == .failure(.unknown(name: "X", known: ["A", "B"])))
+        #expect(BuildVariables.Problem.unknown(name: "X", known: ["A", "B"]).message(in: "${X}") == "unknown variable ${X} (known: A, B)")
+        #expect(BuildVariables.Problem.unsetEnvironment(name: "NOPE").message(in: "") == "${env:NOPE}: the environment variable NOPE is not set")
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        #expect(try BuildVariables.expand("${env:PATH}", [:]) == path, "szgovernor add expands ${env:} too")
+    }
+
     /// `${PACKAGE_DIR}`: the package root above the executable (foreign.yaml finds the peers there), and
     /// no such variable for an executable outside any package.
     @Test func packageDirIsThePackageRootAboveTheExecutable() async throws {

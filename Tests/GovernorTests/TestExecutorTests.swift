@@ -24,11 +24,12 @@ struct unit_TestExecutor {
     }
 
     /// Two bodies that held their threads for seconds took the whole cooperative pool (one thread per core,
-    /// two here) and everything else in the process waited 6-17 s. On the executor, all its threads but the
-    /// two this test needs (its own body, which waits for the holders, and the short job) can be held while
-    /// the short job still starts at once.
+    /// two here) and everything else in the process waited 6-17 s. On an executor of 8 threads (the class
+    /// `TestExecutor.shared` is; its own size follows SZ_TEST_THREADS), all of them but the two this test needs
+    /// (its own body, which waits for the holders, and the short job) can be held while the short job still
+    /// starts at once.
     @Test func bodiesHoldingAllButTwoThreadsLeaveAShortJobStartingAtOnce() async throws {
-        let executor = TestExecutor(threads: TestExecutor.shared.threadCount)
+        let executor = TestExecutor(threads: 8)
         defer { executor.shutDown() }
         let held = executor.threadCount - 2
         let release = DispatchSemaphore(value: 0)
@@ -43,7 +44,9 @@ struct unit_TestExecutor {
                         return nil
                     }
                 }
-                for _ in 0..<held { holding.wait() }  // every holder is on a thread of its own
+                // Every holder on a thread of its own (bounded: a broken executor fails here, not hangs).
+                let deadline = DispatchTime.now() + 20
+                let allHolding = (0..<held).allSatisfy { _ in holding.wait(timeout: deadline) == .success }
                 let asked = clock.now
                 group.addTask { clock.now - asked }
                 var started: Duration?
@@ -53,10 +56,10 @@ struct unit_TestExecutor {
                         for _ in 0..<held { release.signal() }
                     }
                 }
-                return started
+                return allHolding ? started : nil
             }
         }
-        let started = try #require(outcome)
+        let started = try #require(outcome, "the holders never all held a thread")
         #expect(started < .seconds(5), "the short job started after \(started), once a holder gave up its thread")
     }
 }

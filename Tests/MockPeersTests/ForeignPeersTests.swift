@@ -213,7 +213,7 @@ struct integration_zmq_ForeignPeers {
         let server = try await ForeignServer()
         let h = try ForeignHandler(id: "f-call", serverPort: server.zmqPort, environment: ["SZ_NO_REGISTRATION": "1"])
         _ = try await h.process.ready(timeout: .seconds(20))
-        func reply(_ args: [String]) async throws -> (ScheduleZeroTesting.ExitStatus, JSONValue) {
+        func reply(_ args: [String]) async throws -> (TestProcess.ExitStatus, JSONValue) {
             let (status, lines) = try await runCall(args + ["--timeout", "3s", "--attempts", "1"])
             return (status, try JSON.parse(try #require(lines.first, "no reply line for \(args)")))
         }
@@ -249,7 +249,7 @@ struct integration_zmq_ForeignPeers {
 
 extension TestProcess {
     /// Sends `sig` and waits (with a deadline) for the exit.
-    fileprivate func waitExitAfter(_ sig: Int32, timeout: Duration = .seconds(10)) async throws -> ScheduleZeroTesting.ExitStatus {
+    fileprivate func waitExitAfter(_ sig: Int32, timeout: Duration = .seconds(10)) async throws -> TestProcess.ExitStatus {
         signal(sig)
         return try await waitExit(timeout: timeout)
     }

@@ -62,7 +62,7 @@ func startSzmock(_ args: [String], environment: [String: String] = [:]) throws -
 /// Runs `szmock call ...` to its end and returns its exit status and stdout.
 /// The child being reaped is not its output being read: the reader thread may still hold the last line
 /// (`regression_integration_zmq_SzmockCallOutput`), so this waits for both pipes to close as well (`TestProcess.run`).
-func runCall(_ args: [String], timeout: Duration = .seconds(20)) async throws -> (ScheduleZeroTesting.ExitStatus, [String]) {
+func runCall(_ args: [String], timeout: Duration = .seconds(20)) async throws -> (TestProcess.ExitStatus, [String]) {
     let r = try await TestProcess.run(szmock, ["call"] + args, timeout: timeout)
     return (r.status, r.lines)
 }

@@ -116,8 +116,8 @@ public enum Findings {
         return out
     }
 
-    /// Reads `events.jsonl` (`EventLog.read`).
-    public static func readEvents(_ path: String) -> [LifecycleEvent] { EventLog.read(path) }
+    /// Reads `events.jsonl` (`LifecycleLog.read`).
+    public static func readEvents(_ path: String) -> [LifecycleEvent] { LifecycleLog.read(path) }
 
     /// Findings from the load's outcomes: error replies grouped by target and text (with the first one), and
     /// replies that do not follow the wire. `start` is the run's start (the journal's clock).

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import CSystem
 
 /// Runs `ip`, `iptables` and `tc` for the network faults: posix_spawn with stdout and stderr captured, then a
 /// blocking wait. Blocking: call it from a thread of your own or a synchronous command, never from the
@@ -46,12 +47,12 @@ public enum HostCommand {
     public static func run(_ argv: [String], environment: [String: String] = [:]) throws(Failure) -> Result {
         guard let tool = argv.first, let exe = which(tool) else { throw .notFound(argv.first ?? "") }
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
-        guard pipe(&outPipe) == 0 else { return Result(status: -1, output: "", errorOutput: "pipe: \(String(cString: strerror(errno)))") }
-        guard pipe(&errPipe) == 0 else {
+        // Close-on-exec from the start, so no child spawned meanwhile by another thread inherits them.
+        guard sz_pipe2(&outPipe, O_CLOEXEC) == 0 else { return Result(status: -1, output: "", errorOutput: "pipe2: \(String(cString: strerror(errno)))") }
+        guard sz_pipe2(&errPipe, O_CLOEXEC) == 0 else {
             close(outPipe[0]); close(outPipe[1])
-            return Result(status: -1, output: "", errorOutput: "pipe: \(String(cString: strerror(errno)))")
+            return Result(status: -1, output: "", errorOutput: "pipe2: \(String(cString: strerror(errno)))")
         }
-        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -7,7 +7,7 @@ import Interposer
 /// probe, the fault actuators, and endpoints by name for load targets.
 public struct RunnerEnvironment: Sendable {
     public var deployment: (any DeploymentDriver)?
-    /// `nil`: the runner makes a `PingProbe` from the experiment's `steady_state` (names resolved through
+    /// `nil`: the runner makes a `PingSteadyStateProbe` from the experiment's `steady_state` (names resolved through
     /// `endpoints` and the deployment driver).
     public var probe: (any SteadyStateProbe)?
     public var actuators: [any FaultActuator]
@@ -139,7 +139,7 @@ public final class ExperimentRunner: @unchecked Sendable {
                 eps[h] = try await resolve(h, field: "steady_state.targets").endpoint
             }
         }
-        return PingProbe(endpoints: eps, within: s.within)
+        return PingSteadyStateProbe(endpoints: eps, within: s.within)
     }
 
     /// Probes until the steady state holds or `timeout` passes; returns how long it took, or `nil`.

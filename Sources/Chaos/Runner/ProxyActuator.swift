@@ -39,14 +39,9 @@ public final class ProxyActuator: FaultActuator, @unchecked Sendable {
     }
 }
 
-/// A plain mutex for small critical sections.
+/// A plain mutex for small critical sections: Foundation's `NSLock` (a `pthread_mutex_t` kept in a Swift
+/// stored property and passed by `&` is not address-stable, which a mutex must be).
 final class NSLockLite: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func with<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
-    }
+    private let lock = NSLock()
+    func with<R>(_ body: () throws -> R) rethrows -> R { try lock.withLock(body) }
 }

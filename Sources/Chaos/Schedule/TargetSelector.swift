@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Governor
 import ScheduleZeroWire
 
 /// Which targets a fault may hit: names or fnmatch globs to include, globs to exclude, how many at most, and
@@ -22,10 +20,8 @@ public struct TargetSelector: Sendable, Equatable {
         self.random = random
     }
 
-    /// Whether `name` matches the fnmatch(3) glob `pattern` (`h-*`, `h-[12]`, `?`).
-    public static func matches(_ name: String, _ pattern: String) -> Bool {
-        fnmatch(pattern, name, 0) == 0
-    }
+    /// Whether `name` matches the fnmatch(3) glob `pattern` (`h-*`, `h-[12]`, `?`): the governor's matching.
+    public static func matches(_ name: String, _ pattern: String) -> Bool { Names.matches(name, glob: pattern) }
 
     /// The candidates this selector allows, in name order. Throws when none is named or none matches.
     public func matching(_ candidates: [String]) throws(ScheduleError) -> [String] {

@@ -239,5 +239,3 @@ public enum SingleFaults {
     }
 }
 
-/// Parses `500ms`, `2s`, `1m`, `1.5s` (the experiment files' durations).
-public func parseDuration(_ text: String) -> Duration? { DurationText.value(text) }

@@ -203,14 +203,14 @@ public enum KubernetesExport {
         case .custom(let kind, let settings, let t):
             readinessDeadline = t
             if PingProbe.kinds.contains(kind) {
-                let within = settings["within"].flatMap(parseDuration) ?? .seconds(1)
+                let within = settings["within"].flatMap(DurationText.value) ?? .seconds(1)
                 probeTimeout = within.ceilSeconds()
                 readiness = pingProbe({ i in
                     if case .custom(_, let s, _) = i.readiness, let e = s["ping"] { return e }
                     return i.endpoint ?? ""
                 }, timeout: within, field: "readiness")
             } else if kind == HTTPReadinessProbe.kind, let u = settings["http"], let url = try? HTTPURL(parsing: u) {
-                probeTimeout = (settings["within"].flatMap(parseDuration) ?? .seconds(1)).ceilSeconds()
+                probeTimeout = (settings["within"].flatMap(DurationText.value) ?? .seconds(1)).ceilSeconds()
                 readiness = httpProbe(url)
             } else {
                 notes.append("readiness \(kind): no Kubernetes equivalent: no readinessProbe")

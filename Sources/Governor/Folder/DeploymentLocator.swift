@@ -154,22 +154,51 @@ public enum BuildVariables {
         return vars
     }
 
-    /// Replaces `${NAME}` from `vars`; an unknown name throws naming the known ones.
-    public static func expand(_ text: String, _ vars: [String: String]) throws -> String {
+    /// What is wrong with a `${...}` reference.
+    public enum Problem: Error, Equatable {
+        case unterminated
+        case unknown(name: String, known: [String])
+        case unsetEnvironment(name: String)
+
+        /// The message, after which a caller may add where (`in "text"`).
+        public func message(in text: String) -> String {
+            switch self {
+            case .unterminated: return "unterminated ${ in \"\(text)\""
+            case .unknown(let name, let known): return "unknown variable ${\(name)} (known: \(known.joined(separator: ", ")))"
+            case .unsetEnvironment(let name): return "${env:\(name)}: the environment variable \(name) is not set"
+            }
+        }
+    }
+
+    /// The one `${...}` expansion: `${NAME}` from `vars`, `${env:NAME}` from `environment` (a variable of the
+    /// governor's own environment, a checkout path say). Deployment files and `szgovernor add` both use it.
+    public static func substitute(_ text: String, _ vars: [String: String],
+                                  environment: [String: String] = Foundation.ProcessInfo.processInfo.environment) -> Result<String, Problem> {
         var out = ""
         var rest = Substring(text)
         while let start = rest.range(of: "${") {
             out += rest[..<start.lowerBound]
-            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
-                throw GovernorError.invalidConfig("unterminated ${ in \"\(text)\"")
-            }
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else { return .failure(.unterminated) }
             let name = String(rest[start.upperBound..<end])
-            guard let value = vars[name] else {
-                throw GovernorError.invalidConfig("unknown variable ${\(name)} in \"\(text)\" (known: \(vars.keys.sorted().joined(separator: ", ")))")
+            if name.hasPrefix("env:") {
+                let envName = String(name.dropFirst(4))
+                guard let value = environment[envName] else { return .failure(.unsetEnvironment(name: envName)) }
+                out += value
+            } else {
+                guard let value = vars[name] else { return .failure(.unknown(name: name, known: vars.keys.sorted())) }
+                out += value
             }
-            out += value
             rest = rest[rest.index(after: end)...]
         }
-        return out + rest
+        return .success(out + rest)
+    }
+
+    /// `substitute` for the command line (`szgovernor add`): a problem is an invalid configuration naming the text.
+    public static func expand(_ text: String, _ vars: [String: String]) throws -> String {
+        switch substitute(text, vars) {
+        case .success(let s): return s
+        case .failure(.unterminated): throw GovernorError.invalidConfig(Problem.unterminated.message(in: text))
+        case .failure(let p): throw GovernorError.invalidConfig("\(p.message(in: text)) in \"\(text)\"")
+        }
     }
 }

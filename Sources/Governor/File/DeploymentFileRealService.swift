@@ -2,6 +2,7 @@
 // `readiness: {http: URL}` and `liveness`, each parsed here so DeploymentFile.swift only calls in.
 import Foundation
 import Yams
+import ScheduleZeroWire
 
 extension DeploymentFile {
     static let realServiceKeys = ["working_dir", "liveness"]
@@ -52,7 +53,7 @@ extension DeploymentFile {
         var settings = ["http": url.description]
         for key in ["interval", "within"] {
             guard let v = all[key] else { continue }
-            guard let d = parseDuration(try v.string()), d > .zero else {
+            guard let d = DurationText.value(try v.string()), d > .zero else {
                 throw v.error("must be a duration > 0 like 100ms (got \"\(try v.string())\")")
             }
             settings[key] = "\(Int(d.msDouble.rounded()))ms"

@@ -37,7 +37,7 @@ public struct PingProbe: ReadinessProbe {
         let address = settings["ping"] ?? settings["endpoint"]
         var within = Duration.milliseconds(50)
         if let w = settings["within"] {
-            guard let d = parseDuration(w), d > .zero else {
+            guard let d = DurationText.value(w), d > .zero else {
                 throw GovernorError.invalidConfig("readiness within \"\(w)\" is not a duration like 50ms")
             }
             within = d

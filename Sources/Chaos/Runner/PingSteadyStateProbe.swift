@@ -4,7 +4,7 @@ import ZMQClient
 
 /// The steady state "every target answers `ping` within `within`": one fresh client per target and probe,
 /// one attempt, all targets probed at once, each on a thread of its own.
-public struct PingProbe: SteadyStateProbe {
+public struct PingSteadyStateProbe: SteadyStateProbe {
     /// Name -> endpoint.
     public var endpoints: [String: String]
     public var within: Duration

@@ -400,31 +400,10 @@ public enum DeploymentFile {
 
     /// Replaces `${NAME}` with `vars[NAME]`; an unknown name is an error at `field`.
     static func substitute(_ text: String, _ vars: [String: String], _ field: YAMLField) throws(DeploymentFileError) -> String {
-        var out = ""
-        var rest = Substring(text)
-        while let start = rest.range(of: "${") {
-            out += rest[..<start.lowerBound]
-            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
-                throw field.error("unterminated ${ in \"\(text)\"")
-            }
-            let name = String(rest[start.upperBound..<end])
-            if name.hasPrefix("env:") {
-                // A variable of the governor's own environment (a checkout path, say).
-                let envName = String(name.dropFirst(4))
-                guard let value = ProcessInfo.processInfo.environment[envName] else {
-                    throw field.error("${\(name)}: the environment variable \(envName) is not set")
-                }
-                out += value
-                rest = rest[rest.index(after: end)...]
-                continue
-            }
-            guard let value = vars[name] else {
-                throw field.error("unknown variable ${\(name)} (known: \(vars.keys.sorted().joined(separator: ", ")))")
-            }
-            out += value
-            rest = rest[rest.index(after: end)...]
+        switch BuildVariables.substitute(text, vars) {
+        case .success(let s): return s
+        case .failure(let problem): throw field.error(problem.message(in: text))
         }
-        return out + rest
     }
 
     static func yamlError(_ error: YamlError, file: String) -> DeploymentFileError {

@@ -2,7 +2,7 @@
 //
 // Ownership and lock order (for the whole Governor module):
 //   ProcessGovernor (actor)  ->  ManagedProcess (actor, one per name)  ->  ChildProcess.state (Mutex, leaf)
-//   EventLog / LatencyRecorder mutexes are leaves too.
+//   LifecycleLog / LatencyRecorder mutexes are leaves too.
 // A caller only ever awaits "downwards" (governor -> process -> child); a ManagedProcess never calls its
 // governor, and no code awaits while holding a Mutex, so there is no cycle and no deadlock.
 //
@@ -46,7 +46,7 @@ public struct ProcessContext: Sendable {
     public var pidFilePath: String
     public var probe: any ReadinessProbe
     public var clock: any GovernorClock
-    public var events: EventLog
+    public var events: LifecycleLog
     public var latency: LatencyRecorder
     public var seed: UInt64
     /// Extra key=value lines for the PID file.
@@ -55,7 +55,7 @@ public struct ProcessContext: Sendable {
     public var tree: ProcessTreeState
 
     public init(spawn: SpawnRequest, pidFilePath: String, probe: any ReadinessProbe, clock: any GovernorClock,
-                events: EventLog, latency: LatencyRecorder = LatencyRecorder(), seed: UInt64 = 0x5eed,
+                events: LifecycleLog, latency: LatencyRecorder = LatencyRecorder(), seed: UInt64 = 0x5eed,
                 pidFileExtra: [String: String] = [:], tree: ProcessTreeState = ProcessTreeState()) {
         self.tree = tree
         self.spawn = spawn
@@ -177,7 +177,7 @@ public actor ManagedProcess {
     /// SIGTERM to the tree; SIGKILL to the tree if it has not exited by `timeout`. `waitForExit` returns
     /// once the leader is reaped and its cgroup (if any) is empty: a leftover that outlives the leader is
     /// killed when the leader exits (ChildProcess), as the rest of its group always was.
-    static func terminate(_ child: ChildProcess, timeout: Duration, name: String, events: EventLog) async {
+    static func terminate(_ child: ChildProcess, timeout: Duration, name: String, events: LifecycleLog) async {
         child.signalTree(SIGTERM)
         if await child.waitForExit(timeout: timeout) == nil {
             let what = child.cgroup == nil ? "SIGKILL to group" : "SIGKILL to group and cgroup.kill"

@@ -39,7 +39,7 @@ public actor ProcessGovernor: GovernorBase {
     public nonisolated let deploymentName: String
     /// `<deployments root>/<deployment>`: holds pids/, logs/, run/, events.jsonl, governor.lock.
     public nonisolated let directory: URL
-    public nonisolated let events: EventLog
+    public nonisolated let events: LifecycleLog
     public nonisolated let latency = LatencyRecorder()
     private let options: GovernorOptions
     private var deployment: Deployment
@@ -65,7 +65,7 @@ public actor ProcessGovernor: GovernorBase {
         self.directory = directory
         self.deployment = deployment
         self.options = options
-        self.events = EventLog(path: directory.appendingPathComponent("events.jsonl").path,
+        self.events = LifecycleLog(path: directory.appendingPathComponent("events.jsonl").path,
                                observer: options.eventObserver)
     }
 

@@ -41,7 +41,7 @@ public struct LifecycleEvent: Sendable, Hashable, Codable {
     }()
 }
 
-public final class EventLog: Sendable {
+public final class LifecycleLog: Sendable {
     public let path: String?
     private let fd: CInt
     private let recent = Mutex<[LifecycleEvent]>([])

@@ -92,8 +92,3 @@ struct YAMLField {
         }
     }
 }
-
-/// The governor's reading of a duration (DurationText has the rules: a unit always).
-func parseDuration(_ text: String) -> Duration? {
-    DurationText.value(text)
-}

@@ -67,7 +67,7 @@ public enum GovernorOffline {
             lock = try DeploymentLock.acquire(deployment: locator.deploymentName, directory: directory)
         }
         defer { lock.release() }
-        let events = EventLog(path: locator.path("events.jsonl"))
+        let events = LifecycleLog(path: locator.path("events.jsonl"))
         let r = await Reconciler.reconcile(pidsDirectory: locator.path("pids"), deploymentDirectory: directory.path,
                                            stopTimeout: stopTimeout, events: events,
                                            deploymentName: locator.deploymentName)

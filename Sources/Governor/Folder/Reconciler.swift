@@ -30,7 +30,7 @@ public enum Reconciler {
     public static let markerVariable = "SZGOVERNOR_DIR"
 
     public static func reconcile(pidsDirectory: String, deploymentDirectory: String, stopTimeout: Duration,
-                                 events: EventLog, deploymentName: String? = nil) async -> ReconcileReport {
+                                 events: LifecycleLog, deploymentName: String? = nil) async -> ReconcileReport {
         var report = ReconcileReport()
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: pidsDirectory)) ?? [])
             .filter { $0.hasSuffix(".pid") && $0 != "governor.pid" }.sorted()

@@ -32,7 +32,7 @@ public struct StopEscalation: Sendable, Equatable {
     }
 }
 
-extension EventLog {
+extension LifecycleLog {
     /// Every event of an events.jsonl file, oldest first; lines that do not parse are skipped.
     public static func read(_ path: String) -> [LifecycleEvent] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }

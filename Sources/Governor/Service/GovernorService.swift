@@ -271,7 +271,7 @@ public actor GovernorService {
             config.restart.mode = m
         }
         if let t = p["stop_timeout"]?.stringValue {
-            guard let d = parseDuration(t), d > .zero else {
+            guard let d = DurationText.value(t), d > .zero else {
                 throw GovernorError.invalidConfig("stop_timeout \"\(t)\" is not a duration longer than 0 and at most \(DurationText.maximumDescription)")
             }
             config.stopTimeout = d

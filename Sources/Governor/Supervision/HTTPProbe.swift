@@ -10,6 +10,7 @@
 import Glibc
 #endif
 import Foundation
+import ScheduleZeroWire
 
 /// `http://host[:port][/path]`, as the probes accept it (no TLS, no user info).
 public struct HTTPURL: Sendable, Hashable, CustomStringConvertible {
@@ -185,7 +186,7 @@ public struct HTTPReadinessProbe: ReadinessProbe {
         do { url = try HTTPURL(parsing: text) } catch { throw GovernorError.invalidConfig("readiness http: \(error)") }
         func duration(_ key: String, _ fallback: Duration) throws -> Duration {
             guard let t = settings[key] else { return fallback }
-            guard let d = parseDuration(t), d > .zero else {
+            guard let d = DurationText.value(t), d > .zero else {
                 throw GovernorError.invalidConfig("readiness http \(key) \"\(t)\" is not a duration like 100ms")
             }
             return d

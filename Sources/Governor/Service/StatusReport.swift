@@ -27,7 +27,7 @@ public struct StatusReport: Sendable {
     public static func gather(_ locator: DeploymentLocator, ask: (String) -> Reply?) -> StatusReport {
         if let reply = ask("status"), reply.success {
             // Processes of this governor's run that ignored SIGTERM and were killed at their stop timeout.
-            let killed = EventLog.escalations(EventLog.read(locator.path("events.jsonl")), currentRun: true)
+            let killed = LifecycleLog.escalations(LifecycleLog.read(locator.path("events.jsonl")), currentRun: true)
             return live(locator, reply: reply, killed: killed)
         }
         return offline(locator)
