@@ -24,7 +24,7 @@
 # that every test identifier carries (`unit_zmq_WireCodec/...`); a lint test keeps tokens and tags in step.
 #
 # Environment
-#   SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH  tests running at once (default 32)
+#   SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH  tests running at once (default 8 per core)
 #   SZ_TEST_THREADS     threads of the test kit's executor, which .leakChecked suites run on (default 48)
 #   SZ_RUN_LIMIT        seconds before the run's watchdog stops it (120 quick, 1200 slow and all, else 600)
 #   SZ_POOL_WATCHDOG    seconds: say when a task waited that long for a thread (SZ_POOL_WATCHDOG_STACKS=DIR
@@ -137,10 +137,12 @@ if [ "$n_selected" = 0 ]; then echo "run_tests.sh: mode $mode selects no test" >
 case "$mode" in quick) run_limit=120 ;; ci|zmq|governor|network|integration|regression) run_limit=600 ;; *) run_limit=1200 ;; esac
 run_limit="${SZ_RUN_LIMIT:-$run_limit}"
 # At most this many tests at once (Swift Testing's own limit; without it every test of the run starts at
-# once). All 435 of ci starting together put the load average at 30-40 on two cores, and a test's 2 s window
-# for a reply then ran out without a fault (flake 23, docs/TESTING.md). 32 runs ci as fast as no limit does.
-# The test kit's executor has 16 threads more (TestExecutor, SZ_TEST_THREADS).
-export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-32}"
+# once): 8 per core, 16 on two. All 436 of ci starting together put the load average at 30-40 on two cores,
+# and a test's 2 s window for a reply then ran out without a fault (flake 23, docs/TESTING.md); at 32, 2 runs
+# in 10 with one core busy still lost such a window. 16 costs ci about 5 s. The test kit's executor has more
+# threads than that (48: TestExecutor, SZ_TEST_THREADS).
+width_default=$(( $(nproc 2>/dev/null || echo 2) * 8 ))
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-$width_default}"
 
 if [ "$mode" = ci ] && [ -z "$xunit" ]; then xunit="test-results/junit.xml"; fi
 xunit_flags=()

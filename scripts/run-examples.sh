@@ -19,8 +19,8 @@ for manifest in Examples/*/Package.swift; do
   xunit_flags=()
   if [ -n "$xunit" ]; then mkdir -p "$(dirname "$xunit")"; xunit_flags=(--xunit-output "${xunit%.xml}-$name.xml"); fi
   SZ_TEST_TMPDIR=$(mktemp -d /tmp/szr.XXXXXX)
-  # As run_tests.sh: at most 32 tests at once (see there).
-  export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-32}"
+  # As run_tests.sh: at most 8 tests per core at once (see there).
+  export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-$(( $(nproc 2>/dev/null || echo 2) * 8 ))}"
   chmod 0711 "$SZ_TEST_TMPDIR"
   export SZ_TEST_TMPDIR
   log=$(mktemp "${TMPDIR:-/tmp}/sz-example.XXXXXX")

@@ -4,9 +4,9 @@ import Glibc
 #endif
 
 /// Where the tests of a `.leakChecked` suite run: a task executor of a fixed number of threads (48 by
-/// default, `SZ_TEST_THREADS` to change), instead of Swift's cooperative pool: as many as the tests
-/// `run_tests.sh` lets run at once (32) and 16 more, so that 32 bodies that each block still leave threads
-/// for their child tasks, their sleeps' continuations and the suites' leak checks.
+/// default, `SZ_TEST_THREADS` to change), instead of Swift's cooperative pool: more than the tests
+/// `run_tests.sh` lets run at once (8 per core), so that bodies that each block still leave threads for
+/// their child tasks, their sleeps' continuations and the suites' leak checks.
 ///
 /// The cooperative pool has one thread per core, two on the machines this suite runs on. It is sized for
 /// work that computes, and a test process does other work: synchronous test bodies that compute for seconds

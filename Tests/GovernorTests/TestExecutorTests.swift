@@ -4,8 +4,8 @@ import ScheduleZeroTesting
 
 /// The executor `.leakChecked` suites run their tests on (flake 23 in docs/TESTING.md): tests run on its
 /// threads, not on the cooperative pool, and bodies that block or compute for seconds leave it free.
-@Suite(.tags(.unit), .leakChecked)
-struct unit_TestExecutor {
+@Suite(.tags(.regression, .unit), .leakChecked)
+struct regression_unit_TestExecutor {
     static func onTestThread() -> Bool { TestExecutor.shared.isCurrent }
 
     @Test func aSynchronousTestBodyRunsOnTheTestExecutor() {

@@ -66,7 +66,7 @@ enum CgroupSpawner {
         // ETXTBSY: as in Spawner (an executable just written may still be open for writing in a child another
         // thread is forking); here it comes back from the child's execve.
         if pid < 0 && inChild == 1 && code == ETXTBSY {
-            let deadline = ContinuousClock.now.advanced(by: Spawner.textBusyPatience)
+            let deadline = ContinuousClock.now.advanced(by: request.textBusyPatience)
             var pause: UInt32 = 1_000
             while pid < 0 && inChild == 1 && code == ETXTBSY && ContinuousClock.now < deadline {
                 usleep(pause)
@@ -82,6 +82,7 @@ enum CgroupSpawner {
                 }
                 throw SpawnError.cgroupFailed(cgroup: cgroup.path, reason: "clone3: \(SystemCalls.describe(code))")
             }
+            if code == ETXTBSY { throw SpawnError.textBusy(executable: request.executable) }
             throw SpawnError.spawnFailed(executable: request.executable, reason: SystemCalls.describe(code))
         }
         return ChildProcess(pid: pid, pidfd: pidfd, killGroupOnExit: request.killGroupOnExit, cgroup: cgroup,

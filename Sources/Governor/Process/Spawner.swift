@@ -40,6 +40,10 @@ public struct SpawnRequest: Sendable, Hashable {
     /// when that thread lives as long as the process: the governor spawns on its event loop
     /// (`EventLoop.shared.perform`). nil: none (the detached governor outlives the CLI that starts it).
     public var deathSignal: CInt?
+    /// How long a spawn retries, sleeping, while the executable is still open for writing (ETXTBSY), before
+    /// it throws `SpawnError.textBusy`. `.zero`: not at all, for a caller that must not block, such as the
+    /// event loop, which waits with a timer between attempts instead (ManagedProcess).
+    public var textBusyPatience: Duration = Spawner.textBusyPatience
 
     public init(executable: String, arguments: [String] = [], argv0: String? = nil,
                 environment: [String: String] = [:], logPath: String? = nil,
@@ -64,6 +68,8 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
     case pidfdFailed(pid: pid_t, reason: String)
     /// The cgroup could not be made or entered; nothing was started (the caller may fall back).
     case cgroupFailed(cgroup: String, reason: String)
+    /// The executable was still open for writing (ETXTBSY) after the request's `textBusyPatience`.
+    case textBusy(executable: String)
 
     public var description: String {
         switch self {
@@ -72,6 +78,7 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
         case .spawnFailed(let exe, let reason): return "cannot start \"\(exe)\": \(reason)"
         case .pidfdFailed(let pid, let reason): return "pidfd_open(\(pid)) failed: \(reason)"
         case .cgroupFailed(let cgroup, let reason): return "cannot start a child in cgroup \(cgroup): \(reason)"
+        case .textBusy(let exe): return "cannot start \"\(exe)\": \(SystemCalls.describe(ETXTBSY))"
         }
     }
 }
@@ -151,7 +158,7 @@ public enum Spawner {
         // microseconds, but a child descheduled between fork and exec on a saturated machine held it past the
         // 100 ms this loop used to allow. Try again with backoff for up to `Self.textBusyPatience`.
         if rc == ETXTBSY {
-            let deadline = ContinuousClock.now.advanced(by: Self.textBusyPatience)
+            let deadline = ContinuousClock.now.advanced(by: request.textBusyPatience)
             var pause: UInt32 = 1_000
             while rc == ETXTBSY && ContinuousClock.now < deadline {
                 usleep(pause)
@@ -160,6 +167,7 @@ public enum Spawner {
             }
         }
         guard rc == 0 else {
+            if rc == ETXTBSY { throw SpawnError.textBusy(executable: request.executable) }
             throw SpawnError.spawnFailed(executable: request.executable, reason: SystemCalls.describe(rc))
         }
         let pidfd = SystemCalls.pidfdOpen(pid)

@@ -206,6 +206,29 @@ public actor ManagedProcess {
 
     private var lastExitOfFailedStart: ExitStatus?
 
+    /// Spawns on the event loop's thread: it lives as long as the governor, so the child's parent-death
+    /// signal (SpawnRequest.deathSignal) is sent when the governor dies and at no other time. An executable
+    /// still open for writing (ETXTBSY) is tried again after a loop timer, up to `Spawner.textBusyPatience`,
+    /// never by sleeping in the loop's job: that slept up to a second on the one thread that reaps every
+    /// child, answers the control socket and spawns every other process (and, in a test process, those of
+    /// every other governor: a restart that takes 3 ms took over a second behind it).
+    static func spawnOnLoop(_ request: SpawnRequest) async throws -> ChildProcess {
+        let loop = EventLoop.shared
+        var once = request
+        once.textBusyPatience = .zero
+        let attempt = once
+        let deadline = ContinuousClock.now.advanced(by: Spawner.textBusyPatience)
+        var pause = Duration.milliseconds(1)
+        while true {
+            do {
+                return try await loop.perform { try Spawner.spawn(attempt) }
+            } catch SpawnError.textBusy where ContinuousClock.now < deadline {
+                try await loop.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(50))
+            }
+        }
+    }
+
     /// Spawns the child, writes its PID file, waits for readiness (racing the child's exit).
     private func launch() async throws {
         status = .starting
@@ -217,19 +240,14 @@ public actor ManagedProcess {
             if case .cgroup(let group)? = context.tree.mode {
                 request.cgroup = ProcessCgroup(path: (group as NSString).appendingPathComponent(name))
             }
-            // On the event loop's thread: it lives as long as the governor, so the child's parent-death
-            // signal (SpawnRequest.deathSignal) is sent when the governor dies and at no other time.
-            let loop = EventLoop.shared
             do {
-                let first = request
-                child = try await loop.perform { try Spawner.spawn(first) }
+                child = try await Self.spawnOnLoop(request)
             } catch SpawnError.cgroupFailed(let cgroup, let reason) {
                 // The deployment's group exists but this child's could not be made or entered: start it
                 // anyway, in its process group only, and say so.
                 context.events.record(name, .warning, detail: "cannot start in cgroup \(cgroup) (\(reason)): process group only")
                 request.cgroup = nil
-                let second = request
-                child = try await loop.perform { try Spawner.spawn(second) }
+                child = try await Self.spawnOnLoop(request)
             }
         } catch {
             lastExitOfFailedStart = nil
