@@ -172,3 +172,13 @@ public enum ExitTestReport {
         return (try? String(contentsOfFile: p, encoding: .utf8)) ?? ""
     }
 }
+
+/// A small thread-safe box, for a value a test shares with a thread or a task of its own.
+public final class Locked<T>: @unchecked Sendable {
+    private var value: T
+    private let lock = NSLock()
+    public init(_ v: T) { value = v }
+    public func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+    public func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
+    public func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
+}

@@ -31,16 +31,6 @@ final class ProxyRig: @unchecked Sendable {
     }
 }
 
-/// A small thread-safe box.
-final class Locked<T>: @unchecked Sendable {
-    private var value: T
-    private let lock = NSLock()
-    init(_ v: T) { value = v }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
-}
-
 enum Fixtures {
     /// The repository's `Fixtures/` folder.
     static var root: URL {
