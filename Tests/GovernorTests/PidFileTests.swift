@@ -121,6 +121,20 @@ struct unit_governor_DeploymentLock {
         #expect("\(error!)".contains("governor pid \(getpid())"))
     }
 
+    /// `kill -9` of a governor, then `up`: the new governor said "already governed by governor pid N" of the
+    /// dead one, whose last threads still held the lock's descriptor while its group leader was a zombie
+    /// (seen in a fresh-clone CI run). The lock of a holder that is no longer running is waited for, briefly.
+    @Test func theLockOfAGovernorThatIsDeadButStillExitingIsWaitedFor() async throws {
+        let first = try DeploymentLock.acquire(deployment: "ci", directory: dir.url)
+        // The PID file names a process that is not running (no such PID can exist), as after the kill.
+        try PidFile.write(PidRecord(pid: Int32.max, name: "governor"), to: dir.appending("pids/governor.pid").path)
+        let letGo = Task.detached { try await Task.sleep(for: .milliseconds(300)); first.release() }
+        let second = try DeploymentLock.acquire(deployment: "ci", directory: dir.url)
+        #expect(second.isHeld)
+        second.release()
+        try await letGo.value
+    }
+
     @Test func releasingFreesTheLockAndRemovesTheGovernorPidFile() throws {
         let first = try DeploymentLock.acquire(deployment: "ci", directory: dir.url)
         first.release()

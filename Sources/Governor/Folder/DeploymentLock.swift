@@ -45,9 +45,23 @@ public final class DeploymentLock: Sendable {
             throw .lockFailed(path: lockPath, reason: "cannot make it 0600: \(SystemCalls.describe(e))")
         }
         var rc: CInt
-        repeat { rc = flock(fd, LOCK_EX | LOCK_NB) } while rc == -1 && errno == EINTR
+        var lockErrno: CInt = 0
+        repeat { rc = flock(fd, LOCK_EX | LOCK_NB); lockErrno = errno } while rc == -1 && lockErrno == EINTR
+        if rc != 0, lockErrno == EWOULDBLOCK, let holder = try? PidFile.read(pidPath).pid,
+           holder > 0, ProcStat.read(pid: holder).map({ $0.state == "Z" || $0.state == "X" }) ?? true {
+            // The governor the PID file names has died (gone, or a zombie) but the lock is still held: a
+            // governor killed a moment ago is still exiting, its last threads hold the descriptor, and the lock
+            // goes with them (seen after `kill -9`: its group leader was a zombie while a thread still ran).
+            // Wait for it, briefly, instead of calling a dead governor the holder.
+            let deadline = ContinuousClock.now + DeploymentLock.dyingHolderPatience
+            while rc != 0 && ContinuousClock.now < deadline {
+                usleep(10_000)
+                repeat { rc = flock(fd, LOCK_EX | LOCK_NB); lockErrno = errno } while rc == -1 && lockErrno == EINTR
+                if rc != 0 && lockErrno != EWOULDBLOCK { break }
+            }
+        }
         if rc != 0 {
-            let e = errno
+            let e = lockErrno
             close(fd)
             if e == EWOULDBLOCK {
                 let holder = try? PidFile.read(pidPath).pid
@@ -65,6 +79,9 @@ public final class DeploymentLock: Sendable {
         }
         return DeploymentLock(lockPath: lockPath, pidPath: pidPath, fd: fd)
     }
+
+    /// How long `acquire` waits for the lock of a governor that is dead but still exiting.
+    public static let dyingHolderPatience: Duration = .seconds(3)
 
     public var isHeld: Bool { fd.withLock { $0 >= 0 } }
 
