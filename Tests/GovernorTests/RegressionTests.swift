@@ -165,16 +165,22 @@ struct regression_integration_governor_SpawnRaces {
         }
     }
 
+    /// A process that holds `path` open for writing for `seconds` (a `sleep` argument), returned once it does.
+    func holdOpenForWriting(_ path: String, seconds: String) async throws -> ChildProcess {
+        let holder = try Spawner.spawn(SpawnRequest(
+            executable: "/bin/sh", arguments: ["-c", "exec 3>>\"$1\"; touch \"$1.open\"; sleep \(seconds)", "holder", path]))
+        tracker.track(holder.pid)
+        try await waitUntil("the writer to hold \(path) open") { FileManager.default.fileExists(atPath: path + ".open") }
+        return holder
+    }
+
     /// The same test once failed with "Text file busy": the script it had just written was still open for
     /// writing in another process. A spawn now waits for the writer (up to `Spawner.textBusyPatience`); here
     /// a writer holds the script open for 300 ms, longer than the 100 ms the spawn used to allow.
     @Test func spawnOfAScriptStillOpenForWritingWaitsForTheWriter() async throws {
         defer { tracker.killAll() }
         let script = try dir.write("#!/bin/sh\nexit 7\n", to: "busy.sh", executable: true)
-        let holder = try Spawner.spawn(SpawnRequest(
-            executable: "/bin/sh", arguments: ["-c", "exec 3>>\"$1\"; touch \"$1.open\"; sleep 0.3", "holder", script.path]))
-        tracker.track(holder.pid)
-        try await waitUntil("the writer to hold the script open") { FileManager.default.fileExists(atPath: script.path + ".open") }
+        let holder = try await holdOpenForWriting(script.path, seconds: "0.3")
         let child = try Spawner.spawn(SpawnRequest(executable: script.path))
         tracker.track(child.pid)
         #expect(await child.waitForExit(timeout: .seconds(30)) == .exited(code: 7))
@@ -190,10 +196,7 @@ struct regression_integration_governor_SpawnRaces {
         defer { tracker.killAll() }
         let script = try dir.write("#!/bin/sh\nexec /bin/sleep 300\n", to: "held.sh", executable: true)
         // Held open for writing longer than the spawn's patience (1 s): the start fails with "Text file busy".
-        let holder = try Spawner.spawn(SpawnRequest(
-            executable: "/bin/sh", arguments: ["-c", "exec 3>>\"$1\"; touch \"$1.open\"; sleep 3", "holder", script.path]))
-        tracker.track(holder.pid)
-        try await waitUntil("the writer to hold the script open") { FileManager.default.fileExists(atPath: script.path + ".open") }
+        let holder = try await holdOpenForWriting(script.path, seconds: "3")
         let h = Harness()
         defer { h.cleanup() }
         let gov = try h.governor([HandlerConfig(id: "held", executable: script.path, restart: .never)])
