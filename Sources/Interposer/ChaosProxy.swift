@@ -734,6 +734,14 @@ private final class ProxyEngine: @unchecked Sendable {
             return .ok(["message": "pong", "handler_id": .string(proxy.name)])
         case "status":
             return status()
+        case "flush":
+            // Everything the link saw up to this request is in its journal when the reply leaves: what
+            // `szchaos links` asks before it reads a live link's journal (it is otherwise written when the
+            // proxy is idle or every 100 ms).
+            recorder.flush()
+            lastFlush = clock.now
+            publish()
+            return .ok(["flushed": true, "link": .string(proxy.name)])
         case "set":
             do {
                 let f = try proxy.update { f in f = try f.applying(req.params) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Chaos
 import Foundation
+import Governor
 import Interposer
 import ScheduleZeroWire
 
@@ -11,7 +12,8 @@ struct Links: ParsableCommand {
         discussion: """
         Reads <root>/<deployment>/links/<name>.jsonl, which the governor's interposers write (`interpose: true` in the
         deployment file). By default each journal from its interposer's last start (the deployment's current run);
-        --all reads the whole file. A duplicate execution is a request that reached the handler again after an earlier
+        --all reads the whole file. A running interposer is asked to write what it holds first, so every message it
+        forwarded before this command is counted. A duplicate execution is a request that reached the handler again after an earlier
         copy ran there without its reply reaching the requester.
         """
     )
@@ -36,6 +38,12 @@ struct Links: ParsableCommand {
             FileHandle.standardError.write(Data(("szchaos links: deployment \"\(paths.name)\" has no interposed link "
                 + "(no journal in \(paths.directory)/links): set `interpose: true` in its deployment file\n").utf8))
             throw ExitCode(1)
+        }
+        // A running interposer writes its journal when idle or every 100 ms: asked to flush first, what it
+        // forwarded before this command is in the summary. One that does not answer (stopped, or gone) has
+        // nothing buffered that it could still write.
+        for link in chosen {
+            _ = ControlClient.call(paths.linkControlEndpoint(link), "flush", timeout: .seconds(1))
         }
         let summaries = chosen.map { LinkSummary.read(journals[$0]!, link: $0, lastStart: !all) }
         if json {

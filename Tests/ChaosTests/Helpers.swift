@@ -11,12 +11,13 @@ final class ProxyRig: @unchecked Sendable {
     let proxy: ChaosProxy
     var endpoint: String { proxy.listenEndpoint }
 
-    init(faults: ProxyFaults = .none, seed: UInt64 = 42, control: Bool = false,
+    init(faults: ProxyFaults = .none, seed: UInt64 = 42, control: Bool = false, journalPath: String? = nil,
+         pollInterval: Duration = .milliseconds(20),
          handler: @escaping @Sendable (Request?, [[UInt8]]) -> TestPeer.Action = TestPeer.echo) throws {
         peer = try TestPeer(handler: handler)
         proxy = try ChaosProxy(ChaosProxyConfiguration(
             listen: "tcp://127.0.0.1:*", upstream: peer.endpoint, control: control ? "tcp://127.0.0.1:*" : nil,
-            seed: seed, faults: faults, name: "test-proxy"))
+            seed: seed, faults: faults, name: "test-proxy", pollInterval: pollInterval, journalPath: journalPath))
     }
 
     func stop() {

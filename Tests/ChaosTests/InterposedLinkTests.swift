@@ -29,6 +29,7 @@ struct regression_integration_zmq_governor_InterposedLinks {
           restart: {policy: always, max_restarts: 20, window: 30s, reset_after: 2s,
                     backoff: {initial: 50ms, multiplier: 2, max: 1s, jitter: 0.1, immediate: 1}}
         server:
+          stop_timeout: 10s
           command: ["${SZMOCK}", "server", "--bind", "${ENDPOINT}", "--journal", "${DEPLOYMENT_DIR}/server.jsonl",
                     "--attempts", "\(attempts)", "--call-timeout-ms", "\(callTimeoutMs)", "--retry-delay-ms", "100"\(jobArgs)]
           endpoint: "ipc://${RUN_DIR}/server.sock"
@@ -88,6 +89,12 @@ struct regression_integration_zmq_governor_InterposedLinks {
             let replies = journal.filter { $0["event"]?.stringValue == "reply" && $0["success"]?.boolValue == true }.count
             let failures = journal.filter { $0["event"]?.stringValue == "failure" }.count
             #expect(failures == 0, "a job failed for good")
+            // Stopped gracefully (the server's stop_timeout is 10 s: at 2 s a busy machine SIGKILLed it with a
+            // dispatch in flight that the handler ran and the journal never ended, one execution too many).
+            let ended = Set(journal.filter { ["reply", "failure"].contains($0["event"]?.stringValue) }.compactMap { $0["seq"]?.intValue })
+            let inFlight = journal.filter { $0["event"]?.stringValue == "dispatch" }.compactMap { $0["seq"]?.intValue }.filter { !ended.contains($0) }
+            #expect(inFlight.isEmpty && journal.contains { $0["event"]?.stringValue == "stopped" },
+                    "the server was not stopped gracefully: dispatches without an end \(inFlight)")
             #expect(journal.contains { $0["event"]?.stringValue == "attempt_failed" }, "the dropped reply made the server retry")
             let (counts, _) = try await clientCall(rig.dataEndpoint("h-1"), "get_execution_count", timeout: .seconds(3))
             let executed = try counts.get()["by_method"]?.objectValue?["increment_counter"]?.intValue ?? -1
