@@ -165,7 +165,7 @@ public final class DeploymentFixture: Sendable {
     /// Freezes `process` for `duration`, then thaws it (`szchaos pause --for`); returns once it is thawed.
     @discardableResult
     public func pause(_ process: String, for duration: Duration) async throws -> GovernorRoot.Run {
-        try await chaos(["pause", process, "--for", Self.unitText(duration)], timeout: duration + .seconds(30))
+        try await chaos(["pause", process, "--for", DurationText.format(duration)], timeout: duration + .seconds(30))
     }
 
     /// The next `count` replies of `process` are lost (the request still runs): its interposer's, or an
@@ -232,12 +232,6 @@ public final class DeploymentFixture: Sendable {
             let reply = try client.call(method, params: params)
             return CallResult(reply: reply, stats: client.stats)
         }
-    }
-
-    /// `d` as a duration with a unit, the only form the command lines take (`250ms`, `2s`).
-    static func unitText(_ d: Duration) -> String {
-        let ms = Int(d.inMilliseconds.rounded())
-        return ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms"
     }
 }
 

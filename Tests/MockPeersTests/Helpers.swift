@@ -78,11 +78,3 @@ func journal(_ path: String) -> [[String: JSONValue]] {
     return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { (try? JSON.parse(String($0)))?.objectValue }
 }
 
-/// A flag one task sets and another reads.
-final class LockedFlag: @unchecked Sendable {
-    private var _value: Bool
-    private let lock = NSLock()
-    init(_ v: Bool) { _value = v }
-    var value: Bool { lock.lock(); defer { lock.unlock() }; return _value }
-    func set() { lock.lock(); _value = true; lock.unlock() }
-}

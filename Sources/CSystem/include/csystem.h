@@ -1,5 +1,5 @@
-// Linux process creation the Swift Glibc module cannot express: clone3 into a cgroup2 group, a child with a
-// parent-death signal; prctl and xattrs.
+// Linux calls the Swift Glibc module cannot express: clone3 into a cgroup2 group, a child with a parent-death
+// signal; prctl and xattrs; pipe2, pidfds, the GNU posix_spawn file actions, epoll, eventfd and signalfd.
 #ifndef SZ_CSYSTEM_H
 #define SZ_CSYSTEM_H
 
@@ -43,5 +43,31 @@ long sz_get_xattr(const char *path, const char *name, char *buffer, unsigned lon
 /// pipe2(2) (the Glibc module does not import it): both ends made with `flags` (O_CLOEXEC, O_NONBLOCK)
 /// atomically, so no child spawned by another thread meanwhile inherits them. 0 or -1/errno.
 int sz_pipe2(int fds[2], int flags);
+
+/// pidfd_open(pid, 0) (no glibc wrapper before 2.36, none imported): a close-on-exec fd naming exactly this
+/// process, readable when it exits. The fd or -1/errno.
+int sz_pidfd_open(pid_t pid);
+/// pidfd_send_signal(pidfd, signal, NULL, 0): signals the very process the pidfd names. 0 or -1/errno.
+int sz_pidfd_send_signal(int pidfd, int signal);
+
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+) on a `posix_spawn_file_actions_t *`: close every fd
+/// >= low_fd in the child. 0, or an error number (ENOSYS on an older glibc).
+int sz_spawn_add_close_from(void *actions, int low_fd);
+/// posix_spawn_file_actions_addchdir_np (glibc 2.29+). 0, or an error number (ENOSYS on an older glibc).
+int sz_spawn_add_chdir(void *actions, const char *path);
+
+/// ioctl(fd, FIONREAD): the bytes waiting to be read in a pipe or socket, or -1/errno (ioctl is variadic).
+int sz_unread_bytes(int fd);
+
+/// epoll, eventfd and signalfd, close-on-exec (the fds non-blocking where it applies). `event(s)` point at
+/// `struct epoll_event`s, packed on x86_64: read and written by `sz_epoll_event_size` and `sz_epoll_data_offset`.
+int sz_epoll_create(void);
+int sz_epoll_ctl(int epfd, int op, int fd, void *event);
+int sz_epoll_wait(int epfd, void *events, int max_events, int timeout_ms);
+int sz_epoll_event_size(void);
+int sz_epoll_data_offset(void);
+int sz_eventfd(void);
+/// `set`: a `sigset_t *` whose signals are blocked in every thread.
+int sz_signalfd(const void *set);
 
 #endif

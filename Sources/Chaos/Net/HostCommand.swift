@@ -60,7 +60,7 @@ public enum HostCommand {
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
         // Nothing else of this process: a child must not hold another thread's pipe open past its end.
-        if let closeFrom = Self.closeFrom { _ = closeFrom(&actions, 3) }
+        _ = sz_spawn_add_close_from(&actions, 3)  // glibc 2.34+ (an older one: ENOSYS, and only close-on-exec descriptors close)
         let args = [exe] + argv.dropFirst()
         var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
@@ -94,11 +94,6 @@ public enum HostCommand {
     /// `argv` run inside network namespace `ns` (`ip netns exec NS ...`).
     public static func inNamespace(_ ns: String, _ argv: [String]) -> [String] { ["ip", "netns", "exec", ns] + argv }
 
-    private typealias CloseFromFn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    private static let closeFrom: CloseFromFn? = {
-        guard let sym = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: CloseFromFn.self)
-    }()
 
     private static func readBoth(_ a: Int32, _ b: Int32) -> (String, String) {
         var bufs: [[UInt8]] = [[], []]

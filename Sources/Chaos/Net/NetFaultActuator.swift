@@ -9,12 +9,12 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
     public let name = "net"
     public let kinds: Set<FaultKind> = [.partition, .loss, .bandwidth, .latency]
     public let store: NetFaultStore
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var applied: [Int: NetFaultRecord] = [:]
     /// Held for the whole of an apply and of `healAll`: an interrupt that heals while a fault is being applied
     /// on another thread waits for it, so no step is added after the heal (seen: a SIGINT during the apply
     /// left the steps applied after it). `closed` refuses faults after `healAll`.
-    private let applyLock = NSLockLite()
+    private let applyLock = NSLock()
     private var closed = false
 
     public init(store: NetFaultStore = NetFaultStore()) { self.store = store }
@@ -56,12 +56,12 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
         let store = self.store
         let until = Date().timeIntervalSince1970 + f.duration.secondsValue
         let record = try await onOwnThread("net-fault") { () -> Result<NetFaultRecord, Error> in
-            self.applyLock.with {
+            self.applyLock.withLock {
                 Result {
                     if self.closed { throw NetFaultError.state("not applied: the run is being stopped") }
                     let fault = try Self.fault(for: f, candidates: (try? NetHosts.names()) ?? [])
                     let record = try NetFaults.apply(fault, store: store, until: until)
-                    self.lock.with { self.applied[f.index] = record }
+                    self.lock.withLock { self.applied[f.index] = record }
                     return record
                 }
             }
@@ -70,7 +70,7 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
     }
 
     public func stop(_ f: ScheduledFault) async throws -> String? {
-        guard let record = lock.with({ applied.removeValue(forKey: f.index) }) else { return nil }
+        guard let record = lock.withLock({ applied.removeValue(forKey: f.index) }) else { return nil }
         let store = self.store
         let heal = await onOwnThread("net-heal") { store.heal(record, reason: "stopped") }
         guard heal.problems.isEmpty else { throw NetFaultError.command("undoing \(record.id) left behind: \(heal.problems.joined(separator: "; "))") }
@@ -82,14 +82,14 @@ public final class NetFaultActuator: FaultActuator, @unchecked Sendable {
     /// Blocking: any thread but the pool's.
     @discardableResult
     public func healAll() -> [NetHealReport] {
-        applyLock.with { () -> [NetHealReport] in
+        applyLock.withLock { () -> [NetHealReport] in
             closed = true
             return healAllLocked()
         }
     }
 
     private func healAllLocked() -> [NetHealReport] {
-        var records = lock.with { () -> [NetFaultRecord] in
+        var records = lock.withLock { () -> [NetFaultRecord] in
             let r = Array(applied.values)
             applied.removeAll()
             return r

@@ -33,7 +33,7 @@ public final class ProgressReporter: @unchecked Sendable {
     public let isTerminal: Bool
     public let plainInterval: Duration
     private let write: @Sendable (String) -> Void
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var lastPlain: Duration?
     private var drewLine = false
 
@@ -53,7 +53,7 @@ public final class ProgressReporter: @unchecked Sendable {
     /// Shows `s`: redraws the terminal line, or prints a plain line when `plainInterval` has passed since
     /// the last one (the first update always prints).
     public func update(_ s: ProgressSnapshot) {
-        lock.with {
+        lock.withLock {
             if isTerminal {
                 write("\r\u{1B}[2K" + s.text)
                 drewLine = true
@@ -66,7 +66,7 @@ public final class ProgressReporter: @unchecked Sendable {
 
     /// Ends the line (terminal) or prints the final state (plain).
     public func finish(_ s: ProgressSnapshot) {
-        lock.with {
+        lock.withLock {
             if isTerminal {
                 write("\r\u{1B}[2K" + s.text + "\n")
             } else {
@@ -78,7 +78,7 @@ public final class ProgressReporter: @unchecked Sendable {
 
     /// Prints a line of its own (a fault starting), without breaking the updating line.
     public func note(_ line: String) {
-        lock.with {
+        lock.withLock {
             write(isTerminal && drewLine ? "\r\u{1B}[2K" + line + "\n" : line + "\n")
         }
     }

@@ -20,7 +20,7 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
     public let variables: [String: String]
     public let options: GovernorOptions
     private let deploymentFile: @Sendable (String) -> String
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var loaded: [String: Deployment] = [:]
     private var governors: [String: ProcessGovernor] = [:]
 
@@ -47,14 +47,14 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
 
     /// The deployment as its file describes it (loaded once).
     public func deployment(_ name: String) throws -> Deployment {
-        if let d = lock.with({ loaded[name] }) { return d }
+        if let d = lock.withLock({ loaded[name] }) { return d }
         _ = try paths(name)
         let file = deploymentFile(name)
         let d = try DeploymentFile.load(path: file, variables: variables, deploymentsRoot: root)
         guard d.name == name else {
             throw SignalError("deployment file \(file) describes deployment \(d.name), not \(name)")
         }
-        lock.with { loaded[name] = d }
+        lock.withLock { loaded[name] = d }
         return d
     }
 
@@ -65,7 +65,7 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
     }
 
     public func isRunning(_ deployment: String) async throws -> Bool {
-        if lock.with({ governors[deployment] }) != nil { return true }
+        if lock.withLock({ governors[deployment] }) != nil { return true }
         return Self.isRunning(try paths(deployment))
     }
 
@@ -78,18 +78,18 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
             await g.stop()
             throw error
         }
-        lock.with { governors[deployment] = g }
+        lock.withLock { governors[deployment] = g }
     }
 
     /// Stops a deployment this driver started (one it did not start is left alone).
     public func stop(_ deployment: String) async throws {
-        guard let g = lock.with({ governors.removeValue(forKey: deployment) }) else { return }
+        guard let g = lock.withLock({ governors.removeValue(forKey: deployment) }) else { return }
         await g.stop()
     }
 
     /// Stops every deployment this driver started.
     public func stopAll() async {
-        let all = lock.with { () -> [ProcessGovernor] in
+        let all = lock.withLock { () -> [ProcessGovernor] in
             defer { governors = [:] }
             return Array(governors.values)
         }
@@ -97,7 +97,7 @@ public final class GovernorDeploymentDriver: DeploymentDriver, @unchecked Sendab
     }
 
     /// The governor this driver started for `deployment`, if any.
-    public func governor(_ deployment: String) -> ProcessGovernor? { lock.with { governors[deployment] } }
+    public func governor(_ deployment: String) -> ProcessGovernor? { lock.withLock { governors[deployment] } }
 
     public func targets(_ deployment: String) async throws -> [String] {
         try self.deployment(deployment).processes.map(\.id)
@@ -122,7 +122,7 @@ public final class ProcessFaultActuator: FaultActuator, @unchecked Sendable {
     public let kinds: Set<FaultKind> = [.kill, .killRandom, .pause, .signal]
     public let paths: DeploymentPaths
     private let candidateNames: @Sendable () async throws -> [String]
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var paused: [Int: [ProcessHandle]] = [:]
 
     public init(paths: DeploymentPaths, candidates: @escaping @Sendable () async throws -> [String]) {
@@ -171,7 +171,7 @@ public final class ProcessFaultActuator: FaultActuator, @unchecked Sendable {
                 _ = SingleFaults.resume(done, why: "pause failed")
                 throw error
             }
-            lock.with { paused[fault.index] = handles }
+            lock.withLock { paused[fault.index] = handles }
             return "paused " + what.joined(separator: ", ")
         }
         let sig = try Self.signal(of: fault)
@@ -180,7 +180,7 @@ public final class ProcessFaultActuator: FaultActuator, @unchecked Sendable {
     }
 
     public func stop(_ fault: ScheduledFault) async throws -> String? {
-        guard fault.kind == .pause, let handles = lock.with({ paused.removeValue(forKey: fault.index) }) else { return nil }
+        guard fault.kind == .pause, let handles = lock.withLock({ paused.removeValue(forKey: fault.index) }) else { return nil }
         let done = SingleFaults.resume(handles, why: "end of the pause")
         if let bad = done.first(where: { !$0.ok }) { throw SignalError(bad.detail) }
         return "resumed " + done.map { "\($0.target) (pid \($0.pid.map(String.init) ?? "?")): \($0.detail)" }.joined(separator: ", ")
@@ -189,7 +189,7 @@ public final class ProcessFaultActuator: FaultActuator, @unchecked Sendable {
     /// SIGCONT to everything still paused (on interruption). Returns what it did.
     @discardableResult
     public func resumeAll() -> [FaultAction] {
-        let all = lock.with { () -> [ProcessHandle] in
+        let all = lock.withLock { () -> [ProcessHandle] in
             defer { paused = [:] }
             return paused.values.flatMap { $0 }
         }

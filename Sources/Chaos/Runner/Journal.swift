@@ -8,7 +8,7 @@ import ScheduleZeroWire
 /// written as it happens and kept in memory for the report. Thread-safe.
 public final class Journal: @unchecked Sendable {
     public let path: String?
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var handle: FileHandle?
     private var events: [JSONValue] = []
     private let clock = ContinuousClock()
@@ -43,15 +43,15 @@ public final class Journal: @unchecked Sendable {
         let v = JSONValue.object(f)
         var line = JSON.encode(v)
         line.append(0x0A)
-        lock.with {
+        lock.withLock {
             events.append(v)
             handle?.write(Data(line))
         }
     }
 
-    public var all: [JSONValue] { lock.with { events } }
+    public var all: [JSONValue] { lock.withLock { events } }
 
     public func events(_ name: String) -> [JSONValue] { all.filter { $0["event"]?.stringValue == name } }
 
-    public func close() { lock.with { try? handle?.close(); handle = nil } }
+    public func close() { lock.withLock { try? handle?.close(); handle = nil } }
 }

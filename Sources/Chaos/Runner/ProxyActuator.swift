@@ -8,7 +8,7 @@ public final class ProxyActuator: FaultActuator, @unchecked Sendable {
     public let name = "proxy"
     public let kinds: Set<FaultKind> = [.proxy]
     public let proxies: [String: ChaosProxy]
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var saved: [Int: [String: ProxyFaults]] = [:]
 
     public init(proxies: [String: ChaosProxy]) { self.proxies = proxies }
@@ -28,20 +28,13 @@ public final class ProxyActuator: FaultActuator, @unchecked Sendable {
             before[t] = old
             applied.append("\(t): \(new)")
         }
-        lock.with { saved[fault.index] = before }
+        lock.withLock { saved[fault.index] = before }
         return "proxy faults on: " + applied.joined(separator: "; ")
     }
 
     public func stop(_ fault: ScheduledFault) async throws -> String? {
-        let before = lock.with { saved.removeValue(forKey: fault.index) } ?? [:]
+        let before = lock.withLock { saved.removeValue(forKey: fault.index) } ?? [:]
         for t in fault.targets { proxies[t]?.faults = before[t] ?? .none }
         return "proxy faults off: " + fault.targets.map { "\($0): \(before[$0] ?? .none)" }.joined(separator: "; ")
     }
-}
-
-/// A plain mutex for small critical sections: Foundation's `NSLock` (a `pthread_mutex_t` kept in a Swift
-/// stored property and passed by `&` is not address-stable, which a mutex must be).
-final class NSLockLite: @unchecked Sendable {
-    private let lock = NSLock()
-    func with<R>(_ body: () throws -> R) rethrows -> R { try lock.withLock(body) }
 }

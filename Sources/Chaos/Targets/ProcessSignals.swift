@@ -20,7 +20,7 @@ public final class ProcessHandle: @unchecked Sendable {
     public let identity: ProcessIdentity
     /// The governor cgroup of the process (this deployment's), frozen by `pause`; nil: SIGSTOP/SIGCONT.
     public let cgroup: ProcessCgroup?
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var pidfd: Int32
     private static let openPidfds = Atomic<Int>(0)
     /// pidfds held by live handles: back to its value once every handle is gone, whether its initializer
@@ -55,7 +55,7 @@ public final class ProcessHandle: @unchecked Sendable {
 
     /// Sends `sig` to exactly this process.
     public func send(_ sig: Int32) throws(SignalError) {
-        let (rc, e): (Int32, Int32) = lock.with {
+        let (rc, e): (Int32, Int32) = lock.withLock {
             if pidfd >= 0 {
                 let r = SystemCalls.pidfdSendSignal(pidfd, sig)
                 return (r, errno)

@@ -137,8 +137,6 @@ extension Duration {
     func ceilSeconds(minimum: Int = 1) -> Int { max(minimum, Int((msDouble / 1000).rounded(.up))) }
 }
 
-/// `250ms`, `5s`: the governor's own spelling, which systemd's time spans also read.
-func durationText(_ d: Duration) -> String { format(d) }
 
 /// Writes an export into DIR: made 0755 if absent (its parent must exist), refused when it is a symbolic
 /// link or not a directory; every file 0644 (subfolders 0755), created or truncated without following a

@@ -241,7 +241,7 @@ public enum KubernetesExport {
         if restart.mode != .always {
             notes.append("restart \(restart.mode.rawValue): a Deployment's pods always restart (restartPolicy Always)")
         }
-        notes.append("restart backoff and max_restarts \(restart.maxRestarts) within \(durationText(restart.window)): no Kubernetes equivalent; the kubelet's CrashLoopBackOff (10 s doubling to 5 min) applies")
+        notes.append("restart backoff and max_restarts \(restart.maxRestarts) within \(DurationText.format(restart.window)): no Kubernetes equivalent; the kubelet's CrashLoopBackOff (10 s doubling to 5 min) applies")
         if d.interposersLeftOut.contains(where: { n in g.instances.contains { $0.id == n } }) {
             notes.append("interpose: no Kubernetes equivalent (the governor's message-level interposer): the process binds its endpoint itself; a sidecar running `szchaos proxy` would keep one")
         }

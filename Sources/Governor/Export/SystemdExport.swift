@@ -6,6 +6,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ScheduleZeroWire
 import Foundation
 
 public enum SystemdExport {
@@ -164,7 +165,7 @@ public enum SystemdExport {
         lines += ["[Unit]", "Description=ScheduleZero \(d.name): \(template ? "handler \(g.name)\(g.replicated ? "-%i" : "") (instance %i)" : "server")",
                   "PartOf=\(target)"]
         if template, let serverUnit { lines += ["After=\(serverUnit)", "Wants=\(serverUnit)"] }
-        lines += ["StartLimitIntervalSec=\(durationText(policy.window))", "StartLimitBurst=\(policy.maxRestarts + 1)", "", "[Service]", "Type=exec"]
+        lines += ["StartLimitIntervalSec=\(DurationText.format(policy.window))", "StartLimitBurst=\(policy.maxRestarts + 1)", "", "[Service]", "Type=exec"]
         if needsFolder {
             let mkdir = (try? ExecutableResolver.resolve("mkdir", relativeTo: nil, searchPath: "/usr/bin:/bin")) ?? "/bin/mkdir"
             let folders = [deploymentDirectory, deploymentDirectory + "/run", deploymentDirectory + "/logs"]
@@ -174,8 +175,8 @@ public enum SystemdExport {
         if let workingDirectory { lines.append("WorkingDirectory=" + workingDirectory) }
         if !passed.isEmpty { lines.append("PassEnvironment=" + passed.joined(separator: " ")) }
         lines += environment
-        lines += ["Restart=\(restartValue(policy.mode))", "RestartSec=\(durationText(policy.backoff.initial))",
-                  "TimeoutStopSec=\(durationText(c.stopTimeout))", "KillMode=control-group", "KillSignal=SIGTERM", "SendSIGKILL=yes"]
+        lines += ["Restart=\(restartValue(policy.mode))", "RestartSec=\(DurationText.format(policy.backoff.initial))",
+                  "TimeoutStopSec=\(DurationText.format(c.stopTimeout))", "KillMode=control-group", "KillSignal=SIGTERM", "SendSIGKILL=yes"]
         for note in notes(d, g) {
             lines.append("# " + note)
             out.notes.append(ExportNote(file: unit, text: note))
@@ -215,17 +216,17 @@ public enum SystemdExport {
         switch c.readiness {
         case .none: break
         case .readyFile(let path, let t):
-            out.append("readiness ready_file \(path) (within \(durationText(t))): no systemd equivalent (Type=notify needs sd_notify READY=1 from the service); Type=exec: started once the executable runs, units after it do not wait for the file")
+            out.append("readiness ready_file \(path) (within \(DurationText.format(t))): no systemd equivalent (Type=notify needs sd_notify READY=1 from the service); Type=exec: started once the executable runs, units after it do not wait for the file")
         case .custom(let kind, let settings, let t):
             let what = PingProbe.kinds.contains(kind) ? "ping \(settings["ping"] ?? c.endpoint ?? "")" : kind == HTTPReadinessProbe.kind ? "http \(settings["http"] ?? "")" : kind
-            out.append("readiness \(what) (\(who)within \(durationText(t))): no systemd equivalent (Type=notify needs sd_notify READY=1 from the service); Type=exec: started once the executable runs, units after it do not wait for an answer")
+            out.append("readiness \(what) (\(who)within \(DurationText.format(t))): no systemd equivalent (Type=notify needs sd_notify READY=1 from the service); Type=exec: started once the executable runs, units after it do not wait for an answer")
         }
         if let l = c.liveness {
-            out.append("liveness \(l.check) (\(who)every \(durationText(l.period)), \(l.failures) failures): no systemd equivalent (WatchdogSec= needs sd_notify WATCHDOG=1 from the service): a hung process is not restarted")
+            out.append("liveness \(l.check) (\(who)every \(DurationText.format(l.period)), \(l.failures) failures): no systemd equivalent (WatchdogSec= needs sd_notify WATCHDOG=1 from the service): a hung process is not restarted")
         }
         let b = c.restart.backoff
         if c.restart.mode != .never, b.immediateRestarts > 0 || b.jitter > 0 || (b.multiplier != 1 && b.cap > b.initial) {
-            out.append("restart backoff (\(b.immediateRestarts) at once, then \(durationText(b.initial)) x \(b.multiplier)^n up to \(durationText(b.cap)), jitter \(b.jitter), reset after a \(durationText(c.restart.resetAfter)) run): systemd 252 waits a constant RestartSec=; RestartSteps=/RestartMaxDelaySec= (systemd >= 254) give the exponential part, without jitter")
+            out.append("restart backoff (\(b.immediateRestarts) at once, then \(DurationText.format(b.initial)) x \(b.multiplier)^n up to \(DurationText.format(b.cap)), jitter \(b.jitter), reset after a \(DurationText.format(c.restart.resetAfter)) run): systemd 252 waits a constant RestartSec=; RestartSteps=/RestartMaxDelaySec= (systemd >= 254) give the exponential part, without jitter")
         }
         return out
     }

@@ -1,62 +1,26 @@
-// Thin wrappers over Linux calls that Swift's Glibc module does not import.
-//
-// `syscall(2)` is variadic and glibc's `<sys/pidfd.h>` / `posix_spawn_file_actions_addclosefrom_np`
-// are not in the Glibc module map, so they are looked up once with dlsym. On x86_64 and aarch64 Linux a
-// variadic callee reads integer arguments from the same registers as a fixed-arity one, so calling
-// `syscall` through a fixed-arity pointer is sound there (it is how Swift projects without a C shim do it).
+// Thin wrappers over Linux calls that Swift's Glibc module does not import: the pidfd system calls and glibc's
+// GNU posix_spawn file actions, through the CSystem shim (fixed-arity C functions, no dlsym).
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSystem
 
 public enum SystemCalls {
-    private typealias SyscallFn = @convention(c) (CLong, CLong, CLong, CLong, CLong) -> CLong
-    private typealias CloseFromFn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt
-
-    nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)  // immutable after first use
-
-    private static let syscallFn: SyscallFn? = {
-        guard let sym = dlsym(handle, "syscall") else { return nil }
-        return unsafeBitCast(sym, to: SyscallFn.self)
-    }()
-
-    private static let closeFromFn: CloseFromFn? = {
-        guard let sym = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: CloseFromFn.self)
-    }()
-
-    private typealias ChdirFn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> CInt
-
-    private static let chdirFn: ChdirFn? = {
-        guard let sym = dlsym(handle, "posix_spawn_file_actions_addchdir_np") else { return nil }
-        return unsafeBitCast(sym, to: ChdirFn.self)
-    }()
-
     /// Adds "chdir(path)" to the file actions (glibc >= 2.29). Returns false if unavailable.
     static func addChdir(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: String) -> Bool {
-        guard let fn = chdirFn else { return false }
-        return path.withCString { fn(actions, $0) } == 0
+        path.withCString { sz_spawn_add_chdir(actions, $0) } == 0
     }
-
-    static let sysPidfdOpen: CLong = 434
-    static let sysPidfdSendSignal: CLong = 424
 
     /// `pidfd_open(pid, 0)`: a file descriptor (close-on-exec) that refers to exactly this process,
     /// readable when it exits. Returns -1 and sets errno on failure.
-    public static func pidfdOpen(_ pid: pid_t) -> CInt {
-        guard let fn = syscallFn else { errno = ENOSYS; return -1 }
-        return CInt(truncatingIfNeeded: fn(sysPidfdOpen, CLong(pid), 0, 0, 0))
-    }
+    public static func pidfdOpen(_ pid: pid_t) -> CInt { sz_pidfd_open(pid) }
 
     /// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the very process the pidfd names (no PID reuse race).
-    public static func pidfdSendSignal(_ pidfd: CInt, _ signal: CInt) -> CInt {
-        guard let fn = syscallFn else { errno = ENOSYS; return -1 }
-        return CInt(truncatingIfNeeded: fn(sysPidfdSendSignal, CLong(pidfd), CLong(signal), 0, 0))
-    }
+    public static func pidfdSendSignal(_ pidfd: CInt, _ signal: CInt) -> CInt { sz_pidfd_send_signal(pidfd, signal) }
 
     /// Adds "close every fd >= lowFd" to the file actions (glibc >= 2.34). Returns false if unavailable.
-    static func addCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ lowFd: CInt) -> Bool {
-        guard let fn = closeFromFn else { return false }
-        return fn(actions, lowFd) == 0
+    public static func addCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ lowFd: CInt) -> Bool {
+        sz_spawn_add_close_from(actions, lowFd) == 0
     }
 
     /// The text of an errno value.

@@ -301,43 +301,22 @@ public final class LogPump: @unchecked Sendable {
     }
 }
 
-/// epoll (and pipe2, from CSystem), which Swift's Glibc module does not import: looked up once with dlsym, like the calls in
-/// SystemCalls.swift. `struct epoll_event` is packed on x86_64 (12 bytes: events at 0, data at 4) and
-/// naturally aligned elsewhere (16 bytes: data at 8); it is read and written by offset.
+/// epoll, eventfd, signalfd and pipe2 through the CSystem shim (Swift's Glibc module does not import them).
+/// `struct epoll_event` is packed on x86_64 (12 bytes: events at 0, data at 4) and naturally aligned elsewhere
+/// (16 bytes: data at 8); it is read and written by offset, the sizes the C compiler gives.
 enum Epoll {
-    private typealias CreateFn = @convention(c) (CInt) -> CInt
-    private typealias CtlFn = @convention(c) (CInt, CInt, CInt, UnsafeMutableRawPointer?) -> CInt
-    private typealias WaitFn = @convention(c) (CInt, UnsafeMutableRawPointer?, CInt, CInt) -> CInt
-
-    nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
-    private static func symbol<T>(_ name: String, _ type: T.Type) -> T {
-        guard let sym = dlsym(handle, name) else { fatalError("glibc has no \(name)") }
-        return unsafeBitCast(sym, to: type)
-    }
-    private static let createFn = symbol("epoll_create1", CreateFn.self)
-    private static let ctlFn = symbol("epoll_ctl", CtlFn.self)
-    private static let waitFn = symbol("epoll_wait", WaitFn.self)
-    private typealias EventFDFn = @convention(c) (CUnsignedInt, CInt) -> CInt
-    private typealias SignalFDFn = @convention(c) (CInt, UnsafePointer<sigset_t>, CInt) -> CInt
-    private static let eventfdFn = symbol("eventfd", EventFDFn.self)
-    private static let signalfdFn = symbol("signalfd", SignalFDFn.self)
-
     static let inEvent: UInt32 = 0x001, priority: UInt32 = 0x002, hangUp: UInt32 = 0x010, readHangUp: UInt32 = 0x2000
     static let edgeTriggered: UInt32 = 1 << 31
     static let ctlAdd: CInt = 1, ctlDel: CInt = 2
-    #if arch(x86_64)
-    static let eventSize = 12, dataOffset = 4
-    #else
-    static let eventSize = 16, dataOffset = 8
-    #endif
+    static let eventSize = Int(sz_epoll_event_size()), dataOffset = Int(sz_epoll_data_offset())
 
-    static func create() -> CInt { createFn(O_CLOEXEC) }
+    static func create() -> CInt { sz_epoll_create() }
     static func pipe2(_ fds: UnsafeMutablePointer<CInt>, _ flags: CInt) -> CInt { sz_pipe2(fds, flags) }
 
     /// An eventfd (non-blocking, close-on-exec): what wakes an epoll wait from another thread.
-    static func eventFD() -> CInt { eventfdFn(0, O_NONBLOCK | O_CLOEXEC) }
+    static func eventFD() -> CInt { sz_eventfd() }
     /// A signalfd (non-blocking, close-on-exec) for `set`; the signals must be blocked in every thread.
-    static func signalFD(_ set: sigset_t) -> CInt { withUnsafePointer(to: set) { signalfdFn(-1, $0, O_NONBLOCK | O_CLOEXEC) } }
+    static func signalFD(_ set: sigset_t) -> CInt { withUnsafePointer(to: set) { sz_signalfd($0) } }
     /// `struct signalfd_siginfo`: 128 bytes, `ssi_signo` (UInt32) first.
     static let signalInfoSize = 128
 
@@ -346,13 +325,13 @@ enum Epoll {
         defer { event.deallocate() }
         event.storeBytes(of: events, toByteOffset: 0, as: UInt32.self)
         event.storeBytes(of: id, toByteOffset: dataOffset, as: UInt64.self)
-        return ctlFn(epfd, ctlAdd, fd, event) == 0
+        return sz_epoll_ctl(epfd, ctlAdd, fd, event) == 0
     }
 
     static func remove(_ epfd: CInt, _ fd: CInt) {
         let event = UnsafeMutableRawPointer.allocate(byteCount: eventSize, alignment: 8)
         defer { event.deallocate() }
-        _ = ctlFn(epfd, ctlDel, fd, event)
+        _ = sz_epoll_ctl(epfd, ctlDel, fd, event)
     }
 
     /// The ready descriptors' ids and events, waiting at most `timeoutMs` (-1: until there is one); [] on
@@ -360,7 +339,7 @@ enum Epoll {
     static func waitEvents(_ epfd: CInt, max: Int, timeoutMs: CInt) -> [(id: UInt64, events: UInt32)]? {
         let events = UnsafeMutableRawPointer.allocate(byteCount: eventSize * max, alignment: 8)
         defer { events.deallocate() }
-        let n = waitFn(epfd, events, CInt(max), timeoutMs)
+        let n = sz_epoll_wait(epfd, events, CInt(max), timeoutMs)
         if n < 0 { return errno == EINTR ? [] : nil }
         return (0..<Int(n)).map { i in
             (events.loadUnaligned(fromByteOffset: i * eventSize + dataOffset, as: UInt64.self),
@@ -372,7 +351,7 @@ enum Epoll {
     static func wait(_ epfd: CInt, max: Int) -> [UInt64]? {
         let events = UnsafeMutableRawPointer.allocate(byteCount: eventSize * max, alignment: 8)
         defer { events.deallocate() }
-        let n = waitFn(epfd, events, CInt(max), -1)
+        let n = sz_epoll_wait(epfd, events, CInt(max), -1)
         if n < 0 { return errno == EINTR ? [] : nil }
         return (0..<Int(n)).map { events.loadUnaligned(fromByteOffset: $0 * eventSize + dataOffset, as: UInt64.self) }
     }

@@ -17,6 +17,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ScheduleZeroWire
 import Foundation
 import Synchronization
 import ZMQClient
@@ -122,7 +123,7 @@ final class LivenessMonitor: @unchecked Sendable {
             if let client, let reply = try? client.ping(), reply.success {
                 failure = nil
             } else {
-                failure = "no ping reply from \(address) within \(format(spec.timeout))"
+                failure = "no ping reply from \(address) within \(DurationText.format(spec.timeout))"
             }
         }
         if stopped.isSet { return finish() }
@@ -137,7 +138,7 @@ final class LivenessMonitor: @unchecked Sendable {
         if reasons.count >= spec.failures {
             let distinct = reasons.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
             finish()
-            onUnhealthy("\(reasons.count) liveness checks failed in a row (\(spec.check), every \(format(spec.period))): "
+            onUnhealthy("\(reasons.count) liveness checks failed in a row (\(spec.check), every \(DurationText.format(spec.period))): "
                         + distinct.joined(separator: "; "))
             return
         }

@@ -111,7 +111,7 @@ public struct RestartTracker: Sendable {
         }
         recentRestarts.removeAll { now - $0 >= policy.window }
         if recentRestarts.count >= policy.maxRestarts {
-            return .giveUp(reason: "\(recentRestarts.count) restarts within \(format(policy.window))"
+            return .giveUp(reason: "\(recentRestarts.count) restarts within \(DurationText.format(policy.window))"
                            + " (max_restarts \(policy.maxRestarts))")
         }
         let delay = policy.backoff.delay(attempt: attempt, using: &random)
@@ -128,8 +128,6 @@ public struct RestartTracker: Sendable {
         recentRestarts.removeAll()
     }
 }
-
-func format(_ d: Duration) -> String { DurationText.format(d) }
 
 extension Duration {
     /// Fractional milliseconds.
