@@ -35,6 +35,8 @@ public final class TestProcess: @unchecked Sendable {
     private var err: [UInt8] = []
     private var status: ExitStatus?
     private var readersDone = 0
+    /// The read ends still open (stdout, stderr), for `caughtUp`: -1 once the reader closed it.
+    private var openReadEnds: [Int32] = [-1, -1]
 
     public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         self.executable = executable
@@ -57,7 +59,7 @@ public final class TestProcess: @unchecked Sendable {
         // Nothing else of the test process: without this, every child held whatever descriptor another
         // thread had open without FD_CLOEXEC at that moment (a pipe of swift-test's, seen in every szmock
         // and Python peer), which can hold a pipe of another test or of an exit test open past its end.
-        if let closeFrom = Self.closeFrom { _ = closeFrom(&actions, 3) }
+        _ = sz_spawn_add_close_from(&actions, 3)  // glibc 2.34+ (an older one: ENOSYS, and only close-on-exec descriptors close)
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -96,45 +98,78 @@ public final class TestProcess: @unchecked Sendable {
 
     deinit { stop() }
 
-    private typealias CloseFromFn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt
-    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), looked up because Swift does not import it.
-    private static let closeFrom: CloseFromFn? = {
-        guard let sym = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: CloseFromFn.self)
-    }()
 
     private static func posix(_ what: String) -> Error {
         POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO, userInfo: [NSLocalizedDescriptionKey: what])
     }
 
+    /// One thread per pipe. It waits in poll(2) outside the lock and reads (non-blocking) and stores what it
+    /// read inside it, so that "no unread byte in the pipe", looked at under the lock, means every byte the
+    /// child wrote so far is in `lines` or `stderrText` (`caughtUp`).
     private func startReader(_ fd: Int32, isStdout: Bool) {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        lock.withLock { openReadEnds[isStdout ? 0 : 1] = fd }
         let t = Thread { [weak self] in
             var buf = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                guard let self else { continue }
+            var ended = false, closed = false
+            while !ended {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, -1) < 0 {
+                    if errno == EINTR { continue }
+                    break
+                }
+                guard let self else {
+                    // Nobody to store for: drain to the end so the child is never blocked on a full pipe.
+                    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) { ended = true }
+                    continue
+                }
                 self.lock.lock()
-                if isStdout {
-                    self.partial += buf[0..<n]
-                    while let nl = self.partial.firstIndex(of: 0x0A) {
-                        self.out.append(String(decoding: self.partial[..<nl], as: UTF8.self))
-                        self.partial.removeSubrange(...nl)
+                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    if isStdout {
+                        self.partial += buf[0..<n]
+                        while let nl = self.partial.firstIndex(of: 0x0A) {
+                            self.out.append(String(decoding: self.partial[..<nl], as: UTF8.self))
+                            self.partial.removeSubrange(...nl)
+                        }
+                    } else {
+                        self.err += buf[0..<n]
                     }
-                } else {
-                    self.err += buf[0..<n]
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    ended = true
+                    self.openReadEnds[isStdout ? 0 : 1] = -1
+                    close(fd)  // under the lock: `caughtUp` never asks a closed (or reused) descriptor
+                    closed = true
                 }
                 self.lock.unlock()
             }
-            close(fd)
             if let self {
                 self.lock.lock()
+                if !closed {
+                    self.openReadEnds[isStdout ? 0 : 1] = -1
+                    close(fd)
+                    closed = true
+                }
                 self.readersDone += 1
                 self.lock.unlock()
             }
+            if !closed { close(fd) }
         }
         t.start()
+    }
+
+    /// True when every byte the child has written to stdout and stderr so far is in `lines` and `stderrText`.
+    private var isCaughtUp: Bool {
+        lock.withLock { openReadEnds.allSatisfy { $0 < 0 || sz_unread_bytes($0) == 0 } }
+    }
+
+    /// Waits until `lines`, `events` and `stderrText` hold everything the child has written so far. The
+    /// reader threads store output on their own schedule: a line the child printed before an effect the
+    /// test has just seen (a reply, a file) may not be in `lines` yet on a loaded machine (seen: a count of
+    /// 2 where the peer had printed 3). Call this after the effect, before reading the snapshot.
+    public func caughtUp(timeout: Duration = .seconds(10)) async throws {
+        try await waitUntil("the output of \(executable) (pid \(pid)) to be read", timeout: timeout) { self.isCaughtUp }
     }
 
     /// True once stdout and stderr are both closed (the child and anything that inherited them are gone):

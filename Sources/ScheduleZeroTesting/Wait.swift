@@ -181,4 +181,6 @@ public final class Locked<T>: @unchecked Sendable {
     public func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
     public func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
     public func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
+    /// Reads and changes the value in one critical section (take a flag, count up), returning what `body` returns.
+    public func withLock<R>(_ body: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&value) }
 }

@@ -75,6 +75,7 @@ public final class SyncClient {
         stats.calls += 1
         let start = clock.now
         var attempt = 0
+        var timeoutsInARow = 0
         while attempt < configuration.attempts {
             attempt += 1
             if attempt > 1 {
@@ -85,8 +86,17 @@ public final class SyncClient {
                 return try attemptOnce(frame, method: method)
             } catch let e as ZMQError where e.code == .eagain {
                 stats.timeouts += 1
+                timeoutsInARow += 1
                 stats.lastError = "\(method) to \(endpoint): no reply within \(configuration.timeout.secondsText)"
-                if configuration.strategy == .lazyPirate { recreate() }
+                // Relaxed resends on the same pipe, behind the late request, and libzmq cannot take back a
+                // queued request: with a peer slower than the timeout the duplicates piled up, each executed
+                // and answered after its attempt had ended, until no attempt got an answer (seen: 50 of 50).
+                // A second timeout in a row reopens, as Lazy Pirate does at the first: what was queued goes
+                // with the old socket (linger 0) and the next request gets a fresh pipe.
+                if configuration.strategy == .lazyPirate || timeoutsInARow >= Self.relaxedTimeoutsBeforeReopen {
+                    recreate()
+                    timeoutsInARow = 0
+                }
             } catch let e as ClientError {
                 stats.failures += 1
                 stats.lastError = e.description
@@ -104,6 +114,9 @@ public final class SyncClient {
         stats.lastError = e.description
         throw e
     }
+
+    /// How many timeouts in a row the relaxed strategy retries on the same socket before it reopens.
+    public static let relaxedTimeoutsBeforeReopen = 2
 
     /// Closes the socket (linger 0); the next call opens a new one.
     public func close() {

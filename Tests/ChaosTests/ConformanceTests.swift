@@ -63,6 +63,7 @@ struct integration_zmq_Conformance {
         #expect(deviations(r) == [], "\(r.table)")
         #expect(r.passed)
         // Restored: the probe id registered, re-registered, then reported offline.
+        try await s.caughtUp()
         let statuses = s.events.filter { $0["event"] == "report_status" && $0["known"] == true }.compactMap { $0["status"]?.stringValue }
         #expect(statuses == ["offline"], "\(s.lines)")
         #expect(s.events.filter { $0["event"] == "register" }.compactMap { $0["status"]?.stringValue } == ["registered", "re-registered"])

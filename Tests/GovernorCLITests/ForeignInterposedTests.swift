@@ -262,10 +262,23 @@ struct integration_zmq_governor_ForeignInterposed {
     /// the dropped reply is surely its own.
     @Test func killedHandlerReRegistersThroughTheInterposersAfterALostRegistrationReply() async throws {
         try await Self.withForeign(extra: [(#"SZ_HEARTBEAT_MS: "1000""#, #"SZ_HEARTBEAT_MS: "60000""#)]) { rig in
+            // The server's registry lists a handler before its register reply has left the server, and the
+            // one-shot fault drops the next reply on the link, whoever's it is: armed while the first h-2's reply
+            // was still in flight, it took that one, and the restarted h-2 registered at once (seen twice under
+            // load: the 30 s wait below ran out). So wait until both handlers have their replies and the link
+            // has journaled them: then nothing is in flight when the fault is armed.
+            let logPath = rig.dir + "/logs/h-2.log"
+            func log(_ name: String) -> String { (try? String(contentsOfFile: rig.dir + "/logs/\(name).log", encoding: .utf8)) ?? "" }
+            try await waitUntil("h-1 and h-2 registered, their register replies on the server's link", timeout: .seconds(30)) {
+                log("h-1").contains("\"registered\"") && log("h-2").contains("\"registered\"")
+                    && rig.linkEvents("server", "reply").filter { $0["method"]?.stringValue == "register" && $0["delivered"]?.boolValue == true }.count >= 2
+            }
             let rewritesBefore = rig.linkEvents("server", "rewrite").filter { $0["to"]?.stringValue == rig.publicEndpoint("h-2") }.count
             let drop = try await rig.chaos(["drop-replies", "server", "--count", "1", "--include-server"])
             #expect(drop.ok && drop.stdout.contains("run/server.link"), "\(drop)")
             let old = try #require(try await rig.pid("h-2"))
+            // Only what the restarted h-2 writes counts below (the log also holds the first process's lines).
+            let logOffset = log("h-2").utf8.count
             let kill9 = try await rig.chaos(["kill", "h-2"])
             #expect(kill9.ok, "\(kill9)")
             try await waitUntil("h-2 running again with a new pid", timeout: .seconds(30), pollEvery: .milliseconds(100)) {
@@ -281,9 +294,9 @@ struct integration_zmq_governor_ForeignInterposed {
             // The handler's own log shows the failed attempt and the retry that registered. (Read once right after
             // the rewrite, it sometimes came before the handler's registration timeout had passed: the rewrite
             // is the request whose reply was dropped.)
-            let logPath = rig.dir + "/logs/h-2.log"
             try await waitUntil("h-2's log to show the failed registration and the one after it", timeout: .seconds(30)) {
-                let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                let whole = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                let log = String(decoding: whole.utf8.dropFirst(logOffset), as: UTF8.self)
                 guard let failed = log.range(of: "\"registration_failed\"") else { return false }
                 return log[failed.upperBound...].contains("\"registered\"")
             }

@@ -192,32 +192,84 @@ struct regression_integration_governor_SpawnRaces {
     /// and spawns every other process (every governor's, in a test process, where a restart that takes 3 ms
     /// took over a second behind it once). The retry now waits on a loop timer, and the loop keeps
     /// running other jobs meanwhile.
+    /// Run in a process of its own (an exit test): in the test process every in-process governor of the
+    /// other suites spawns on the same shared loop, and under load their jobs alone left room for 1 to 8 of
+    /// these counts in the second (a figure about the test process, not about this spawn).
     @Test func aSpawnWaitingForABusyExecutableLeavesTheEventLoopRunningOtherJobs() async throws {
-        defer { tracker.killAll() }
-        let script = try dir.write("#!/bin/sh\nexec /bin/sleep 300\n", to: "held.sh", executable: true)
-        // Held open for writing longer than the spawn's patience (1 s): the start fails with "Text file busy".
-        let holder = try await holdOpenForWriting(script.path, seconds: "3")
-        let h = Harness()
-        defer { h.cleanup() }
-        let gov = try h.governor([HandlerConfig(id: "held", executable: script.path, restart: .never)])
-        let starting = Locked(true)
-        let start = Task {
-            defer { starting.mutate { $0 = false } }
-            do { try await gov.start(); return "started" } catch { return "\(error)" }
-        }
-        // Jobs on the loop while the start retries for its second of patience. Behind a retry that slept in
-        // its job, at most the first one or two ran before the start had failed; now the loop runs them in
-        // between the attempts. (Counted, not timed: other tests' governors share the loop in this process.)
-        var ranWhileStarting = 0
-        while starting.get() {
-            try await EventLoop.shared.perform {}
-            if starting.get() { ranWhileStarting += 1 }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let outcome = await start.value
-        #expect(outcome.contains("Text file busy"), "the start failed because the script was busy: \(outcome)")
-        #expect(ranWhileStarting >= 4, "only \(ranWhileStarting) jobs ran on the event loop during the busy spawn's retries")
-        await gov.stop()
-        _ = await holder.waitForExit(timeout: .seconds(30))
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
+            func fail(_ why: String) -> Never {
+                ExitTestReport.line("FAILED: \(why)")
+                exit(1)
+            }
+            let dir = TemporaryDirectory()
+            defer { dir.remove() }
+            guard let script = try? dir.write("#!/bin/sh\nexec /bin/sleep 300\n", to: "held.sh", executable: true).path else { fail("cannot write the script") }
+            // Held open for writing longer than the spawn's patience (1 s): the start fails with "Text file busy".
+            guard let holder = try? Spawner.spawn(SpawnRequest(
+                executable: "/bin/sh", arguments: ["-c", "exec 3>>\"$1\"; touch \"$1.open\"; sleep 3", "holder", script])) else { fail("cannot start the holder") }
+            defer { _ = holder.signalGroup(SIGKILL) }
+            if (try? waitUntilSync("the writer to hold the script open", timeout: .seconds(20), { FileManager.default.fileExists(atPath: script + ".open") })) == nil {
+                fail("the holder never opened the script")
+            }
+            let starting = Locked(true)
+            let start = Task {
+                defer { starting.set(false) }
+                do { _ = try await ManagedProcess.spawnOnLoop(SpawnRequest(executable: script)); return "started" } catch { return "\(error)" }
+            }
+            // Jobs on the loop while the spawn retries for its second of patience, one every 10 ms from a
+            // thread of its own. Behind a retry that slept in its job, at most the first one or two ran before
+            // the spawn had failed; now the loop runs them in between the attempts (about 90 here).
+            let ran = Locked(0)
+            let hammerDone = Locked(false)
+            let hammer = Thread {
+                defer { hammerDone.set(true) }
+                let done = DispatchSemaphore(value: 0)
+                while starting.get() {
+                    EventLoop.shared.post { done.signal() }
+                    guard done.wait(timeout: .now() + 30) == .success else { return }
+                    if starting.get() { ran.mutate { $0 += 1 } }
+                    usleep(10_000)
+                }
+            }
+            hammer.start()
+            let outcome = await start.value
+            if (try? waitUntilSync("the loop's job counter to stop", timeout: .seconds(30), { hammerDone.get() })) == nil { fail("the counter did not stop") }
+            guard outcome.contains("Text file busy") else { fail("the spawn did not fail because the script was busy: \(outcome)") }
+            guard ran.get() >= 10 else { fail("only \(ran.get()) jobs ran on the event loop during the busy spawn's retries") }
+        } }
+        #expect(!report.contains("FAILED"), "\(report)")
+    }
+}
+
+/// A readiness probe gave up on a result older than its deadline: the HTTP probe's task stalled 16 s on a
+/// loaded machine between two GETs, and at the next turn it declared the service not ready with the
+/// "connection refused" of its first GET, from before the service had bound (`httpReadinessThatNeverAnswers2xx...`
+/// failed naming 16542 ms for a 3 s timeout). The ping probe gave up without any look when its task began
+/// after the deadline. Both now judge only from an attempt made at the deadline.
+@Suite(.tags(.regression, .integration, .governor), .leakChecked)
+struct regression_integration_governor_ReadinessVerdict {
+    @Test func aProbeGivesUpOnlyOnAnAttemptMadeWithinOneCycleOfTheDeadline() {
+        let deadline = ContinuousClock.now
+        let cycle = Duration.milliseconds(150)
+        #expect(!ReadinessDeadline.mayGiveUp(now: deadline - .milliseconds(1), deadline: deadline,
+                                            lastAttemptStart: deadline - .milliseconds(10), cycle: cycle), "before the deadline")
+        #expect(!ReadinessDeadline.mayGiveUp(now: deadline + .seconds(16), deadline: deadline,
+                                            lastAttemptStart: deadline - .seconds(2), cycle: cycle), "a stale attempt")
+        #expect(!ReadinessDeadline.mayGiveUp(now: deadline + .seconds(1), deadline: deadline, lastAttemptStart: nil, cycle: cycle),
+                "no attempt at all")
+        #expect(ReadinessDeadline.mayGiveUp(now: deadline + .milliseconds(5), deadline: deadline,
+                                           lastAttemptStart: deadline - .milliseconds(100), cycle: cycle), "the attempt that covered it")
+        #expect(ReadinessDeadline.mayGiveUp(now: deadline + .seconds(16), deadline: deadline,
+                                           lastAttemptStart: deadline + .seconds(16), cycle: cycle), "one more after the stall")
+    }
+
+    @Test func aPingProbeThatStartsAfterItsDeadlineStillLooksOnce() async throws {
+        let peer = try TestPeer()
+        defer { peer.stop() }
+        let target = ReadinessTarget(name: "late", pid: 0, endpoint: peer.endpoint,
+                                     config: HandlerConfig(id: "late", executable: "/bin/true"))
+        // The deadline passed before the probe ran (its task was late): the peer answers, so it is ready.
+        try await PingProbe(endpoint: peer.endpoint, within: .seconds(2))
+            .waitUntilReady(target, deadline: ContinuousClock.now - .seconds(1))
     }
 }

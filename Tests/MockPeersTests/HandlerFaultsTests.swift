@@ -23,6 +23,11 @@ struct integration_zmq_MockHandlerFaults {
             do { try s.send(Request(method: "ping").encoded()); return nil } catch let e as ZMQError { return e.code }
         }
         #expect(code == .efsm)
+        // Delivered only after the local checks above, the bare request took the swallow armed for the client
+        // (seen under load: 1 swallowed, no timeout): the handler must have counted it first.
+        try await waitUntil("the bare request swallowed by the handler", timeout: .seconds(30)) {
+            (try await control(h.control, "status"))["counters"]?["swallowed"] == 1
+        }
         // The self-healing client: one timeout, a new socket, then the reply.
         #expect(try await control(h.control, "fault.set", ["swallow_next": 1]).success)
         let (reply, stats) = try await call(ep, "ping", timeout: .seconds(1), attempts: 3)
@@ -113,10 +118,10 @@ struct integration_zmq_MockHandlerFaults {
         let h = try InProcessHandler()
         #expect(try await control(h.control, "fault.set", ["delay_ms": 4000]).success)
         let ep = h.endpoint
-        let slowDone = LockedFlag(false)
+        let slowDone = Locked(false)
         let slow = Task {
             let r = try await call(ep, "ping", timeout: .seconds(30))
-            slowDone.set()
+            slowDone.set(true)
             return r
         }
         // From the moment the data thread holds the request to the control reply, on one thread of its own:
@@ -126,7 +131,7 @@ struct integration_zmq_MockHandlerFaults {
         let (status, doneAtReply) = try await onThread("hold, then ask the control channel", timeout: .seconds(60)) { () -> (Reply, Bool) in
             try waitUntilSync("the data thread holds the request", timeout: .seconds(30)) { handler.counters.requests == 1 }
             let r = try MockControl.send(controlEndpoint, "status", params: [:], timeout: .seconds(3))
-            return (r, slowDone.value)
+            return (r, slowDone.get())
         }
         // The control channel answered while the data thread still held its request.
         #expect(!doneAtReply, "the control reply came only after the delayed data reply")

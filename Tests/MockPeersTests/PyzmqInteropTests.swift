@@ -41,6 +41,9 @@ struct integration_zmq_PyzmqInterop {
         try await waitUntil("3 replies", timeout: .seconds(20)) { server.events.filter { $0["event"] == "reply" }.count == 3 }
         let values = server.events.filter { $0["event"] == "reply" }.map { $0["reply"]?["value"] }
         #expect(values == [1, 2, 3])
+        // py printed each request line before its reply, but its reader thread stores them on its own schedule
+        // (seen under load: 2 of 3 right after the third reply).
+        try await py.caughtUp()
         #expect(py.events.filter { $0["event"] == "request" && $0["method"] == "increment_counter" }.count == 3)
         py.signal(SIGTERM)
         #expect(try await py.waitExit(timeout: .seconds(10)) == .exited(0))

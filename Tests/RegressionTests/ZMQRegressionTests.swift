@@ -25,6 +25,9 @@ struct regression_integration_zmq_Client {
         try bare.send(Request(method: "echo").encoded())
         #expect { try bare.receive() } throws: { ($0 as? ZMQError)?.code == .eagain }
         #expect { try bare.send(Request(method: "echo").encoded()) } throws: { ($0 as? ZMQError)?.code == .efsm }
+        // Both checks above are local to the bare socket: its request can reach the peer only after them, and
+        // then it took the swallow armed for the client below (two arms merged into one; seen as 0 timeouts).
+        try await waitUntil("the bare request swallowed by the peer", timeout: .seconds(30)) { peer.swallowed == 1 }
 
         // The client recovers from both ways into that state and never shows EFSM to its caller.
         swallowed.arm()
@@ -140,6 +143,26 @@ struct regression_integration_zmq_Client {
             #expect(timeouts == 2, "a call to a dead peer made \(timeouts) timed-out attempts in \(d)")
             #expect(d >= timeout * 2, "both attempts waited their timeout: \(d)")
         }
+    }
+
+    /// The relaxed strategy retried on the same socket however many timeouts came in a row: behind a peer
+    /// slower than the timeout the duplicates piled up in the one pipe, and once the peer lagged every
+    /// attempt of a call timed out (`noRequestGetsAnotherRequestsReply`, 50 of 50 under load). A second
+    /// timeout in a row now reopens the socket.
+    @Test func relaxedRetriesReopenTheSocketAfterTwoTimeoutsInARow() async throws {
+        let peer = try TestPeer { _, _ in .swallow }
+        defer { peer.stop() }
+        let config = ClientConfiguration(timeout: .milliseconds(100), attempts: 4, strategy: .relaxedCorrelate)
+        let endpoint = peer.endpoint
+        let stats = try await onThread("a call that never gets its answer", timeout: .seconds(60)) {
+            try SyncClient.with(endpoint: endpoint, configuration: config) { c in
+                #expect(throws: ClientError.self) { try c.call("echo") }
+                return c.stats
+            }
+        }
+        #expect(stats.timeouts == 4, "\(stats)")
+        // Timeouts 1 and 2 on the first socket, then a new one; timeouts 3 and 4 on it, then another.
+        #expect(stats.recreations == 2, "\(stats)")
     }
 }
 

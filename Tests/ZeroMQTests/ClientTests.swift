@@ -71,9 +71,9 @@ struct integration_zmq_Client {
     }
 
     @Test func swallowedRequestLeavesNoEFSMForTheCaller() throws {
-        let swallowNext = LockedFlag(true)
+        let swallowNext = Locked(true)
         let peer = try TestPeer { req, frames in
-            if swallowNext.take() { return .swallow }
+            if swallowNext.withLock({ v in defer { v = false }; return v }) { return .swallow }
             return TestPeer.echo(req, frames)
         }
         defer { peer.stop() }
@@ -135,9 +135,9 @@ struct integration_zmq_Client {
     func noRequestGetsAnotherRequestsReply(strategy: RecoveryStrategy) async throws {
         // Delay every third reply past the timeout and drop every fifth: stale replies must never be
         // taken for the reply of a later request.
-        let counter = LockedCounter()
+        let counter = Locked(0)
         let peer = try TestPeer { req, frames in
-            let n = counter.next()
+            let n = counter.withLock { n in n += 1; return n }
             if n % 5 == 0 { return .swallow }
             if n % 3 == 0, let req { return .delayed(.milliseconds(120), .wrapping(.object(req.params))) }
             return TestPeer.echo(req, frames)
@@ -202,16 +202,3 @@ struct integration_zmq_Client {
     }
 }
 
-final class LockedFlag: @unchecked Sendable {
-    private var value: Bool
-    private let lock = NSLock()
-    init(_ v: Bool) { value = v }
-    /// Returns the value and clears it.
-    func take() -> Bool { lock.lock(); defer { lock.unlock() }; let v = value; value = false; return v }
-}
-
-final class LockedCounter: @unchecked Sendable {
-    private var n = 0
-    private let lock = NSLock()
-    func next() -> Int { lock.lock(); defer { lock.unlock() }; n += 1; return n }
-}

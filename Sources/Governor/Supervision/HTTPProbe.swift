@@ -199,16 +199,20 @@ public struct HTTPReadinessProbe: ReadinessProbe {
         let (url, interval, within) = (self.url, self.interval, self.within)
         let started = ContinuousClock.now
         var last: String?
-        // One GET per BlockingPool job; the pause between two is a timer of the event loop. The first GET is
-        // made even when this task starts late (a loaded machine), with at least 100 ms.
+        var lastStart: ContinuousClock.Instant?
+        // One GET per BlockingPool job; the pause between two is a timer of the event loop. A GET is made even
+        // when this task starts late or stalls past the deadline (a loaded machine), with at least 100 ms:
+        // the verdict rests on one made at the deadline (`ReadinessDeadline`).
         while true {
             try Task.checkCancellation()
-            let left = deadline - ContinuousClock.now
-            if left <= .zero, let last {
+            let now = ContinuousClock.now
+            let left = deadline - now
+            if let last, ReadinessDeadline.mayGiveUp(now: now, deadline: deadline, lastAttemptStart: lastStart, cycle: within + interval) {
                 throw ReadinessError.timedOut(name: target.name, waitingFor: "a 2xx reply to GET \(url) (last: \(last))",
                                               after: ContinuousClock.now - started)
             }
             let attempt = max(min(within, left), .milliseconds(100))
+            lastStart = now
             switch await BlockingPool.shared.run({ HTTPProbe.get(url, timeout: attempt) }) {
             case .success(let status) where (200...299).contains(status): return
             case .success(let status): last = "status \(status)"

@@ -16,6 +16,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ScheduleZeroWire
 import Foundation
 import Synchronization
 
@@ -160,7 +161,7 @@ public actor ManagedProcess {
         if let child {
             status = .stopping
             let how = child.cgroup.map { "SIGTERM to group and cgroup \($0.path), cgroup.kill after" } ?? "SIGTERM to group, SIGKILL after"
-            context.events.record(name, .stopping, pid: child.pid, detail: "\(how) \(format(timeout))")
+            context.events.record(name, .stopping, pid: child.pid, detail: "\(how) \(DurationText.format(timeout))")
             await Self.terminate(child, timeout: timeout, name: name, events: context.events)
             lastExit = child.exitStatus
             self.child = nil
@@ -181,7 +182,7 @@ public actor ManagedProcess {
         child.signalTree(SIGTERM)
         if await child.waitForExit(timeout: timeout) == nil {
             let what = child.cgroup == nil ? "SIGKILL to group" : "SIGKILL to group and cgroup.kill"
-            events.record(name, .escalated, pid: child.pid, detail: "still alive after \(format(timeout)): \(what)")
+            events.record(name, .escalated, pid: child.pid, detail: "still alive after \(DurationText.format(timeout)): \(what)")
             child.killTree()
             _ = await child.waitForExit(timeout: .seconds(30))
         }
@@ -368,7 +369,7 @@ public actor ManagedProcess {
         case .restart(let delay, let attempt):
             restartCount += 1
             status = .backoff
-            context.events.record(name, .backoff, detail: "attempt \(attempt + 1) in \(format(delay))")
+            context.events.record(name, .backoff, detail: "attempt \(attempt + 1) in \(DurationText.format(delay))")
             if delay == .zero {
                 _ = await launchSupervised()
             } else {

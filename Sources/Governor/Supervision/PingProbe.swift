@@ -56,13 +56,17 @@ public struct PingProbe: ReadinessProbe {
         let started = ContinuousClock.now
         let client = PingAttempts(address: address, within: within)
         defer { BlockingPool.shared.submit { client.close() } }
+        var lastStart: ContinuousClock.Instant?
         while true {
             try Task.checkCancellation()
-            if ContinuousClock.now >= deadline {
+            // Given up only on a ping made at the deadline, also after a stall of this task (`ReadinessDeadline`).
+            if ReadinessDeadline.mayGiveUp(now: ContinuousClock.now, deadline: deadline, lastAttemptStart: lastStart,
+                                           cycle: within + .milliseconds(2)) {
                 throw ReadinessError.timedOut(name: target.name, waitingFor: "a ping reply from \(address)",
                                               after: ContinuousClock.now - started)
             }
             let attemptStart = ContinuousClock.now
+            lastStart = attemptStart
             if await BlockingPool.shared.run({ client.ping() }) { return }
             // A refused ipc connect fails at once: do not spin.
             if ContinuousClock.now - attemptStart < .milliseconds(2) { try await EventLoop.shared.sleep(for: .milliseconds(2)) }

@@ -4,6 +4,7 @@
 //
 // The ZeroMQ `ping` probe (PingProbe.swift) is registered by default under `ping` and `zmq-ping`;
 // deployment files select it with `readiness: ping` or `readiness: {ping: ENDPOINT, within: 50ms}`.
+import ScheduleZeroWire
 import Foundation
 
 /// What a deployment asks for.
@@ -42,6 +43,19 @@ extension ReadinessProbe {
     public func prepare(for config: HandlerConfig) throws {}
 }
 
+/// When a probe that polls may give up: only once the deadline has passed AND its last attempt started
+/// within one cycle (an attempt's timeout plus the pause) before it, so that the verdict rests on a look at
+/// the process taken at the deadline. After a stall of the prober (a loaded machine: 16 s once) the last
+/// result can be seconds older than the deadline, from before the process had even bound its socket, and a
+/// healthy service was declared "not ready" on it. One more attempt after the deadline always satisfies this.
+public enum ReadinessDeadline {
+    public static func mayGiveUp(now: ContinuousClock.Instant, deadline: ContinuousClock.Instant,
+                                 lastAttemptStart: ContinuousClock.Instant?, cycle: Duration) -> Bool {
+        guard now >= deadline, let start = lastAttemptStart else { return false }
+        return start >= deadline - cycle
+    }
+}
+
 public enum ReadinessError: Error, Equatable, CustomStringConvertible {
     case timedOut(name: String, waitingFor: String, after: Duration)
     case exited(name: String, status: ExitStatus)
@@ -50,7 +64,7 @@ public enum ReadinessError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .timedOut(let name, let what, let after):
-            return "\(name) was not ready after \(format(after)) (waiting for \(what))"
+            return "\(name) was not ready after \(DurationText.format(after)) (waiting for \(what))"
         case .exited(let name, let status): return "\(name) exited before it was ready (\(status))"
         case .unknownKind(let kind, let known):
             return "readiness kind \"\(kind)\" has no probe registered (known: \(known.joined(separator: ", ")))"
