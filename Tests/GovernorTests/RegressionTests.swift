@@ -124,24 +124,39 @@ struct regression_integration_governor_Catalogue {
         #expect(try await gov.handlerStatus("h-1").status == .stopped)
     }
 
+    /// In a process of its own (an exit test): in the test process every in-process governor shares one
+    /// event loop and the cooperative pool, and right after a build their start-up queued this restart
+    /// behind them past a second (a median of 1083 ms once, a figure about the test process).
     @Test func aChildKilledWithSigkillIsRestartedInMilliseconds() async throws {
-        let h = Harness()
-        defer { h.cleanup() }
-        let gov = try h.governor([Harness.sleeper("h-1", restart: Harness.immediate(.always))])
-        try await gov.start()
-        for round in 0..<5 {
-            let old = try #require(try await gov.handlerStatus("h-1").pid)
-            kill(old, SIGKILL)
-            try await waitUntil("round \(round): a new h-1") {
-                let info = try await gov.handlerStatus("h-1")
-                return info.status == .running && info.pid != old
+        let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
+            func fail(_ why: String) -> Never {
+                ExitTestReport.line("FAILED: \(why)")
+                exit(1)
             }
-        }
-        let metrics = await gov.metrics()
-        #expect(metrics.totalRestarts == 5)
-        #expect(metrics.restartLatencyMs.count == 5)
-        #expect((metrics.restartLatencyMs.median ?? .infinity) < 1000, "\(metrics.restartLatencyMs)")
-        await gov.stop()
+            let h = Harness()
+            defer { _ = h.cleanup() }
+            do {
+                let gov = try h.governor([Harness.sleeper("h-1", restart: Harness.immediate(.always))])
+                try await gov.start()
+                for round in 0..<5 {
+                    guard let old = try await gov.handlerStatus("h-1").pid else { fail("round \(round): no pid") }
+                    kill(old, SIGKILL)
+                    try await waitUntil("round \(round): a new h-1") {
+                        let info = try await gov.handlerStatus("h-1")
+                        return info.status == .running && info.pid != old
+                    }
+                }
+                let metrics = await gov.metrics()
+                await gov.stop()
+                guard metrics.totalRestarts == 5, metrics.restartLatencyMs.count == 5 else {
+                    fail("\(metrics.totalRestarts) restarts, \(metrics.restartLatencyMs.count) latencies")
+                }
+                guard let median = metrics.restartLatencyMs.median, median < 1000 else { fail("restart latency \(metrics.restartLatencyMs)") }
+            } catch {
+                fail("\(error)")
+            }
+        } }
+        #expect(!report.contains("FAILED"), "\(report)")
     }
 }
 
