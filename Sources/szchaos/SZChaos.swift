@@ -192,94 +192,27 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let signalFD = SignalPipe.install()
-        let exp: Experiment
-        do { exp = try Experiment.load(file: experiment) } catch { throw Failure("szchaos run: \(error)") }
-        let seed = try seed.map(parseSeed) ?? exp.seed ?? SeededGenerator.randomSeed()
-        print("seed: \(seed)")
-        fflush(nil)
-
-        // The deployment: driver, process and control actuators.
-        var driver: GovernorDeploymentDriver?
-        var processActuator: ProcessFaultActuator?
-        var actuators: [any FaultActuator] = []
-        var handlerNames: [String] = []
-        if let d = exp.deployment {
-            let file = self.file
-            let drv = GovernorDeploymentDriver(root: root ?? DeploymentPaths.defaultRoot, variables: GovernorDeploymentDriver.defaultVariables(),
-                                               deploymentFile: { file ?? "Fixtures/deployments/\($0).yaml" })
-            let paths: DeploymentPaths
-            do {
-                paths = try drv.paths(d.name)
-                handlerNames = try drv.handlers(d.name)
-            } catch { throw Failure("szchaos run: deployment \(d.name): \(error)") }
-            let candidates: @Sendable () async throws -> [String] = { try drv.handlers(d.name) }
-            let pa = ProcessFaultActuator(paths: paths, candidates: candidates)
-            actuators = [pa, ControlFaultActuator(paths: paths, candidates: candidates)]
-            driver = drv
-            processActuator = pa
-        }
-        // Network faults between hosts (network namespaces): recorded before they are applied, undone at their
-        // stop, on SIGINT/SIGTERM, or by the next `szchaos net` after a kill -9.
-        let netActuator: NetFaultActuator? = exp.faults.contains(where: \.kind.isNetFault) ? NetFaultActuator() : nil
-        if let netActuator {
-            actuators.append(netActuator)
-            for r in await netActuator.sweepStaleAsync() { FileHandle.standardError.write(Data("szchaos run: \(r)\n".utf8)) }
-        }
-        if dryRun {
-            let names = exp.proxies.map(\.name)
-            do {
-                let hosts = netActuator == nil ? [] : try NetHosts.names()
-                let plan = try ExperimentRunner.plan(exp, seed: seed) { f in f.kind == .proxy ? names : f.kind.isNetFault ? hosts : handlerNames }
-                for f in plan { print(f) }
-            } catch { throw Failure("szchaos run: \(error)") }
-            return
-        }
-        let fleet: ProxyFleet
-        do { fleet = try ProxyFleet(exp.proxies, seed: seed) } catch { throw Failure("szchaos run: \(error)") }
-        defer { fleet.stop() }
-
-        // Interrupted: resume what is paused, stop a deployment started here, then exit 1.
-        let interruptDriver = driver, interruptActuator = processActuator
-        let waiter = Thread {
-            let sig = SignalPipe.wait(signalFD)
-            FileHandle.standardError.write(Data("szchaos run: interrupted by \(SignalName.name(sig)): resuming paused processes, stopping what this run started\n".utf8))
-            interruptActuator?.resumeAll()
-            netActuator?.healAll()
-            fleet.stop()
-            let done = DispatchSemaphore(value: 0)
-            Task.detached {
-                await interruptDriver?.stopAll()
-                done.signal()
-            }
-            _ = done.wait(timeout: .now() + 20)
-            Foundation.exit(1)
-        }
-        waiter.start()
-
-        let env = RunnerEnvironment(deployment: driver, actuators: [fleet.actuator] + actuators, endpoints: fleet.endpoints,
-                                    progress: ProgressReporter())
-        let runner = ExperimentRunner(experiment: exp, environment: env, seed: seed, outputDirectory: output)
-        runner.command = ExperimentRunner.reproduceCommand(file: experiment, seed: seed, output: output, root: root, deploymentFile: file)
-        let report: ExperimentReport
+        let session = ExperimentSession(experimentFile: experiment, seed: try seed.map(parseSeed), outputDirectory: output, root: root,
+                                        deploymentFile: file, dryRun: dryRun)
+        let interruption = ExperimentSession.Interruption(wait: { SignalPipe.wait(signalFD) }, exit: { Foundation.exit($0) })
+        let status: Int32
         do {
-            report = try await runner.run()
+            status = try await session.run(interruption: interruption) { event in
+                switch event {
+                case .seed(let seed):
+                    print("seed: \(seed)")
+                    fflush(nil)
+                case .planned(let fault): print(fault)
+                case .notice(let text): FileHandle.standardError.write(Data("szchaos run: \(text)\n".utf8))
+                case .summary(let summary): print(summary, terminator: "")
+                case .htmlReport(let path): print("report: \(path)")
+                }
+            }
         } catch {
-            processActuator?.resumeAll()
-            if let netActuator { _ = await netActuator.healAllAsync() }
-            await driver?.stopAll()
             throw Failure("szchaos run: \(error)")
         }
-        if let netActuator {
-            // Faults whose stop never came (the run ended first) are undone here.
-            let left = await netActuator.healAllAsync()
-            for r in left { FileHandle.standardError.write(Data("szchaos run: \(r)\n".utf8)) }
-        }
-        print(report.summary, terminator: "")
-        do { print("report: \(try HTMLReport.write(directory: runner.outputDirectory))") } catch {
-            FileHandle.standardError.write(Data("szchaos run: no HTML report: \(error)\n".utf8))
-        }
         fflush(nil)
-        if !report.passed { throw ExitCode(1) }
+        if status != 0 { throw ExitCode(status) }
     }
 }
 

@@ -93,31 +93,15 @@ func runAsync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thr
     return try result!.get()
 }
 
-/// Waits until process `pid` has exited (its pidfd becomes readable: no polling), at most `timeout`.
-func waitUntilGone(_ pid: pid_t, timeout: Duration) {
-    let fd = SystemCalls.pidfdOpen(pid)
-    guard fd >= 0 else { return }  // already gone
-    defer { close(fd) }
-    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-    let ms = CInt(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-    while poll(&p, 1, ms) == -1 && errno == EINTR {}
-}
-
 func printErr(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
-
-/// Calls the running governor; nil when none answers.
-func control(_ locator: DeploymentLocator, _ method: String, _ params: [String: JSONValue] = [:],
-             timeout: Duration = .seconds(2)) -> Reply? {
-    ControlClient.call(locator.controlEndpoint, method, params: params, timeout: timeout)
-}
 
 /// Calls the running governor and fails clearly when none runs or it answers an error.
 func requireControl(_ locator: DeploymentLocator, _ method: String, _ params: [String: JSONValue] = [:],
                     timeout: Duration = .seconds(60)) throws -> Reply {
-    guard control(locator, "ping", timeout: .milliseconds(1500)) != nil else {
+    guard ControlClient.call(locator, "ping", timeout: .milliseconds(1500)) != nil else {
         throw Failure("no governor is running deployment \"\(locator.deploymentName)\" under \(locator.root) (root: \(locator.rootOrigin); start it with `szgovernor up --deployment \(locator.deploymentName)`)")
     }
-    guard let reply = control(locator, method, params, timeout: timeout) else {
+    guard let reply = ControlClient.call(locator, method, params: params, timeout: timeout) else {
         throw Failure("the governor of deployment \"\(locator.deploymentName)\" did not answer \(method)")
     }
     guard reply.success else { throw Failure(reply.error ?? "\(method) failed") }
@@ -129,10 +113,6 @@ func warnIfProcessGroupOnly(_ tree: JSONValue?) {
     guard tree?.objectValue?["mode"]?.stringValue == "process-group" else { return }
     let reason = tree?.objectValue?["reason"]?.stringValue ?? "?"
     FileHandle.standardError.write(Data("szgovernor: warning: no cgroup for the process trees (\(reason)); stopping by process group only, a descendant that calls setsid escapes it\n".utf8))
-}
-
-func rows(from reply: Reply) -> [StatusRow] {
-    (reply["processes"]?.arrayValue ?? []).compactMap { StatusRow(json: $0) }
 }
 
 // MARK: up
@@ -156,7 +136,7 @@ struct Up: ParsableCommand {
         // mask and a SIGTERM can only be taken by the signal thread. Children get an empty mask.
         if !detach { GovernorSignals.block() }
         let locator = try options.full()
-        if let holder = GovernorOffline.liveGovernor(locator), control(locator, "ping") != nil {
+        if let holder = GovernorOffline.liveGovernor(locator), ControlClient.call(locator, "ping") != nil {
             throw Failure("deployment \"\(locator.deploymentName)\" is already governed by governor pid \(holder.pid) (`szgovernor down --deployment \(locator.deploymentName)` stops it)")
         }
         if detach { return try runDetached(locator) }
@@ -206,50 +186,15 @@ struct Up: ParsableCommand {
         }
     }
 
-    /// Re-executes this program as `up` in a session of its own with output to governor.log, then waits
-    /// until it answers and every process is running (or it exits: then its log tail is the error).
+    /// `up` in the background (GovernorLauncher.upDetached), returning once every process is running.
     func runDetached(_ locator: DeploymentLocator) throws {
-        do {
-            _ = try DeploymentFile.load(path: locator.file, variables: BuildVariables.variables(), deploymentsRoot: locator.root)
-        } catch {
-            throw Failure(error)
-        }
-        // The folder and its subfolders checked (no symbolic link) and made owner-only before the log opens.
-        do { try DeploymentFolder.prepare(locator.directory.path) } catch { throw Failure(error) }
-        let log = locator.path("logs/governor.log")
-        var args = ["up", "--deployment", locator.deploymentName, "--root", locator.root, "--file", locator.file]
-        if let p = httpPort { args += ["--http-port", "\(p)"] }
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let child: ChildProcess
-        do {
-            child = try Spawner.spawn(SpawnRequest(executable: exe, arguments: args,
-                                                   environment: Foundation.ProcessInfo.processInfo.environment,
-                                                   logPath: log, killGroupOnExit: false))
-        } catch {
-            throw Failure("cannot start the governor: \(error)")
-        }
-        let deadline = ContinuousClock.now + (DurationText.value(readyTimeout) ?? .seconds(120))
-        while ContinuousClock.now < deadline {
-            if let exit = child.exitStatus {
-                let tail = RotatedLog.tail(of: log, lines: 15).joined(separator: "\n  ")
-                throw Failure("the governor exited (\(exit)) before the deployment was ready; \(log):\n  \(tail)")
-            }
-            if let reply = control(locator, "status", timeout: .milliseconds(500)), reply.success {
-                let rows = rows(from: reply)
-                // Up means every process running and, when asked for, HTTP serving (it starts right after).
-                let httpReady = httpPort == nil || reply["http_port"]?.intValue != nil
-                if !rows.isEmpty, rows.allSatisfy({ $0.status == "running" }), httpReady {
-                    print("szgovernor: deployment \"\(locator.deploymentName)\" is up in the background (governor pid \(child.pid), log \(log))")
-                    if let port = reply["http_port"]?.intValue { print("szgovernor: http://127.0.0.1:\(port)/healthz and /metrics") }
-                    warnIfProcessGroupOnly(reply["process_tree"])
-                    print(StatusReport.processTreeLine(reply["process_tree"]))
-                    print(StatusRow.table(rows))
-                    return
-                }
-            }
-            usleep(20_000)
-        }
-        throw Failure("the deployment was not ready within \(readyTimeout); the governor (pid \(child.pid)) keeps trying: see \(log), `szgovernor status`, `szgovernor down`")
+        let up: GovernorLauncher.Detached
+        do { up = try GovernorLauncher.upDetached(locator, httpPort: httpPort, readyTimeout: readyTimeout) } catch { throw Failure(error) }
+        print("szgovernor: deployment \"\(locator.deploymentName)\" is up in the background (governor pid \(up.governor.pid), log \(up.log))")
+        if let port = up.status["http_port"]?.intValue { print("szgovernor: http://127.0.0.1:\(port)/healthz and /metrics") }
+        warnIfProcessGroupOnly(up.status["process_tree"])
+        print(StatusReport.processTreeLine(up.status["process_tree"]))
+        print(StatusRow.table(up.rows))
     }
 }
 
@@ -267,12 +212,12 @@ struct Down: ParsableCommand {
         defer {
             for e in LifecycleLog.escalations(LifecycleLog.read(locator.path("events.jsonl")), since: began) { print("szgovernor: \(e.line)") }
         }
-        if let pong = control(locator, "ping", timeout: .milliseconds(1500)) {
+        if let pong = ControlClient.call(locator, "ping", timeout: .milliseconds(1500)) {
             let governorPid = pong["governor_pid"]?.intValue.map { pid_t($0) }
-            guard let reply = control(locator, "down", timeout: .seconds(300)), reply.success else {
+            guard let reply = ControlClient.call(locator, "down", timeout: .seconds(300)), reply.success else {
                 throw Failure("the governor of deployment \"\(locator.deploymentName)\" did not confirm the stop")
             }
-            if let pid = governorPid { waitUntilGone(pid, timeout: .seconds(30)) }
+            if let pid = governorPid { GovernorLauncher.waitUntilGone(pid, timeout: .seconds(30)) }
             print("szgovernor: deployment \"\(locator.deploymentName)\" stopped by its governor (pid \(governorPid.map(String.init) ?? "?"))")
             return
         }
@@ -302,7 +247,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let locator = try options.folder()
-        let report = StatusReport.gather(locator) { control(locator, $0) }
+        let report = StatusReport.gather(locator) { ControlClient.call(locator, $0) }
         print(json ? JSON.string(report.json) : report.text)
         if !report.healthy { throw ExitCode(report.exitCode) }
     }

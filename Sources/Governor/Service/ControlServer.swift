@@ -175,4 +175,10 @@ public enum ControlClient {
         defer { client.terminate() }
         return try? client.call(method, params: params)
     }
+
+    /// Calls the deployment's running governor; nil when none answers.
+    public static func call(_ locator: DeploymentLocator, _ method: String, params: [String: JSONValue] = [:],
+                            timeout: Duration = .seconds(2)) -> Reply? {
+        call(locator.controlEndpoint, method, params: params, timeout: timeout)
+    }
 }
