@@ -276,7 +276,7 @@ public enum DeploymentFile {
 
     static func tcpHostPort(_ endpoint: String) -> (String, Int)? { AddressRewriter.tcpHostPort(endpoint) }
 
-    static func process(_ field: YAMLField, _ f: [String: YAMLField], id: String, role: ProcessRole,
+    static func process(_ field: YAMLField, _ f: YAMLMapping, id: String, role: ProcessRole,
                         vars: [String: String], endpoint: String?, defaults: ProcessDefaults) throws(DeploymentFileError) -> HandlerConfig {
         guard let commandField = f["command"] else { throw field.error("needs a command (a list: [executable, args...])") }
         // An argument that is an endpoint (`--control ipc://...`) gets the endpoint checks too.
