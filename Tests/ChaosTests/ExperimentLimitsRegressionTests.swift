@@ -8,8 +8,8 @@ import ScheduleZeroWire
 /// Issue 11, finding 7, for experiment files: the same values are refused the same way, located.
 @Suite(.tags(.regression, .unit), .leakChecked)
 struct regression_unit_ExperimentFileLimits {
-    func error(_ yaml: String) -> ExperimentError? {
-        do { _ = try Experiment.parse(yaml, file: "e.yaml"); return nil } catch { return error }
+    func error(_ yaml: String, file: String = "e.yaml") -> ExperimentError? {
+        do { _ = try Experiment.parse(yaml, file: file); return nil } catch { return error }
     }
 
     /// A bare number was seconds here and milliseconds in deployment files; refused in both now.
@@ -47,5 +47,36 @@ struct regression_unit_ExperimentFileLimits {
         } catch {
             #expect(error.line == 3 && error.column == 1 && error.message.contains("at offset 22"), "\(error)")
         }
+    }
+
+    /// Issue 12 (one shared core): deployment files and experiment files are read by one `YAMLField`, so
+    /// one mistake is reported alike in both: file:line:column, field and words. Experiment files said
+    /// "unknown field (known here: ...)", "expected a mapping with keys ..." and "expected a whole number".
+    @Test func aMistakeReadsAsInADeploymentFile() throws {
+        func deploymentError(_ yaml: String) -> DeploymentFileError? {
+            do {
+                _ = try DeploymentFile.parse(yaml: yaml, file: "d.yaml", defaultName: "d", deploymentsRoot: "/nonexistent")
+                return nil
+            } catch { return error }
+        }
+        // A typo in a key.
+        let typo = try #require(error("titel: x\n"))
+        let typoD = try #require(deploymentError("titel: x\n"))
+        #expect(typo.description.hasPrefix("e.yaml:1:1: titel: unknown field (allowed: title, description, seed, "), "\(typo)")
+        #expect(typoD.description.hasPrefix("d.yaml:1:1: titel: unknown field (allowed: deployment, "), "\(typoD)")
+        // A list where a mapping belongs.
+        let list = try #require(error("title: x\nduration: 1s\nchecks: [a]\n"))
+        let listD = try #require(deploymentError("deployment: d\nmax_processes: 9\ndefaults: [a]\n"))
+        #expect(list.description == "e.yaml:3:9: checks: must be a mapping (key: value), got a list", "\(list)")
+        #expect(listD.description == "d.yaml:3:11: defaults: must be a mapping (key: value), got a list", "\(listD)")
+        // A count below its minimum.
+        let count = try #require(error("title: x\nduration: 1s\ndeployment: d\nchecks: {max_errors: -1}\n"))
+        let countD = try #require(deploymentError("defaults: {restart: {max_restarts: -1}}\n"))
+        #expect(count.description == "e.yaml:4:22: checks.max_errors: must be an integer >= 0 (got \"-1\")", "\(count)")
+        #expect(countD.description == "d.yaml:1:36: defaults.restart.max_restarts: must be an integer >= 0 (got \"-1\")", "\(countD)")
+        // The example of docs/CHAOS.md ("Every error names file, line, column and field"), word for word.
+        let text = try String(contentsOfFile: Fixtures.path("bad/experiments/bad-duration.yaml"), encoding: .utf8)
+        let example = try #require(error(text, file: "bad-duration.yaml"))
+        #expect(example.description == "bad-duration.yaml:11:45: faults[0].schedule.interval: must be a duration with a unit: 250ms, 2s, 1m or 1h (got \"fast\")", "\(example)")
     }
 }

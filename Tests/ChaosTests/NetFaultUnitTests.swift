@@ -99,7 +99,7 @@ struct unit_NetFaultPlans {
         ("{kind: partition, between: [[h1]], start: 1s, stop: 2s}", "faults[0].between", "two groups"),
         ("{kind: partition, between: [[h1], [h2]]}", "faults[0]", "duration > 0"),
         ("{kind: loss, targets: [h1], start: 1s, stop: 2s}", "faults[0]", "params.probability"),
-        ("{kind: loss, targets: [h1], params: {probability: 2}, start: 1s, stop: 2s}", "faults[0].params.probability", "probability"),
+        ("{kind: loss, targets: [h1], params: {probability: 2}, start: 1s, stop: 2s}", "faults[0].params.probability", "must be a number in 0.0...1.0 (got \"2\")"),
         ("{kind: bandwidth, targets: [h1], params: {rate: fast}, start: 1s, stop: 2s}", "faults[0].params.rate", "rate"),
         ("{kind: latency, targets: [h1], params: {delay: 100}, start: 1s, stop: 2s}", "faults[0].params.delay", "duration"),
         ("{kind: partition, between: [[h1], [h2]], targets: [h1], start: 1s, stop: 2s}", "faults[0].targets", "leave targets out"),

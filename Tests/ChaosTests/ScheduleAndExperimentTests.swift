@@ -127,7 +127,7 @@ struct unit_ExperimentYAML {
         ("unknown-field.yaml", 10, "load.rte", "unknown field"),
         ("missing-title.yaml", 1, "title", "missing"),
         ("bad-endpoint.yaml", 5, "proxies[0].listen", "endpoint"),
-        ("not-yaml.yaml", 4, "", "not valid YAML"),
+        ("not-yaml.yaml", 4, "", "YAML syntax"),
         ("proxy-without-duration.yaml", 11, "faults[0].schedule", "duration"),
     ])
     func badFixturesNameFileLineAndField(file: String, line: Int, field: String, words: String) throws {

@@ -5,6 +5,11 @@ import Yams
 import ZMQClient
 import Interposer
 
+/// Why an experiment file is refused: the file, the line and column, the field (a path like
+/// `faults[1].schedule.interval`) and what is wrong with it. The same type as the governor's deployment
+/// file errors, read by the same `YAMLField`, so both read alike.
+public typealias ExperimentError = LocatedFileError
+
 /// A chaos experiment, Chaos Toolkit's shape for ZeroMQ services: a deployment, a steady-state probe, load,
 /// faults on schedules, and checks afterwards. Read from YAML with `Experiment.load(file:)`; see
 /// `docs/CHAOS.md` for the schema.
@@ -205,19 +210,10 @@ extension Experiment {
     }
 
     public static func parse(_ yaml: String, file: String = "<memory>") throws(ExperimentError) -> Experiment {
-        guard let root = try YAMLSource.compose(yaml, file: file, wrap: { Self.yamlError($0, file: file) }) else {
+        guard let root = try YAMLSource.compose(yaml, file: file) else {
             throw ExperimentError(file: file, line: 1, column: 1, field: "", message: "the file is empty")
         }
-        return try ExperimentReader(file: file).experiment(YAMLCursor(node: root, path: "", file: file))
-    }
-
-    static func yamlError(_ e: YamlError, file: String) -> ExperimentError {
-        switch e {
-        case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
-            return ExperimentError(file: file, line: mark.line, column: mark.column, field: "", message: "not valid YAML: \(problem)")
-        default:
-            return ExperimentError(file: file, line: 1, column: 1, field: "", message: "not valid YAML: \(e)")
-        }
+        return try ExperimentReader(file: file).experiment(YAMLField(node: root, path: "", file: file))
     }
 }
 
@@ -225,140 +221,126 @@ extension Experiment {
 struct ExperimentReader {
     let file: String
 
-    func experiment(_ c: YAMLCursor) throws(ExperimentError) -> Experiment {
+    func experiment(_ c: YAMLField) throws(ExperimentError) -> Experiment {
         let m = try c.mapping(allowed: ["title", "description", "seed", "duration", "deployment", "steady_state",
                                         "proxies", "load", "faults", "checks", "output"])
-        var e = Experiment(title: try m.required("title").string(), duration: try m.required("duration").duration(),
-                           file: file)
-        guard e.duration > .zero else { throw try m.required("duration").fail("must be longer than 0") }
-        e.description = try m.optional("description")?.string()
-        e.seed = try m.optional("seed")?.uint64()
-        if let d = m.optional("deployment") { e.deployment = try deployment(d) }
-        if let s = m.optional("steady_state") { e.steadyState = try steadyState(s) }
-        if let p = m.optional("proxies") {
-            for pc in try p.list() {
+        var e = Experiment(title: try m.required("title").string(),
+                           duration: try m.required("duration").duration(positive: true), file: file)
+        e.description = try m["description"]?.string()
+        e.seed = try m["seed"]?.uint64()
+        if let d = m["deployment"] { e.deployment = try deployment(d) }
+        if let s = m["steady_state"] { e.steadyState = try steadyState(s) }
+        if let p = m["proxies"] {
+            for pc in try p.sequence() {
                 let spec = try proxy(pc)
-                if e.proxies.contains(where: { $0.name == spec.name }) { throw pc.fail("proxy name \(spec.name) given twice") }
+                if e.proxies.contains(where: { $0.name == spec.name }) { throw pc.error("proxy name \(spec.name) given twice") }
                 e.proxies.append(spec)
             }
         }
-        if let l = m.optional("load") { e.load = try load(l) }
-        if let f = m.optional("faults") {
-            for fc in try f.list() {
+        if let l = m["load"] { e.load = try load(l) }
+        if let f = m["faults"] {
+            for fc in try f.sequence() {
                 let spec = try fault(fc)
-                if e.faults.contains(where: { $0.name == spec.name }) { throw fc.fail("fault name \(spec.name) given twice") }
+                if e.faults.contains(where: { $0.name == spec.name }) { throw fc.error("fault name \(spec.name) given twice") }
                 e.faults.append(spec)
             }
         }
-        if let ch = m.optional("checks") { e.checks = try checks(ch) }
-        if let o = m.optional("output") {
+        if let ch = m["checks"] { e.checks = try checks(ch) }
+        if let o = m["output"] {
             let om = try o.mapping(allowed: ["directory"])
             e.output.directory = try om.required("directory").string()
         }
         if e.deployment == nil && e.proxies.isEmpty && e.steadyState?.endpoints.isEmpty != false && !e.faults.contains(where: \.kind.isNetFault) {
-            throw c.fail("nothing to run against: give a deployment, proxies, steady_state endpoints, or network faults")
+            throw c.error("nothing to run against: give a deployment, proxies, steady_state endpoints, or network faults")
         }
         return e
     }
 
-    func deployment(_ c: YAMLCursor) throws(ExperimentError) -> DeploymentSpec {
+    func deployment(_ c: YAMLField) throws(ExperimentError) -> DeploymentSpec {
         if case .scalar = c.node { return DeploymentSpec(name: try c.string()) }
         let m = try c.mapping(allowed: ["name", "start_if_not_running", "stop_after"])
         var d = DeploymentSpec(name: try m.required("name").string())
-        if let s = m.optional("start_if_not_running") { d.startIfNotRunning = try s.bool() }
-        if let s = m.optional("stop_after") { d.stopAfter = try s.bool() }
+        if let s = m["start_if_not_running"] { d.startIfNotRunning = try s.bool() }
+        if let s = m["stop_after"] { d.stopAfter = try s.bool() }
         return d
     }
 
-    func steadyState(_ c: YAMLCursor) throws(ExperimentError) -> SteadyStateSpec {
+    func steadyState(_ c: YAMLField) throws(ExperimentError) -> SteadyStateSpec {
         let m = try c.mapping(allowed: ["probe", "targets", "endpoints", "within", "recovery_timeout", "interval"])
         var s = SteadyStateSpec()
-        if let p = m.optional("probe") {
+        if let p = m["probe"] {
             s.probe = try p.string()
-            guard s.probe == "ping" else { throw p.fail("unknown probe \(s.probe) (known: ping)") }
+            guard s.probe == "ping" else { throw p.error("unknown probe \(s.probe) (known: ping)") }
         }
-        if let t = m.optional("targets") { s.targets = try t.stringList() }
-        if let ep = m.optional("endpoints") {
-            guard case .mapping = ep.node else { throw ep.fail("expected a mapping of name: endpoint") }
-            guard case .mapping(let raw) = ep.node else { throw ep.fail("expected a mapping of name: endpoint") }
-            let names = raw.compactMap { k, _ -> String? in if case .scalar(let s) = k { s.string } else { nil } }
-            let em = try ep.mapping(allowed: names)
-            for e in em.entries {
-                let v = YAMLCursor(node: e.value, path: "\(ep.path).\(e.key)", file: file)
-                s.endpoints[e.key] = try endpoint(v)
-            }
+        if let t = m["targets"] { s.targets = try t.stringList() }
+        if let ep = m["endpoints"] {
+            for (name, value) in try ep.mapping() { s.endpoints[name] = try endpoint(value) }
         }
-        if let w = m.optional("within") { s.within = try w.duration(positive: true) }
-        if let r = m.optional("recovery_timeout") { s.recoveryTimeout = try r.duration(positive: true) }
-        if let i = m.optional("interval") { s.interval = try i.duration(positive: true) }
-        if s.targets.isEmpty && s.endpoints.isEmpty { throw c.fail("name targets or endpoints to probe") }
+        if let w = m["within"] { s.within = try w.duration(positive: true) }
+        if let r = m["recovery_timeout"] { s.recoveryTimeout = try r.duration(positive: true) }
+        if let i = m["interval"] { s.interval = try i.duration(positive: true) }
+        if s.targets.isEmpty && s.endpoints.isEmpty { throw c.error("name targets or endpoints to probe") }
         return s
     }
 
-    func endpoint(_ c: YAMLCursor) throws(ExperimentError) -> String {
+    func endpoint(_ c: YAMLField) throws(ExperimentError) -> String {
         let s = try c.string()
         guard s.hasPrefix("tcp://") || s.hasPrefix("ipc://") || s.hasPrefix("inproc://") else {
-            throw c.fail("expected a ZeroMQ endpoint like tcp://127.0.0.1:4245, got \"\(s)\"")
+            throw c.error("expected a ZeroMQ endpoint like tcp://127.0.0.1:4245, got \"\(s)\"")
         }
-        if let problem = EndpointLimits.problem(s) { throw c.fail(problem) }
+        if let problem = EndpointLimits.problem(s) { throw c.error(problem) }
         return s
     }
 
-    func proxy(_ c: YAMLCursor) throws(ExperimentError) -> ProxySpec {
+    func proxy(_ c: YAMLField) throws(ExperimentError) -> ProxySpec {
         let m = try c.mapping(allowed: ["name", "listen", "upstream", "control", "faults"])
         var p = ProxySpec(name: try m.required("name").string(), listen: try endpoint(m.required("listen")),
                           upstream: try endpoint(m.required("upstream")))
-        if let ctl = m.optional("control") { p.control = try endpoint(ctl) }
-        if let f = m.optional("faults") { p.faults = try proxyFaults(f, base: .none) }
+        if let ctl = m["control"] { p.control = try endpoint(ctl) }
+        if let f = m["faults"] { p.faults = try proxyFaults(f, base: .none) }
         return p
     }
 
-    func proxyFaults(_ c: YAMLCursor, base: ProxyFaults) throws(ExperimentError) -> ProxyFaults {
-        _ = try c.mapping(allowed: ProxyFaults.settingKeys)
-        guard case .object(let o) = try c.json() else { throw c.fail("expected a mapping") }
-        do { return try base.applying(o) } catch {
-            let m = try c.mapping(allowed: ProxyFaults.settingKeys)
-            throw (m.optional(error.key) ?? c).fail(error.reason)
-        }
+    func proxyFaults(_ c: YAMLField, base: ProxyFaults) throws(ExperimentError) -> ProxyFaults {
+        let m = try c.mapping(allowed: ProxyFaults.settingKeys)
+        guard case .object(let o) = try c.json() else { throw c.error("must be a mapping (key: value), got \(c.kind)") }
+        do { return try base.applying(o) } catch { throw (m[error.key] ?? c).error(error.reason) }
     }
 
-    func load(_ c: YAMLCursor) throws(ExperimentError) -> LoadSpec {
+    func load(_ c: YAMLField) throws(ExperimentError) -> LoadSpec {
         let m = try c.mapping(allowed: ["clients", "targets", "target", "rate", "methods", "client"])
         var l = LoadSpec(targets: [])
-        if let n = m.optional("clients") { l.clients = try n.int(min: 1) }
-        if let t = m.optional("targets") { l.targets = try t.stringList() }
-        if let t = m.optional("target") { l.targets += try t.stringList() }
-        guard !l.targets.isEmpty else { throw (m.optional("targets") ?? c).fail("name the targets of the load (proxy, handler or endpoint)") }
-        if let r = m.optional("rate") { l.rate = try r.double(min: 0, max: 100_000) }
-        if let ms = m.optional("methods") {
+        if let n = m["clients"] { l.clients = try n.int(min: 1) }
+        if let t = m["targets"] { l.targets = try t.stringList() }
+        if let t = m["target"] { l.targets += try t.stringList() }
+        guard !l.targets.isEmpty else { throw (m["targets"] ?? c).error("name the targets of the load (proxy, handler or endpoint)") }
+        if let r = m["rate"] { l.rate = try r.double(in: 0...100_000) }
+        if let ms = m["methods"] {
             l.methods = []
-            for mc in try ms.list() {
+            for mc in try ms.sequence() {
                 if case .scalar = mc.node {
                     l.methods.append(MethodCall(try mc.string()))
                     continue
                 }
                 let mm = try mc.mapping(allowed: ["method", "params"])
                 var call = MethodCall(try mm.required("method").string())
-                if let p = mm.optional("params") {
-                    guard case .object(let o) = try p.json() else { throw p.fail("expected a mapping of params") }
+                if let p = mm["params"] {
+                    guard case .object(let o) = try p.json() else { throw p.error("must be a mapping of params (key: value), got \(p.kind)") }
                     call.params = o
                 }
                 l.methods.append(call)
             }
-            guard !l.methods.isEmpty else { throw ms.fail("name at least one method") }
+            guard !l.methods.isEmpty else { throw ms.error("name at least one method") }
         }
-        if let cl = m.optional("client") {
+        if let cl = m["client"] {
             let cm = try cl.mapping(allowed: ["timeout", "attempts", "retry_delay", "strategy"])
-            if let t = cm.optional("timeout") {
-                l.client.timeout = try t.duration()
-                guard l.client.timeout > .zero else { throw t.fail("must be longer than 0") }
-            }
-            if let a = cm.optional("attempts") { l.client.attempts = try a.int(min: 1) }
-            if let r = cm.optional("retry_delay") { l.client.retryDelay = try r.duration() }
-            if let s = cm.optional("strategy") {
+            if let t = cm["timeout"] { l.client.timeout = try t.duration(positive: true) }
+            if let a = cm["attempts"] { l.client.attempts = try a.int(min: 1) }
+            if let r = cm["retry_delay"] { l.client.retryDelay = try r.duration() }
+            if let s = cm["strategy"] {
                 let v = try s.string()
                 guard let st = RecoveryStrategy(rawValue: v) else {
-                    throw s.fail("unknown strategy \(v) (known: \(RecoveryStrategy.allCases.map(\.rawValue).joined(separator: ", ")))")
+                    throw s.error("unknown strategy \(v) (known: \(RecoveryStrategy.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
                 l.client.strategy = st
             }
@@ -366,74 +348,74 @@ struct ExperimentReader {
         return l
     }
 
-    func fault(_ c: YAMLCursor) throws(ExperimentError) -> FaultSpec {
+    func fault(_ c: YAMLField) throws(ExperimentError) -> FaultSpec {
         let m = try c.mapping(allowed: ["name", "kind", "targets", "schedule", "params", "between", "from", "to", "start", "stop"])
         let kc = try m.required("kind")
         let ks = try kc.string()
-        guard let kind = FaultKind(rawValue: ks) else { throw kc.fail("unknown fault kind \(ks) (known: \(FaultKind.names))") }
-        let name = try m.optional("name")?.string() ?? ks
-        if !kind.isNetFault, let k = ["between", "from", "to"].first(where: { m.optional($0) != nil }) {
-            throw m.optional(k)!.fail("\(k) is a key of the network faults (partition, loss, bandwidth, latency), not of \(ks)")
+        guard let kind = FaultKind(rawValue: ks) else { throw kc.error("unknown fault kind \(ks) (known: \(FaultKind.names))") }
+        let name = try m["name"]?.string() ?? ks
+        if !kind.isNetFault, let k = ["between", "from", "to"].first(where: { m[$0] != nil }) {
+            throw m[k]!.error("\(k) is a key of the network faults (partition, loss, bandwidth, latency), not of \(ks)")
         }
         if kind.isNetFault { return try netFault(m, c, kind: kind, name: name) }
         let sel = try selector(m.required("targets"), kind: kind)
         let sched = try schedule(m, c)
         var params: [String: JSONValue] = [:]
-        if let p = m.optional("params") {
+        if let p = m["params"] {
             if kind == .proxy {
                 _ = try proxyFaults(p, base: .none)  // validated now, with the field named
             }
-            guard case .object(let o) = try p.json() else { throw p.fail("expected a mapping of params") }
+            guard case .object(let o) = try p.json() else { throw p.error("must be a mapping of params (key: value), got \(p.kind)") }
             params = o
         }
         if kind == .proxy && sched.duration <= .zero {
-            throw (m.optional("schedule") ?? c).fail("a proxy fault needs a duration > 0 (how long the faults stay on)")
+            throw (m["schedule"] ?? c).error("a proxy fault needs a duration > 0 (how long the faults stay on)")
         }
         if kind == .pause && sched.duration <= .zero {
-            throw (m.optional("schedule") ?? c).fail("a pause needs a duration > 0 (when SIGCONT comes)")
+            throw (m["schedule"] ?? c).error("a pause needs a duration > 0 (when SIGCONT comes)")
         }
         return FaultSpec(name: name, kind: kind, targets: sel, schedule: sched, params: params)
     }
 
     /// The schedule keys of a fault entry: `schedule: {...}`, or Jepsen's `start`/`stop` (one fault from
     /// `start` to `stop`; the network faults' durations need their unit).
-    func schedule(_ m: YAMLMap, _ c: YAMLCursor) throws(ExperimentError) -> ScheduleSpec {
+    func schedule(_ m: YAMLMapping, _ c: YAMLField) throws(ExperimentError) -> ScheduleSpec {
         var sched = ScheduleSpec()
-        if let s = m.optional("schedule") {
-            if let k = ["start", "stop"].first(where: { m.optional($0) != nil }) {
-                throw m.optional(k)!.fail("give either schedule or start/stop, not both")
+        if let s = m["schedule"] {
+            if let k = ["start", "stop"].first(where: { m[$0] != nil }) {
+                throw m[k]!.error("give either schedule or start/stop, not both")
             }
             let sm = try s.mapping(allowed: ["initial_delay", "interval", "jitter", "duration", "count"])
-            if let v = sm.optional("initial_delay") { sched.initialDelay = try v.duration() }
-            if let v = sm.optional("interval") { sched.interval = try v.duration() }
-            if let v = sm.optional("jitter") { sched.jitter = try v.duration() }
-            if let v = sm.optional("duration") { sched.duration = try v.duration() }
-            if let v = sm.optional("count") {
+            if let v = sm["initial_delay"] { sched.initialDelay = try v.duration() }
+            if let v = sm["interval"] { sched.interval = try v.duration() }
+            if let v = sm["jitter"] { sched.jitter = try v.duration() }
+            if let v = sm["duration"] { sched.duration = try v.duration() }
+            if let v = sm["count"] {
                 if case .scalar(let sc) = v.node, sc.string == "unlimited" { sched.count = nil } else { sched.count = try v.int(min: 1) }
             }
             if sched.count.map({ $0 > 1 }) ?? true, sched.interval <= .zero {
-                throw (sm.optional("interval") ?? s).fail("must be longer than 0 when the fault repeats")
+                throw (sm["interval"] ?? s).error("must be longer than 0 when the fault repeats")
             }
             if sched.jitter > sched.interval, sched.count.map({ $0 > 1 }) ?? true {
-                throw (sm.optional("jitter") ?? s).fail("must not exceed the interval (\(sched.interval.millisText))")
+                throw (sm["jitter"] ?? s).error("must not exceed the interval (\(sched.interval.millisText))")
             }
-        } else if let startC = m.optional("start") {
+        } else if let startC = m["start"] {
             let start = try startC.duration()
-            guard let stopC = m.optional("stop") else { throw startC.fail("start needs a stop (when the fault is undone)") }
+            guard let stopC = m["stop"] else { throw startC.error("start needs a stop (when the fault is undone)") }
             let stop = try stopC.duration()
-            guard stop > start else { throw stopC.fail("must be later than start (\(start.millisText))") }
+            guard stop > start else { throw stopC.error("must be later than start (\(start.millisText))") }
             sched = ScheduleSpec(initialDelay: start, interval: stop - start, jitter: .zero, duration: stop - start, count: 1)
-        } else if let stopC = m.optional("stop") {
-            throw stopC.fail("stop needs a start")
+        } else if let stopC = m["stop"] {
+            throw stopC.error("stop needs a start")
         }
         return sched
     }
 
     /// partition, loss, bandwidth, latency: hosts are network namespaces (names; globs in `targets`).
-    func netFault(_ m: YAMLMap, _ c: YAMLCursor, kind: FaultKind, name: String) throws(ExperimentError) -> FaultSpec {
+    func netFault(_ m: YAMLMapping, _ c: YAMLField, kind: FaultKind, name: String) throws(ExperimentError) -> FaultSpec {
         let sched = try schedule(m, c)
         guard sched.duration > .zero else {
-            throw (m.optional("schedule") ?? c).fail("a \(kind.rawValue) fault needs a duration > 0 (schedule.duration, or start and stop)")
+            throw (m["schedule"] ?? c).error("a \(kind.rawValue) fault needs a duration > 0 (schedule.duration, or start and stop)")
         }
         let allowedParams: [String] = switch kind {
         case .partition: ["mode"]
@@ -442,65 +424,65 @@ struct ExperimentReader {
         default: ["delay", "jitter"]
         }
         var params: [String: JSONValue] = [:]
-        if let p = m.optional("params") {
+        if let p = m["params"] {
             let pm = try p.mapping(allowed: allowedParams)
-            if let v = pm.optional("mode") {
+            if let v = pm["mode"] {
                 let mode = try v.string()
-                guard ["halves", "isolate"].contains(mode) else { throw v.fail("expected halves or isolate, got \"\(mode)\"") }
+                guard ["halves", "isolate"].contains(mode) else { throw v.error("expected halves or isolate, got \"\(mode)\"") }
                 params["mode"] = .string(mode)
             }
-            if let v = pm.optional("probability") { params["probability"] = .double(try v.probability()) }
-            if let v = pm.optional("rate") {
+            if let v = pm["probability"] { params["probability"] = .double(try v.double(in: 0...1)) }
+            if let v = pm["rate"] {
                 let r = try v.string()
-                guard BandwidthRate.bytesPerSecond(r) != nil else { throw v.fail("expected a rate with bit, kbit, mbit or gbit (per second), e.g. 1mbit, got \"\(r)\"") }
+                guard BandwidthRate.bytesPerSecond(r) != nil else { throw v.error("expected a rate with bit, kbit, mbit or gbit (per second), e.g. 1mbit, got \"\(r)\"") }
                 params["rate"] = .string(r)
             }
-            if let v = pm.optional("direction") {
+            if let v = pm["direction"] {
                 let d = try v.string()
-                guard BandwidthDirection(rawValue: d) != nil else { throw v.fail("expected out, in or both, got \"\(d)\"") }
+                guard BandwidthDirection(rawValue: d) != nil else { throw v.error("expected out, in or both, got \"\(d)\"") }
                 params["direction"] = .string(d)
             }
             for k in ["delay", "jitter"] {
-                if let v = pm.optional(k) { params[k] = .int(Int64(try v.duration(positive: k == "delay").wholeMilliseconds)) }
+                if let v = pm[k] { params[k] = .int(Int64(try v.duration(positive: k == "delay").wholeMilliseconds)) }
             }
         }
         switch kind {
-        case .loss where params["probability"] == nil: throw (m.optional("params") ?? c).fail("a loss fault needs params.probability (0 to 1)")
-        case .bandwidth where params["rate"] == nil: throw (m.optional("params") ?? c).fail("a bandwidth fault needs params.rate (e.g. 1mbit)")
-        case .latency where params["delay"] == nil: throw (m.optional("params") ?? c).fail("a latency fault needs params.delay (e.g. 100ms)")
+        case .loss where params["probability"] == nil: throw (m["params"] ?? c).error("a loss fault needs params.probability (0 to 1)")
+        case .bandwidth where params["rate"] == nil: throw (m["params"] ?? c).error("a bandwidth fault needs params.rate (e.g. 1mbit)")
+        case .latency where params["delay"] == nil: throw (m["params"] ?? c).error("a latency fault needs params.delay (e.g. 100ms)")
         default: break
         }
-        func hosts(_ v: YAMLCursor) throws(ExperimentError) -> [String] {
+        func hosts(_ v: YAMLField) throws(ExperimentError) -> [String] {
             let h = try v.stringList()
-            guard !h.isEmpty else { throw v.fail("name at least one host") }
+            guard !h.isEmpty else { throw v.error("name at least one host") }
             if let bad = h.first(where: { $0.isEmpty || $0.contains("/") || $0.contains("*") || $0.contains("?") }) {
-                throw v.fail("expected host names (network namespaces; globs go in targets), got \"\(bad)\"")
+                throw v.error("expected host names (network namespaces; globs go in targets), got \"\(bad)\"")
             }
             return h
         }
         var named: [String] = []
-        if let b = m.optional("between") {
-            guard kind == .partition else { throw b.fail("between is for partition faults") }
+        if let b = m["between"] {
+            guard kind == .partition else { throw b.error("between is for partition faults") }
             var groups: [[String]] = []
-            for g in try b.list() { groups.append(try hosts(g)) }
-            guard groups.count >= 2 else { throw b.fail("expected two groups of hosts or more, e.g. [[h1], [h2, h3]]") }
+            for g in try b.sequence() { groups.append(try hosts(g)) }
+            guard groups.count >= 2 else { throw b.error("expected two groups of hosts or more, e.g. [[h1], [h2, h3]]") }
             params["between"] = .array(groups.map { .array($0.map { .string($0) }) })
             named = groups.flatMap { $0 }
         }
-        if m.optional("from") != nil || m.optional("to") != nil {
-            guard kind == .partition, m.optional("between") == nil else {
-                throw (m.optional("from") ?? m.optional("to")!).fail("from/to (a one-way partition) are for partition faults, without between")
+        if m["from"] != nil || m["to"] != nil {
+            guard kind == .partition, m["between"] == nil else {
+                throw (m["from"] ?? m["to"]!).error("from/to (a one-way partition) are for partition faults, without between")
             }
-            guard let f = m.optional("from"), let t = m.optional("to") else { throw (m.optional("from") ?? m.optional("to")!).fail("a one-way partition needs both from and to") }
+            guard let f = m["from"], let t = m["to"] else { throw (m["from"] ?? m["to"]!).error("a one-way partition needs both from and to") }
             let fh = try hosts(f), th = try hosts(t)
             params["from"] = .array(fh.map { .string($0) })
             params["to"] = .array(th.map { .string($0) })
             named = fh + th
         }
-        if Set(named).count != named.count { throw c.fail("a host is named twice: \(named.joined(separator: ", "))") }
+        if Set(named).count != named.count { throw c.error("a host is named twice: \(named.joined(separator: ", "))") }
         var sel: TargetSelector
         if !named.isEmpty {
-            if let t = m.optional("targets") { throw t.fail("targets are the hosts of between/from/to here: leave targets out") }
+            if let t = m["targets"] { throw t.error("targets are the hosts of between/from/to here: leave targets out") }
             sel = TargetSelector(include: named, random: false)
         } else {
             sel = try selector(m.required("targets"), kind: kind)
@@ -513,29 +495,29 @@ struct ExperimentReader {
         return FaultSpec(name: name, kind: kind, targets: sel, schedule: sched, params: params)
     }
 
-    func selector(_ c: YAMLCursor, kind: FaultKind) throws(ExperimentError) -> TargetSelector {
+    func selector(_ c: YAMLField, kind: FaultKind) throws(ExperimentError) -> TargetSelector {
         var s = TargetSelector(include: [], random: kind == .killRandom)
         if case .mapping = c.node {
             let m = try c.mapping(allowed: ["include", "exclude", "limit", "random"])
-            if let i = m.optional("include") { s.include = try i.stringList() }
-            if let e = m.optional("exclude") { s.exclude = try e.stringList() }
-            if let l = m.optional("limit") { s.limit = try l.int(min: 1) }
-            if let r = m.optional("random") { s.random = try r.bool() }
+            if let i = m["include"] { s.include = try i.stringList() }
+            if let e = m["exclude"] { s.exclude = try e.stringList() }
+            if let l = m["limit"] { s.limit = try l.int(min: 1) }
+            if let r = m["random"] { s.random = try r.bool() }
         } else {
             s.include = try c.stringList()
         }
         guard !s.include.isEmpty, !s.include.contains(where: \.isEmpty) else {
-            throw c.fail("name at least one target or glob: a fault never hits every target by default")
+            throw c.error("name at least one target or glob: a fault never hits every target by default")
         }
         return s
     }
 
     /// `findings: fail` (every kind), `findings: warn`, or `findings: {ignored_sigterm: fail, error_replies: warn}`.
-    func findingPolicies(_ v: YAMLCursor) throws(ExperimentError) -> [FindingKind: FindingPolicy] {
+    func findingPolicies(_ v: YAMLField) throws(ExperimentError) -> [FindingKind: FindingPolicy] {
         let kinds = FindingKind.allCases.map(\.rawValue)
-        func policy(_ c: YAMLCursor) throws(ExperimentError) -> FindingPolicy {
+        func policy(_ c: YAMLField) throws(ExperimentError) -> FindingPolicy {
             let text = try c.string()
-            guard let p = FindingPolicy(rawValue: text) else { throw c.fail("expected warn or fail, got \"\(text)\"") }
+            guard let p = FindingPolicy(rawValue: text) else { throw c.error("expected warn or fail, got \"\(text)\"") }
             return p
         }
         if case .scalar = v.node {
@@ -545,37 +527,37 @@ struct ExperimentReader {
         let m = try v.mapping(allowed: kinds)
         var out: [FindingKind: FindingPolicy] = [:]
         for k in FindingKind.allCases {
-            if let x = m.optional(k.rawValue) { out[k] = try policy(x) }
+            if let x = m[k.rawValue] { out[k] = try policy(x) }
         }
         return out
     }
 
-    func checks(_ c: YAMLCursor) throws(ExperimentError) -> ChecksSpec {
+    func checks(_ c: YAMLField) throws(ExperimentError) -> ChecksSpec {
         let m = try c.mapping(allowed: ["steady_state_restored", "max_lost_requests", "max_errors", "max_duplicates",
                                         "max_time_to_recovery", "links", "findings"])
         var k = ChecksSpec()
-        if let v = m.optional("findings") { k.findings = try findingPolicies(v) }
-        if let v = m.optional("steady_state_restored") { k.steadyStateRestored = try v.bool() }
-        if let v = m.optional("max_lost_requests") { k.maxLostRequests = try v.int(min: 0) }
-        if let v = m.optional("max_errors") { k.maxErrors = try v.int(min: 0) }
-        if let v = m.optional("max_duplicates") { k.maxDuplicates = try v.int(min: 0) }
-        if let v = m.optional("max_time_to_recovery") { k.maxTimeToRecovery = try v.duration(positive: true) }
-        if let v = m.optional("links") {
+        if let v = m["findings"] { k.findings = try findingPolicies(v) }
+        if let v = m["steady_state_restored"] { k.steadyStateRestored = try v.bool() }
+        if let v = m["max_lost_requests"] { k.maxLostRequests = try v.int(min: 0) }
+        if let v = m["max_errors"] { k.maxErrors = try v.int(min: 0) }
+        if let v = m["max_duplicates"] { k.maxDuplicates = try v.int(min: 0) }
+        if let v = m["max_time_to_recovery"] { k.maxTimeToRecovery = try v.duration(positive: true) }
+        if let v = m["links"] {
             guard case .mapping(let links) = v.node else {
-                throw v.fail("expected a mapping of link names (or globs) to checks, e.g. {h-1: {max_duplicate_executions: 1}}")
+                throw v.error("must be a mapping of link names (or globs) to checks, e.g. {h-1: {max_duplicate_executions: 1}}, got \(v.kind)")
             }
             for (keyNode, value) in links {
                 guard case .scalar(let key) = keyNode, !key.string.isEmpty else {
-                    throw YAMLCursor(node: keyNode, path: v.path, file: v.file).fail("link names must be plain names or globs")
+                    throw YAMLField(node: keyNode, path: v.path, file: v.file).error("link names must be plain names or globs")
                 }
-                let entry = YAMLCursor(node: value, path: "\(v.path).\(key.string)", file: v.file)
+                let entry = v.child(key.string, value)
                 let lm = try entry.mapping(allowed: ["max_duplicate_executions", "max_lost_requests", "max_late_replies"])
                 var spec = LinkCheckSpec(pattern: key.string)
-                if let x = lm.optional("max_duplicate_executions") { spec.maxDuplicateExecutions = try x.int(min: 0) }
-                if let x = lm.optional("max_lost_requests") { spec.maxLostRequests = try x.int(min: 0) }
-                if let x = lm.optional("max_late_replies") { spec.maxLateReplies = try x.int(min: 0) }
+                if let x = lm["max_duplicate_executions"] { spec.maxDuplicateExecutions = try x.int(min: 0) }
+                if let x = lm["max_lost_requests"] { spec.maxLostRequests = try x.int(min: 0) }
+                if let x = lm["max_late_replies"] { spec.maxLateReplies = try x.int(min: 0) }
                 if spec.maxDuplicateExecutions == nil && spec.maxLostRequests == nil && spec.maxLateReplies == nil {
-                    throw entry.fail("needs at least one of max_duplicate_executions, max_lost_requests, max_late_replies")
+                    throw entry.error("needs at least one of max_duplicate_executions, max_lost_requests, max_late_replies")
                 }
                 k.links.append(spec)
             }

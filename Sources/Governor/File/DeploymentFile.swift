@@ -59,7 +59,7 @@ public enum DeploymentFile {
     public static func parse(yaml: String, file: String, defaultName: String, variables: [String: String] = [:],
                              deploymentsRoot: String, replicas replicaOverrides: [String: Int] = [:],
                              baseDirectory: String? = nil, interposers: Bool = true) throws(DeploymentFileError) -> Deployment {
-        let node = try YAMLSource.compose(yaml, file: file) { yamlError($0, file: file) }
+        let node = try YAMLSource.compose(yaml, file: file)
         guard let node else { throw DeploymentFileError(file: file, line: 1, column: 1, field: "", message: "the file is empty") }
         let root = YAMLField(node: node, path: "", file: file)
         let fields = try root.mapping(allowed: rootKeys)
@@ -276,7 +276,7 @@ public enum DeploymentFile {
 
     static func tcpHostPort(_ endpoint: String) -> (String, Int)? { AddressRewriter.tcpHostPort(endpoint) }
 
-    static func process(_ field: YAMLField, _ f: [String: YAMLField], id: String, role: ProcessRole,
+    static func process(_ field: YAMLField, _ f: YAMLMapping, id: String, role: ProcessRole,
                         vars: [String: String], endpoint: String?, defaults: ProcessDefaults) throws(DeploymentFileError) -> HandlerConfig {
         guard let commandField = f["command"] else { throw field.error("needs a command (a list: [executable, args...])") }
         // An argument that is an endpoint (`--control ipc://...`) gets the endpoint checks too.
@@ -403,16 +403,6 @@ public enum DeploymentFile {
         switch BuildVariables.substitute(text, vars) {
         case .success(let s): return s
         case .failure(let problem): throw field.error(problem.message(in: text))
-        }
-    }
-
-    static func yamlError(_ error: YamlError, file: String) -> DeploymentFileError {
-        switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
-            return DeploymentFileError(file: file, line: mark.line, column: mark.column, field: "",
-                                       message: "YAML syntax: \(problem)")
-        default:
-            return DeploymentFileError(file: file, line: 0, column: 0, field: "", message: "YAML: \(error)")
         }
     }
 }

@@ -10,7 +10,7 @@ extension DeploymentFile {
     static let livenessKeys = ["ping", "http", "period", "timeout", "failures"]
 
     /// `working_dir` and `liveness` of one process (its own, else those under `defaults`).
-    static func applyRealServiceKeys(_ f: [String: YAMLField], defaults: ProcessDefaults, vars: [String: String],
+    static func applyRealServiceKeys(_ f: YAMLMapping, defaults: ProcessDefaults, vars: [String: String],
                                      to config: inout HandlerConfig) throws(DeploymentFileError) {
         if let w = f["working_dir"] ?? defaults.workingDir {
             config.workingDirectory = try workingDirectory(w, vars, base: defaults.baseDirectory)
@@ -44,7 +44,7 @@ extension DeploymentFile {
     }
 
     /// `readiness: {http: URL, timeout: 10s, interval: 100ms, within: 1s}`.
-    static func httpReadinessSpec(_ http: YAMLField, _ all: [String: YAMLField], _ vars: [String: String],
+    static func httpReadinessSpec(_ http: YAMLField, _ all: YAMLMapping, _ vars: [String: String],
                                   timeout: Duration) throws(DeploymentFileError) -> ReadinessSpec {
         for (k, v) in all where !httpReadinessKeys.contains(k) {
             throw v.error("unknown field (allowed with http: \(httpReadinessKeys.joined(separator: ", ")))")

@@ -35,19 +35,27 @@ public enum YAMLSource {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Yams.compose, with a duplicate key reported at both of its lines. nil for an empty document.
-    /// `wrap` turns Yams's other errors into located ones (each file kind words them its own way).
-    public static func compose(_ yaml: String, file: String,
-                               wrap: (YamlError) -> LocatedFileError) throws(LocatedFileError) -> Node? {
+    /// Yams.compose, with a duplicate key reported at both of its lines and a syntax error at its
+    /// position (`YAML syntax: ...`). nil for an empty document.
+    public static func compose(_ yaml: String, file: String) throws(LocatedFileError) -> Node? {
         do {
             return try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
             if case .duplicatedKeysInMapping(let keys, let context) = error {
                 throw duplicate(keys: keys, first: context.mark, yaml: yaml, file: file)
             }
-            throw wrap(error)
+            throw syntaxError(error, file: file)
         } catch {
             throw LocatedFileError(file: file, line: 0, column: 0, field: "", message: "YAML: \(error)")
+        }
+    }
+
+    static func syntaxError(_ error: YamlError, file: String) -> LocatedFileError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return LocatedFileError(file: file, line: mark.line, column: mark.column, field: "", message: "YAML syntax: \(problem)")
+        default:
+            return LocatedFileError(file: file, line: 0, column: 0, field: "", message: "YAML: \(error)")
         }
     }
 
