@@ -23,6 +23,9 @@ public struct ChaosProxyConfiguration: Sendable {
     public var decisionLogLimit: Int
     /// The link journal (JSON lines: every request and reply, lost requests, duplicate executions), if any.
     public var journalPath: String?
+    /// How often a busy proxy writes its journal (and publishes its counters); an idle one does at once, and
+    /// the control method `flush` on demand.
+    public var journalWriteInterval: Duration = .milliseconds(100)
     /// A request forwarded and not answered within this is a lost request.
     public var linkTimeout: Duration
     /// Rewrites the `address` of `register` requests (the server's interposer), if any.
@@ -411,6 +414,7 @@ private final class ProxyEngine: @unchecked Sendable {
             proxy.finished()
         }
         let maxWait = proxy.configuration.pollInterval
+        let journalWriteInterval = proxy.configuration.journalWriteInterval
         // The same sockets at every turn: one poll set, made once. Two sockets, as `zmq_proxy` polls; the
         // control socket by its ZMQ_FD (a change signal, no ZMQ_EVENTS query per poll for it), answered
         // until its events show no request (`serveControlRequests`), and looked at once before the first poll.
@@ -436,7 +440,7 @@ private final class ProxyEngine: @unchecked Sendable {
             if front { drain(sockets.front, .request) }
             if back { drain(sockets.back, .reply) }
             if control { controlDue = serveControlRequests() }
-            if !(front || back || control) || now - lastFlush > .milliseconds(100) {  // `now`: this turn's
+            if !(front || back || control) || now - lastFlush > journalWriteInterval {  // `now`: this turn's
                 recorder.flush()
                 lastFlush = now
                 publish()

@@ -6,7 +6,8 @@ public enum RecoveryStrategy: String, Sendable, CaseIterable {
     /// resend. A reply to the old socket can never reach the new one.
     case lazyPirate = "lazy-pirate"
     /// Keep one socket with `ZMQ_REQ_RELAXED` + `ZMQ_REQ_CORRELATE`: resend on the same socket, libzmq drops
-    /// replies to earlier sends. Reopens only after a hard socket error.
+    /// replies to earlier sends. Reopens after a second timeout in a row within one call (what was queued on
+    /// the old socket goes with it) and after a hard socket error.
     case relaxedCorrelate = "relaxed"
 }
 

@@ -11,7 +11,7 @@ import Glibc
 ///
 /// Recovery, with no help from the caller:
 /// - a timeout: Lazy Pirate (close with linger 0, reopen, resend) or, with `.relaxedCorrelate`, a resend on
-///   the same socket; retried `attempts` times with backoff, then `ClientError.noReply` naming endpoint,
+///   the same socket (a second timeout in a row within one call reopens it); retried `attempts` times with backoff, then `ClientError.noReply` naming endpoint,
 ///   method, attempts and time;
 /// - an EFSM state, however it arose: the socket is reopened (or, relaxed, simply sent on) before the next
 ///   send, and an EFSM from libzmq is recovered the same way; it is never surfaced;
@@ -105,6 +105,7 @@ public final class SyncClient {
                 // ENOTSOCK, ETERM, a socket closed under us, or another hard libzmq error: start over.
                 stats.lastError = "\(method) to \(endpoint): \(error)"
                 recreate()
+                timeoutsInARow = 0
                 if isContextGone(error) { try renewContext(method: method) }
             }
         }
@@ -115,7 +116,8 @@ public final class SyncClient {
         throw e
     }
 
-    /// How many timeouts in a row the relaxed strategy retries on the same socket before it reopens.
+    /// How many timeouts in a row, within one call, the relaxed strategy takes on the same socket before it
+    /// reopens (a call that gets its answer, or a new call, starts the count again).
     public static let relaxedTimeoutsBeforeReopen = 2
 
     /// Closes the socket (linger 0); the next call opens a new one.

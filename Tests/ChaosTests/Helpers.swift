@@ -12,12 +12,14 @@ final class ProxyRig: @unchecked Sendable {
     var endpoint: String { proxy.listenEndpoint }
 
     init(faults: ProxyFaults = .none, seed: UInt64 = 42, control: Bool = false, journalPath: String? = nil,
-         pollInterval: Duration = .milliseconds(20),
+         pollInterval: Duration = .milliseconds(20), journalWriteInterval: Duration = .milliseconds(100),
          handler: @escaping @Sendable (Request?, [[UInt8]]) -> TestPeer.Action = TestPeer.echo) throws {
         peer = try TestPeer(handler: handler)
-        proxy = try ChaosProxy(ChaosProxyConfiguration(
+        var configuration = ChaosProxyConfiguration(
             listen: "tcp://127.0.0.1:*", upstream: peer.endpoint, control: control ? "tcp://127.0.0.1:*" : nil,
-            seed: seed, faults: faults, name: "test-proxy", pollInterval: pollInterval, journalPath: journalPath))
+            seed: seed, faults: faults, name: "test-proxy", pollInterval: pollInterval, journalPath: journalPath)
+        configuration.journalWriteInterval = journalWriteInterval
+        proxy = try ChaosProxy(configuration)
     }
 
     func stop() {

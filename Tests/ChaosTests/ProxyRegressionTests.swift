@@ -90,14 +90,19 @@ struct regression_integration_zmq_LinkJournal {
     @Test func aFlushedJournalHoldsEveryExchangeThatWasAnsweredBeforeIt() async throws {
         try await withTemporaryDirectory { dir in
             let journal = dir.file("links/test-proxy.jsonl")
-            // A poll interval of 2 s: an idle proxy would not write the journal within this test on its own.
-            let rig = try ProxyRig(control: true, journalPath: journal, pollInterval: .seconds(2))
+            // Idle for 5 s before a poll times out, a minute between writes while busy: on its own the proxy
+            // writes nothing of the exchanges within this test, so the journal holds them only once `flush` did.
+            let rig = try ProxyRig(control: true, journalPath: journal, pollInterval: .seconds(5), journalWriteInterval: .seconds(60))
             defer { rig.stop() }
             let control = try #require(rig.proxy.controlEndpoint)
-            try await onThread("exchanges, then flush") {
+            let before = try await onThread("exchanges") {
                 let c = try rig.client()
                 defer { c.terminate() }
                 for n in 1...5 { #expect(try c.call("echo", params: ["seq": .int(Int64(n))])["seq"] == .int(Int64(n))) }
+                return LinkSummary.read(journal, link: "test-proxy")
+            }
+            #expect(before.requests < 5, "written before the flush: \(before.json)")
+            try await onThread("flush") {
                 let ctl = try SyncClient(endpoint: control, configuration: .init(timeout: .seconds(2), attempts: 1))
                 defer { ctl.terminate() }
                 let r = try ctl.call("flush")

@@ -212,28 +212,40 @@ struct regression_integration_governor_SpawnRaces {
     /// these counts in the second (a figure about the test process, not about this spawn).
     @Test func aSpawnWaitingForABusyExecutableLeavesTheEventLoopRunningOtherJobs() async throws {
         let report = await oneExitTestAtATime { await #expect(processExitsWith: .success) {
+            let toKill = Locked<[pid_t]>([])  // exit(1) runs no defer: what fail() must not leave behind
             func fail(_ why: String) -> Never {
                 ExitTestReport.line("FAILED: \(why)")
+                for pid in toKill.get() { kill(-pid, SIGKILL); kill(pid, SIGKILL) }
                 exit(1)
             }
             let dir = TemporaryDirectory()
             defer { dir.remove() }
             guard let script = try? dir.write("#!/bin/sh\nexec /bin/sleep 300\n", to: "held.sh", executable: true).path else { fail("cannot write the script") }
-            // Held open for writing longer than the spawn's patience (1 s): the start fails with "Text file busy".
+            // Held open for writing until this test lets go (after the spawn's patience of 1 s, however late
+            // the spawn starts): the spawn fails with "Text file busy".
             guard let holder = try? Spawner.spawn(SpawnRequest(
-                executable: "/bin/sh", arguments: ["-c", "exec 3>>\"$1\"; touch \"$1.open\"; sleep 3", "holder", script])) else { fail("cannot start the holder") }
-            defer { _ = holder.signalGroup(SIGKILL) }
+                executable: "/bin/sh", arguments: ["-c", "exec 3>>\"$1\"; touch \"$1.open\"; exec sleep 300", "holder", script])) else { fail("cannot start the holder") }
+            toKill.mutate { $0.append(holder.pid) }
             if (try? waitUntilSync("the writer to hold the script open", timeout: .seconds(20), { FileManager.default.fileExists(atPath: script + ".open") })) == nil {
                 fail("the holder never opened the script")
             }
             let starting = Locked(true)
             let start = Task {
                 defer { starting.set(false) }
-                do { _ = try await ManagedProcess.spawnOnLoop(SpawnRequest(executable: script)); return "started" } catch { return "\(error)" }
+                do {
+                    // 5 s of patience (the governor's is 1 s): a window a loaded machine cannot starve away
+                    // (under load the child's loop once got to 1 job in the second of the default).
+                    var request = SpawnRequest(executable: script)
+                    request.textBusyPatience = .seconds(5)
+                    let child = try await ManagedProcess.spawnOnLoop(request)
+                    _ = child.signalGroup(SIGKILL)
+                    _ = await child.waitForExit(timeout: .seconds(30))
+                    return "started"
+                } catch { return "\(error)" }
             }
-            // Jobs on the loop while the spawn retries for its second of patience, one every 10 ms from a
-            // thread of its own. Behind a retry that slept in its job, at most the first one or two ran before
-            // the spawn had failed; now the loop runs them in between the attempts (about 90 here).
+            // Jobs on the loop while the spawn retries for its 5 s of patience, one every 10 ms from a thread
+            // of its own. Behind a retry that slept in its job, at most the first one or two ran before the
+            // spawn had failed; now the loop runs them in between the attempts (about 450 on a quiet machine).
             let ran = Locked(0)
             let hammerDone = Locked(false)
             let hammer = Thread {
@@ -248,9 +260,11 @@ struct regression_integration_governor_SpawnRaces {
             }
             hammer.start()
             let outcome = await start.value
+            _ = holder.signalGroup(SIGKILL)
+            _ = await holder.waitForExit(timeout: .seconds(30))
             if (try? waitUntilSync("the loop's job counter to stop", timeout: .seconds(30), { hammerDone.get() })) == nil { fail("the counter did not stop") }
             guard outcome.contains("Text file busy") else { fail("the spawn did not fail because the script was busy: \(outcome)") }
-            guard ran.get() >= 10 else { fail("only \(ran.get()) jobs ran on the event loop during the busy spawn's retries") }
+            guard ran.get() >= 20 else { fail("only \(ran.get()) jobs ran on the event loop during the busy spawn's retries") }
         } }
         #expect(!report.contains("FAILED"), "\(report)")
     }

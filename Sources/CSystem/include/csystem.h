@@ -1,5 +1,6 @@
 // Linux calls the Swift Glibc module cannot express: clone3 into a cgroup2 group, a child with a parent-death
-// signal; prctl and xattrs; pipe2, pidfds, the GNU posix_spawn file actions, epoll, eventfd and signalfd.
+// signal; prctl and xattrs; pipe2, pidfds, the GNU posix_spawn file actions, epoll, eventfd, signalfd and
+// ioctl(FIONREAD). The glibc version guards are decided when this is built (against that glibc's headers).
 #ifndef SZ_CSYSTEM_H
 #define SZ_CSYSTEM_H
 

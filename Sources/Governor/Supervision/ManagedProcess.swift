@@ -209,7 +209,7 @@ public actor ManagedProcess {
 
     /// Spawns on the event loop's thread: it lives as long as the governor, so the child's parent-death
     /// signal (SpawnRequest.deathSignal) is sent when the governor dies and at no other time. An executable
-    /// still open for writing (ETXTBSY) is tried again after a loop timer, up to `Spawner.textBusyPatience`,
+    /// still open for writing (ETXTBSY) is tried again after a loop timer, up to the request's `textBusyPatience`,
     /// never by sleeping in the loop's job: that slept up to a second on the one thread that reaps every
     /// child, answers the control socket and spawns every other process (and, in a test process, those of
     /// every other governor: a restart that takes 3 ms took over a second behind it).
@@ -218,7 +218,7 @@ public actor ManagedProcess {
         var once = request
         once.textBusyPatience = .zero
         let attempt = once
-        let deadline = ContinuousClock.now.advanced(by: Spawner.textBusyPatience)
+        let deadline = ContinuousClock.now.advanced(by: request.textBusyPatience)
         var pause = Duration.milliseconds(1)
         while true {
             do {
