@@ -81,9 +81,11 @@ struct integration_governor_RealServices {
         deployment: t
         server:
           command: ["\(pyzmqPython)", "\(fixturePath("peers/http_health.py"))", --port, "\(port)", --fail, "1000000"]
-          readiness: {http: "http://127.0.0.1:\(port)/api/health", timeout: 3s, interval: 50ms}
+          readiness: {http: "http://127.0.0.1:\(port)/api/health", timeout: 10s, interval: 50ms}
           restart: {policy: never}
         """)
+        // 10 s: the verdict must come from the 503s, so the deadline has to be later than Python binding its
+        // port; with one core busy it had not within 3 s once (the honest "last: connection refused").
         let error = await #expect(throws: GovernorError.self) { try await gov.start() }
         #expect("\(error!)".contains("status 503"), "\(error!)")
         #expect(try await gov.handlerStatus("server").pid == nil)
