@@ -110,16 +110,24 @@ public func processCommandLine(pid: pid_t) -> [String]? {
 
 /// Reads /proc/PID/environ or /proc/PID/cmdline of a process that may have been spawned a moment ago.
 /// posix_spawn returns as soon as the child's exec has replaced its memory (the vfork parent is released in
-/// exec_mmap), before the kernel has set the new argument and environment areas (create_elf_tables): for a
-/// few microseconds both read empty (measured here: 2475 of 3000 environ reads right after posix_spawn; a
+/// exec_mmap), before the kernel has set the new argument and environment areas (create_elf_tables): until
+/// the child runs again both read empty (measured here: 2475 of 3000 environ reads right after posix_spawn; a
 /// test that read cmdline at once failed the same way). A process of ours always has both, so an empty read
-/// is retried for up to 100 ms, never taken as "none".
+/// is retried, never taken as "none": for up to 2 s, as long as the process is alive and not a zombie (whose
+/// areas are gone for good). A count of 200 tries of 0.5 ms ran out once with one core busy: the child had
+/// not been scheduled again yet.
 func readFreshProcFile(_ path: String) -> [UInt8]? {
     var data = readWholeProcFile(path)
-    var tries = 0
-    while let d = data, d.isEmpty, tries < 200 {
-        usleep(500)
-        tries += 1
+    guard let d = data, d.isEmpty else { return data }
+    let statPath = (path as NSString).deletingLastPathComponent + "/stat"
+    let deadline = ContinuousClock.now.advanced(by: .seconds(2))
+    var pause: UInt32 = 500
+    while let d = data, d.isEmpty, ContinuousClock.now < deadline {
+        // Field 3 of /proc/PID/stat, after the parenthesised name: Z (zombie) or X (dead) will never fill in.
+        guard let stat = readWholeProcFile(statPath), let close = stat.lastIndex(of: 0x29), close + 2 < stat.count,
+              stat[close + 2] != 0x5A, stat[close + 2] != 0x58 else { return data }
+        usleep(pause)
+        pause = min(pause * 2, 5_000)
         data = readWholeProcFile(path)
     }
     return data
