@@ -441,11 +441,17 @@ private final class ProxyEngine: @unchecked Sendable {
             if back { drain(sockets.back, .reply) }
             if control { controlDue = serveControlRequests() }
             if !(front || back || control) || now - lastFlush > journalWriteInterval {  // `now`: this turn's
-                recorder.flush()
-                lastFlush = now
-                publish()
+                writeJournal(at: now)
             }
         }
+    }
+
+    /// Writes what the journal holds and publishes the counters: on an idle turn, every
+    /// `journalWriteInterval` while busy, and for the control method `flush`.
+    private func writeJournal(at now: ContinuousClock.Instant) {
+        recorder.flush()
+        lastFlush = now
+        publish()
     }
 
     /// Copies the link's counters into the shared state: `linkCounters` is exact once a batch is handled.
@@ -742,9 +748,7 @@ private final class ProxyEngine: @unchecked Sendable {
             // Everything the link saw up to this request is in its journal when the reply leaves: what
             // `szchaos links` asks before it reads a live link's journal (it is otherwise written when the
             // proxy is idle or every 100 ms).
-            recorder.flush()
-            lastFlush = clock.now
-            publish()
+            writeJournal(at: clock.now)
             return .ok(["flushed": true, "link": .string(proxy.name)])
         case "set":
             do {

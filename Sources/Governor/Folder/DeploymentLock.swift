@@ -44,9 +44,12 @@ public final class DeploymentLock: Sendable {
             close(fd)
             throw .lockFailed(path: lockPath, reason: "cannot make it 0600: \(SystemCalls.describe(e))")
         }
-        var rc: CInt
+        var rc: CInt = 0
         var lockErrno: CInt = 0
-        repeat { rc = flock(fd, LOCK_EX | LOCK_NB); lockErrno = errno } while rc == -1 && lockErrno == EINTR
+        func tryLock() {
+            repeat { rc = flock(fd, LOCK_EX | LOCK_NB); lockErrno = errno } while rc == -1 && lockErrno == EINTR
+        }
+        tryLock()
         if rc != 0, lockErrno == EWOULDBLOCK, let holder = try? PidFile.read(pidPath).pid,
            holder > 0, ProcStat.read(pid: holder).map({ $0.state == "Z" || $0.state == "X" }) ?? true {
             // The governor the PID file names has died (gone, or a zombie) but the lock is still held: a
@@ -56,7 +59,7 @@ public final class DeploymentLock: Sendable {
             let deadline = ContinuousClock.now + DeploymentLock.dyingHolderPatience
             while rc != 0 && ContinuousClock.now < deadline {
                 usleep(10_000)
-                repeat { rc = flock(fd, LOCK_EX | LOCK_NB); lockErrno = errno } while rc == -1 && lockErrno == EINTR
+                tryLock()
                 if rc != 0 && lockErrno != EWOULDBLOCK { break }
             }
         }

@@ -90,7 +90,7 @@ public struct ProcStat: Sendable, Equatable {
 /// nil when unreadable or absent.
 public func processEnvironmentValue(pid: pid_t, name: String) -> String? {
     // Every process this project starts has variables, so an empty read means "not set up yet".
-    guard let data = readFreshProcFile("/proc/\(pid)/environ") else { return nil }
+    guard let data = readFreshProcFile(pid: pid, "environ") else { return nil }
     let prefix = Array((name + "=").utf8)
     for entry in data.split(separator: 0) {
         let bytes = Array(entry)
@@ -104,7 +104,7 @@ public func processEnvironmentValue(pid: pid_t, name: String) -> String? {
 /// The command line of a process (`/proc/PID/cmdline`, split at NULs); nil when unreadable. Read right
 /// after `posix_spawn`, it waits until exec has set it up (see `readFreshProcFile`) instead of answering [].
 public func processCommandLine(pid: pid_t) -> [String]? {
-    guard let data = readFreshProcFile("/proc/\(pid)/cmdline") else { return nil }
+    guard let data = readFreshProcFile(pid: pid, "cmdline") else { return nil }
     return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
 }
 
@@ -116,16 +116,15 @@ public func processCommandLine(pid: pid_t) -> [String]? {
 /// is retried, never taken as "none": for up to 2 s, as long as the process is alive and not a zombie (whose
 /// areas are gone for good). A count of 200 tries of 0.5 ms ran out once with one core busy: the child had
 /// not been scheduled again yet.
-func readFreshProcFile(_ path: String) -> [UInt8]? {
+func readFreshProcFile(pid: pid_t, _ name: String) -> [UInt8]? {
+    let path = "/proc/\(pid)/\(name)"
     var data = readWholeProcFile(path)
     guard let d = data, d.isEmpty else { return data }
-    let statPath = (path as NSString).deletingLastPathComponent + "/stat"
     let deadline = ContinuousClock.now.advanced(by: .seconds(2))
     var pause: UInt32 = 500
     while let d = data, d.isEmpty, ContinuousClock.now < deadline {
-        // Field 3 of /proc/PID/stat, after the parenthesised name: Z (zombie) or X (dead) will never fill in.
-        guard let stat = readWholeProcFile(statPath), let close = stat.lastIndex(of: 0x29), close + 2 < stat.count,
-              stat[close + 2] != 0x5A, stat[close + 2] != 0x58 else { return data }
+        // A zombie (Z) or a dead process (X) will never fill in, nor one that is gone.
+        guard let state = ProcStat.read(pid: pid)?.state, state != "Z", state != "X" else { return data }
         usleep(pause)
         pause = min(pause * 2, 5_000)
         data = readWholeProcFile(path)
